@@ -21,9 +21,12 @@ Run time (this module):
 4. mmdet 3.3.0 ``SSDHead`` never sets ``loss_cls`` but prediction reads it (upstream issues
    11305 / 11780): heads get ``loss_cls = None`` after construction.
 
+5. setuptools < 81 is pinned on purpose (mmcv and mmengine import ``pkg_resources``);
+   its deprecation warning, printed on every import, is silenced.
+
 Install time (``tools/setup_env.sh``, listed here so the whole story is in one file):
 
-5. mmcv 2.1.0 is built from its sdist with ``-std=c++20`` (torch >= 2.14 headers need it;
+6. mmcv 2.1.0 is built from its sdist with ``-std=c++20`` (torch >= 2.14 headers need it;
    mmcv's setup.py hard-codes c++17), against the exact torch, with ``setuptools<81``
    (mmcv and mmengine import ``pkg_resources``).
 """
@@ -35,6 +38,7 @@ import os.path as osp
 import sys
 import threading
 import types
+import warnings
 
 _applied = False
 _trusted_load = threading.local()
@@ -46,6 +50,7 @@ def apply() -> None:
     if _applied:
         return
     _applied = True
+    warnings.filterwarnings('ignore', message='pkg_resources is deprecated', category=UserWarning)
     _provide_mmaction_drn()
     _patch_checkpoint_loading()
     _patch_cpu_distributed()

@@ -13,6 +13,8 @@ import time
 
 import torch
 
+import emo_mm  # noqa: F401  (first: applies emo_mm.compat)
+
 from emo_mm.apis import build_model, load_config
 from emo_mm.utils.flops import count_flops
 

@@ -12,6 +12,8 @@ import argparse
 import os.path as osp
 
 import torch
+
+import emo_mm  # noqa: F401  (first: applies emo_mm.compat)
 from mmengine.model import BaseModel
 
 from emo_mm.apis import build_model, load_config

@@ -21,8 +21,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .layers import (ConvNormAct, DropPath, LayerScale, attention, build_norm, merge_heads,
-                     pad_to_windows, partition_heads, window_grid)
+from .layers import (ConvNormAct, DropPath, LayerScale, attention, build_norm,
+                     is_channels_last, map_from_merged, merge_heads, pad_to_windows,
+                     partition_heads, window_grid)
 
 #: Token mixers of :class:`I2RMB` (authors' ``hybrid_eops`` selector in brackets).
 MIXERS = {
@@ -126,14 +127,18 @@ class WindowAttention(nn.Module):
         windows, lengths = window_grid(spatial, self.window_size)
         qk, v = self._project(x, windows, lengths)
         q, k = qk.chunk(2, dim=1)
+        # Merge back into the memory layout the block runs in, so the residual adds and
+        # the depth-wise conv that follow do not mix layouts.
+        channels_last = is_channels_last(v)
         out = None
         for strided in self.partitions:
             q_w, k_w, v_w = (partition_heads(t, self.num_heads, windows, lengths, strided)
                              for t in (q, k, v))
             y = attention(q_w, k_w, v_w, self.scale, self.fused_attn, self.attn_drop)
-            y = merge_heads(y, B, windows, lengths, strided)
-            # The second partition is added in its own layout: a view of the first's map.
-            out = y.reshape(v.shape) if out is None else (out.view(y.shape) + y).reshape(v.shape)
+            y = merge_heads(y, B, windows, lengths, strided, channels_last)
+            # A later partition is added to the first's (contiguous) map viewed its way.
+            out = y.contiguous() if out is None else out.view(y.shape) + y
+        out = map_from_merged(out, v.shape[2:], channels_last)
         if out.shape[2:] != spatial:
             out = out[(Ellipsis, ) + tuple(slice(0, s) for s in spatial)]
         return out

@@ -79,7 +79,7 @@ class _EMOBackbone(BaseModule):
         if not all(float(v) > 0 for v in setting['exp_ratios']):
             raise ValueError(f"arch['exp_ratios'] must be positive, got {setting['exp_ratios']}.")
 
-    def _init_common(self, out_indices, frozen_stages, norm_eval, return_tuple,
+    def _init_common(self, out_indices, frozen_stages, norm_eval, return_tuple, channels_last,
                      pretrained, init_cfg):
         num_outputs = self.num_stages + 1  # stem + stages
         if isinstance(out_indices, int):
@@ -106,6 +106,7 @@ class _EMOBackbone(BaseModule):
             raise ValueError('return_tuple=False returns a single tensor, so out_indices must '
                              f'name one output, got {self.out_indices}.')
         self.return_tuple = return_tuple
+        self.channels_last = channels_last
         if pretrained is not None:
             if init_cfg is not None:
                 raise ValueError('Give either init_cfg or the deprecated pretrained, not both.')
@@ -126,8 +127,20 @@ class _EMOBackbone(BaseModule):
                              f'{self.in_channels} channels, got shape {tuple(x.shape)}. Set '
                              f'in_channels to match the data (RGB images: 3).')
 
+    @property
+    def memory_format(self):
+        if not self.channels_last:
+            return torch.contiguous_format
+        return torch.channels_last if self.spatial_dims == 2 else torch.channels_last_3d
+
+    def _to_memory_format(self) -> None:
+        """Stores conv weights channels-last, so every conv runs (and outputs) channels-last."""
+        if self.channels_last:
+            self.to(memory_format=self.memory_format)
+
     def forward(self, x: torch.Tensor):
         self.check_input(x)
+        x = x.contiguous(memory_format=self.memory_format)
         outs = {}
         # Stages after the deepest requested output are not run.
         for index, stage in enumerate(self.stages[:max(self.out_indices) + 1]):
@@ -136,7 +149,9 @@ class _EMOBackbone(BaseModule):
                 if index == self.num_stages and self.final_norm:
                     x = self.norm(x)
                 outs[index] = x
-        outs = tuple(outs[i] for i in self.out_indices)
+        # Outputs leave in the standard layout: some consumers (mmcv's RoIAlign on CPU)
+        # read raw NCHW memory.
+        outs = tuple(outs[i].contiguous() for i in self.out_indices)
         return outs if self.return_tuple else outs[0]
 
     def _freeze_stages(self) -> None:
@@ -217,8 +232,12 @@ class EMOv2(_EMOBackbone):
         layer_scale (float): Initial LayerScale value. Defaults to 1e-6.
         qkv_bias (bool): Bias in q/k/v and the 1x1 mixers. Defaults to True.
         attn_drop_rate (float): Attention dropout. Defaults to 0.
-        fused_attn (bool): Use torch's fused attention kernels (the eager path is the
-            reference; both give the same outputs). Defaults to True.
+        fused_attn (bool): Use torch's ``scaled_dot_product_attention`` where it has a fused
+            kernel for the shapes at hand (CUDA; CPU when q/k and v widths agree) and the
+            eager path otherwise; both give the same outputs. Defaults to True.
+        channels_last (bool): Run in channels-last memory format (faster with oneDNN on
+            CPU and cuDNN on GPUs); outputs are returned in the standard contiguous NCHW
+            layout either way. Defaults to True.
         return_tuple (bool): Return a tuple even for one output. False returns the tensor
             itself (mmaction2 heads need that). Defaults to True.
         pretrained (str, optional): Deprecated, use ``init_cfg``.
@@ -285,13 +304,14 @@ class EMOv2(_EMOBackbone):
                  qkv_bias: bool = True,
                  attn_drop_rate: float = 0.,
                  fused_attn: bool = True,
+                 channels_last: bool = True,
                  return_tuple: bool = True,
                  pretrained: str = None,
                  init_cfg: dict = None):
         setting = self.resolve_arch(arch)
         self.num_stages = len(setting['depths'])
         init_cfg = self._init_common(out_indices, frozen_stages, norm_eval, return_tuple,
-                                     pretrained, init_cfg)
+                                     channels_last, pretrained, init_cfg)
         super().__init__(init_cfg=init_cfg)
         if local_norm not in ('bn', 'ln'):
             raise ValueError(f"local_norm must be 'bn' or 'ln', got {local_norm!r}.")
@@ -344,4 +364,5 @@ class EMOv2(_EMOBackbone):
             self.norm = ChannelLayerNorm(dims[-1])
         if not fused_attn:
             set_fused_attention(self, False)
+        self._to_memory_format()
         self._freeze_stages()
