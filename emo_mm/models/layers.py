@@ -285,7 +285,8 @@ def pad_to_windows(x: torch.Tensor, windows, lengths,
     fmt = torch.contiguous_format
     if is_channels_last(x):
         fmt = torch.channels_last if x.dim() == 4 else torch.channels_last_3d
-    out = x.new_empty((x.shape[0], x.shape[1], *padded), memory_format=fmt)
+    out = torch.empty((x.shape[0], x.shape[1], *padded), dtype=x.dtype, device=x.device,
+                      memory_format=fmt)
     out.copy_(fill.view(1, -1, *([1] * len(spatial))).expand_as(out))
     out[(Ellipsis, ) + tuple(slice(0, s) for s in spatial)] = x
     return out
