@@ -8,7 +8,6 @@ and every key that is not loaded is reported.
 import logging
 import os.path as osp
 import pickle
-import zipfile
 from collections import OrderedDict
 from typing import Dict, Mapping, NamedTuple, Optional, Sequence, Tuple
 
@@ -57,7 +56,7 @@ def read_checkpoint(path: str, weights_only: bool = True):
                 f"weights_only=False to the Pretrained init_cfg.\n{err}") from err
         raise CheckpointError(f'{path} is not a readable PyTorch checkpoint (corrupt or '
                               f'truncated?): {err}. Download or save it again.') from err
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as err:
+    except Exception as err:  # garbage makes the unpickler fail in arbitrary ways
         raise CheckpointError(f'{path} is not a readable PyTorch checkpoint (corrupt or '
                               f'truncated?): {err}. Download or save it again.') from err
 
