@@ -78,3 +78,24 @@ def test_authors_checkpoint_through_init_cfg(reference_dir, tmp_path):
     with torch.no_grad():
         outs = model(io['det_input'])
     assert relative_error(outs[3], io['det_ws10_out4']) < TOL
+
+
+def test_convert_tool_round_trip(reference_dir, tmp_path):
+    """tools/convert_checkpoint.py: authors' file -> mmpretrain classifier -> authors'."""
+    import subprocess
+    import sys
+    src = osp.join(reference_dir, 'emov2_1M_random.pth')
+    mid, back = str(tmp_path / 'mmpretrain.pth'), str(tmp_path / 'authors.pth')
+    tool = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'tools',
+                    'convert_checkpoint.py')
+    for args in ([src, mid], ['--reverse', mid, back]):
+        subprocess.run([sys.executable, tool, *args], check=True, capture_output=True)
+    weights, io = _load(reference_dir, '1M')
+    model = build_classifier('1M')
+    model.load_state_dict(torch.load(mid, weights_only=True)['state_dict'], strict=True)
+    model.eval()
+    with torch.no_grad():
+        assert relative_error(model(io['cls_input'], mode='tensor'), io['cls_logits']) < TOL
+    restored = torch.load(back, weights_only=True)
+    assert list(restored) == list(weights)
+    assert all(torch.equal(restored[k], weights[k]) for k in weights)
