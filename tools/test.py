@@ -1,0 +1,56 @@
+"""Evaluate a checkpoint of any emo_mm config and optionally draw its predictions.
+
+    python tools/test.py configs/retinanet_emov2_5m_coco.py work_dirs/x/epoch_12.pth
+    python tools/test.py CONFIG CKPT --show-dir vis/          # images with predictions
+    python tools/test.py CONFIG CKPT --out preds.pkl          # dump raw predictions
+    tools/dist_test.sh CONFIG CKPT 8 [ARGS]
+
+The checkpoint must match the config's model exactly (a mismatch is an error, not a
+warning). The evaluator prints the toolbox's metric table (COCO mAP, mIoU / mDice, top-k).
+"""
+import argparse
+import os
+
+from mmengine.config import DictAction
+
+import emo_mm  # noqa: F401  (first: applies emo_mm.compat)
+from emo_mm.engine import finish_distributed, prepare_test_config, verify_checkpoint
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('config', help='config file')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('--work-dir', help='where logs go (default work_dirs/<config name>)')
+    parser.add_argument('--show-dir', help='write images with the predictions drawn here')
+    parser.add_argument('--show-score-thr', type=float, default=None,
+                        help='detection score threshold for drawing (mmdet default 0.3)')
+    parser.add_argument('--out', help='dump predictions to this .pkl file')
+    parser.add_argument('--data-root', help='data set folder, replacing the config\'s data_root')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config entries')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args()
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
+def main():
+    args = parse_args()
+    cfg = prepare_test_config(args.config, args.checkpoint, work_dir=args.work_dir,
+                              cfg_options=args.cfg_options, show_dir=args.show_dir,
+                              score_thr=args.show_score_thr, out=args.out,
+                              launcher=args.launcher, data_root=args.data_root)
+    from mmengine.registry import RUNNERS
+    from mmengine.runner import Runner
+    runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
+    verify_checkpoint(runner.model, args.checkpoint)
+    metrics = runner.test()
+    finish_distributed()
+    return metrics
+
+
+if __name__ == '__main__':
+    main()
