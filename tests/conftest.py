@@ -4,7 +4,7 @@ import os.path as osp
 import pytest
 import torch
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+from helpers import REPO
 
 
 def _find_reference() -> str:

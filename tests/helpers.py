@@ -1,7 +1,11 @@
 """Helpers shared by the tests."""
+import os.path as osp
+
 import torch
 
 from emo_mm.apis import build_model, load_config
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 
 def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:

@@ -1,6 +1,6 @@
-from .hooks import ParameterSyncCheckHook
+from .hooks import ParameterSyncCheckHook, ProgressBarHook
 from .launch import (finish_distributed, prepare_test_config, prepare_train_config,
                      verify_checkpoint)
 
-__all__ = ['ParameterSyncCheckHook', 'prepare_train_config', 'prepare_test_config',
-           'finish_distributed', 'verify_checkpoint']
+__all__ = ['ParameterSyncCheckHook', 'ProgressBarHook', 'prepare_train_config',
+           'prepare_test_config', 'finish_distributed', 'verify_checkpoint']

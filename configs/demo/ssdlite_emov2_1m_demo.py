@@ -1,0 +1,33 @@
+# SSDLite-EMOv2-1M (320x320) on the generated COCO-format shapes set (learning tests).
+# Only data, schedule and batch settings differ from configs/ssdlite_emov2_1m_320_coco.py,
+# and the backbone trains from scratch (no ImageNet checkpoint is bundled).
+_base_ = ['../ssdlite_emov2_1m_320_coco.py']
+
+data_root = 'data/demo_coco/'
+metainfo = dict(classes=('circle', 'square', 'triangle', 'star'))
+model = dict(
+    backbone=dict(init_cfg=None, layer_scale=1.0),
+    bbox_head=dict(num_classes=4))
+
+train_dataloader = dict(
+    batch_size=8, num_workers=0, persistent_workers=False,
+    dataset=dict(times=1, dataset=dict(
+        data_root=data_root, metainfo=metainfo, ann_file='annotations/instances_train.json',
+        data_prefix=dict(img='train/'), filter_cfg=dict(filter_empty_gt=True, min_size=8))))
+val_dataloader = dict(
+    batch_size=8, num_workers=0, persistent_workers=False,
+    dataset=dict(data_root=data_root, metainfo=metainfo,
+                 ann_file='annotations/instances_val.json', data_prefix=dict(img='val/')))
+test_dataloader = val_dataloader
+val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
+test_evaluator = val_evaluator
+
+max_epochs = 12
+optim_wrapper = dict(optimizer=dict(lr=6e-4))
+train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=40),
+    dict(type='CosineAnnealingLR', eta_min=0., begin=0, end=max_epochs, T_max=max_epochs,
+         by_epoch=True),
+]
+default_hooks = dict(logger=dict(interval=4), checkpoint=dict(interval=max_epochs))
