@@ -1,0 +1,7 @@
+# SegFormer head with EMOv2-20M on ADE20K, 512x512, 160k iterations.
+_base_ = ['./_base_/segformer_emov2_ade20k.py']
+model = dict(
+    backbone=dict(arch='20M', drop_path_rate=0.1,
+                  init_cfg=dict(checkpoint='pretrained/EMOv2_20M_224.pth')),
+    decode_head=dict(in_channels=[64, 128, 320, 448], channels=288),
+)
