@@ -28,3 +28,9 @@ def reference_dir() -> str:
 def _deterministic():
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture(scope='module')
+def monkeypatch_module():
+    with pytest.MonkeyPatch.context() as patch:
+        yield patch

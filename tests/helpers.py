@@ -19,3 +19,33 @@ def build_classifier(arch: str, **backbone):
     cfg = load_config(f'emov2_{arch.lower()}_in1k')
     cfg.model.backbone.update(backbone)
     return build_model(cfg)
+
+
+def train_and_test(config: str, work_dir: str, schedule: dict, options: dict = None):
+    """Trains a (demo) config in-process and evaluates it before and after training.
+
+    ``schedule`` shortens the config's schedule: ``max_epochs`` or ``max_iters``; the
+    cosine scheduler (param_scheduler[1]) is stretched to the new length.
+
+    Returns:
+        (dict, dict): test metrics of the initialised and of the trained model.
+    """
+    from mmengine.config import Config
+    from mmengine.runner import Runner
+    cfg = Config.fromfile(config)
+    cfg.work_dir = work_dir
+    length = schedule.get('max_epochs', schedule.get('max_iters'))
+    key = 'max_epochs' if 'max_epochs' in schedule else 'max_iters'
+    cfg.train_cfg[key] = length
+    cfg.train_cfg.val_interval = length + 1  # evaluate once, after training
+    cosine = cfg.param_scheduler[1]
+    cosine.update(end=length, T_max=length - cosine.get('begin', 0))
+    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=length)
+    cfg.log_level = 'WARNING'
+    if options:
+        cfg.merge_from_dict(options)
+    runner = Runner.from_cfg(cfg)
+    before = runner.test()
+    runner.train()
+    after = runner.test()
+    return before, after

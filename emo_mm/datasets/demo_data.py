@@ -125,9 +125,9 @@ def _polygons(mask: np.ndarray) -> List[List[float]]:
 def make_coco_shapes(root: str = 'data/demo_coco',
                      num_train: int = 96,
                      num_val: int = 24,
-                     image_size: Tuple[int, int] = (160, 160),
+                     image_size: Tuple[int, int] = (128, 128),
                      max_objects: int = 4,
-                     radius_range: Tuple[float, float] = (0.1, 0.3),
+                     radius_range: Tuple[float, float] = (0.12, 0.35),
                      classes: Sequence[str] = COCO_SHAPES_CLASSES,
                      seed: int = 0) -> str:
     """Writes a COCO-format detection / instance set under ``root``.
@@ -169,5 +169,240 @@ def make_coco_shapes(root: str = 'data/demo_coco',
                 categories=[dict(id=i + 1, name=c) for i, c in enumerate(classes)])
             with open(osp.join(tmp, 'annotations', f'instances_{split}.json'), 'w') as f:
                 json.dump(coco, f)
+
+    return _generate_once(root, params, write)
+
+
+# ---------------------------------------------------------------------------------------
+# Semantic segmentation: ADE20K layout.
+# ---------------------------------------------------------------------------------------
+#: The first five ADE20K class names, so that mmseg's ADE20KDataset takes the demo set with
+#: ``metainfo=dict(classes=ADE_DEMO_CLASSES)`` (their ADE indices are 0..4: no remapping).
+ADE_DEMO_CLASSES = ('wall', 'building', 'sky', 'floor', 'tree')
+
+
+def _class_texture(rng, label: int, height: int, width: int) -> np.ndarray:
+    """A texture whose statistics identify the class: hue band, pattern, orientation."""
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    hue = (label * 36 + rng.uniform(-8, 8)) % 180  # OpenCV hue range is 0..179
+    hsv = np.empty((height, width, 3), np.float32)
+    hsv[..., 0] = hue
+    hsv[..., 1] = rng.uniform(120, 230)
+    value = rng.uniform(110, 220)
+    angle = label * np.pi / 5 + rng.uniform(-0.15, 0.15)
+    period = 5 + 3 * label + rng.uniform(-1, 1)
+    phase = (xx * np.cos(angle) + yy * np.sin(angle)) * 2 * np.pi / period
+    pattern = np.sin(phase) if label % 2 == 0 else np.sign(np.sin(phase))
+    hsv[..., 2] = value + 30 * pattern + rng.normal(0, 8, size=(height, width))
+    hsv = np.clip(hsv, 0, [179, 255, 255]).astype(np.uint8)
+    return cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)
+
+
+def _region_map(rng, height: int, width: int, num_regions: int) -> np.ndarray:
+    """Random Voronoi-like regions with wobbly borders: an int map of region ids."""
+    seeds = rng.uniform(0, 1, size=(num_regions, 2)) * [height, width]
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    wobble = (np.sin(xx / rng.uniform(6, 14)) + np.cos(yy / rng.uniform(6, 14))) * 6
+    dist = (yy[None] - seeds[:, 0, None, None])**2 + (xx[None] - seeds[:, 1, None, None])**2
+    return np.argmin(np.sqrt(dist) + wobble[None] * rng.uniform(0.5, 1.5, (num_regions, 1, 1)),
+                     axis=0)
+
+
+def make_ade20k_regions(root: str = 'data/demo_ade20k',
+                        num_train: int = 96,
+                        num_val: int = 24,
+                        image_size: Tuple[int, int] = (160, 200),
+                        classes: Sequence[str] = ADE_DEMO_CLASSES,
+                        seed: int = 0) -> str:
+    """Writes an ADE20K-layout segmentation set under ``root``.
+
+    ``images/{training,validation}/*.jpg`` and ``annotations/.../*.png``, where 0 marks
+    "other" pixels (ignored with ``reduce_zero_label=True``) and ``1..K`` the classes, as in
+    ADE20K. Each image is a mosaic of textured regions; the texture identifies the class.
+    """
+    params = dict(kind='ade20k_regions', num_train=num_train, num_val=num_val,
+                  image_size=list(image_size), classes=list(classes), seed=seed)
+
+    def write(tmp: str) -> None:
+        for split, count, split_seed in (('training', num_train, seed),
+                                         ('validation', num_val, seed + 10_000)):
+            rng = np.random.RandomState(split_seed)
+            for sub in ('images', 'annotations'):
+                os.makedirs(osp.join(tmp, sub, split))
+            for index in range(count):
+                height, width = image_size
+                regions = _region_map(rng, height, width, rng.randint(3, 7))
+                img = np.zeros((height, width, 3), np.uint8)
+                label = np.zeros((height, width), np.uint8)
+                for region in range(regions.max() + 1):
+                    mask = regions == region
+                    # one region in eight is "other": label 0, plain noise
+                    if rng.uniform() < 0.125:
+                        img[mask] = rng.randint(0, 256, size=(int(mask.sum()), 3))
+                        continue
+                    cls = rng.randint(len(classes))
+                    img[mask] = _class_texture(rng, cls, height, width)[mask]
+                    label[mask] = cls + 1
+                name = f'ADE_demo_{split}_{index:05d}'
+                cv2.imwrite(osp.join(tmp, 'images', split, name + '.jpg'), img,
+                            [cv2.IMWRITE_JPEG_QUALITY, 95])
+                cv2.imwrite(osp.join(tmp, 'annotations', split, name + '.png'), label)
+
+    return _generate_once(root, params, write)
+
+
+# ---------------------------------------------------------------------------------------
+# Vessel segmentation: HRF layout.
+# ---------------------------------------------------------------------------------------
+def _vessel_tree(rng, mask: np.ndarray, start, angle: float, width: float, depth: int) -> None:
+    """Draws a random branching vessel (a polyline that thins and forks) into mask."""
+    x, y = start
+    for _ in range(rng.randint(6, 14)):
+        angle += rng.normal(0, 0.25)
+        step = rng.uniform(6, 14)
+        nx, ny = x + step * np.cos(angle), y + step * np.sin(angle)
+        cv2.line(mask, (int(x), int(y)), (int(nx), int(ny)), 1, max(1, int(round(width))))
+        x, y = nx, ny
+        if depth > 0 and rng.uniform() < 0.25:
+            _vessel_tree(rng, mask, (x, y), angle + rng.choice([-1, 1]) * rng.uniform(0.4, 0.9),
+                         width * 0.7, depth - 1)
+        width = max(1.0, width * 0.93)
+
+
+def make_hrf_vessels(root: str = 'data/demo_hrf',
+                     num_train: int = 12,
+                     num_val: int = 4,
+                     image_size: Tuple[int, int] = (300, 420),
+                     seed: int = 0) -> str:
+    """Writes an HRF-layout vessel segmentation set under ``root``.
+
+    ``images/{training,validation}/*.png`` (fundus-like: a bright disc on black with a
+    darker branching vessel tree) and ``annotations/.../*.png`` with 0 = background,
+    1 = vessel. Images are larger than a 256 crop and not multiples of it.
+    """
+    params = dict(kind='hrf_vessels', num_train=num_train, num_val=num_val,
+                  image_size=list(image_size), seed=seed)
+
+    def write(tmp: str) -> None:
+        for split, count, split_seed in (('training', num_train, seed),
+                                         ('validation', num_val, seed + 10_000)):
+            rng = np.random.RandomState(split_seed)
+            for sub in ('images', 'annotations'):
+                os.makedirs(osp.join(tmp, sub, split))
+            for index in range(count):
+                height, width = image_size
+                yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+                cy, cx = height / 2 + rng.uniform(-10, 10), width / 2 + rng.uniform(-10, 10)
+                radius = min(height, width) * rng.uniform(0.45, 0.5)
+                r = np.sqrt((yy - cy)**2 + (xx - cx)**2) / radius
+                fundus = (r < 1).astype(np.float32)
+                shade = (1 - 0.5 * r**2) * fundus
+                vessels = np.zeros((height, width), np.uint8)
+                disc = (cx + rng.uniform(-0.3, 0.3) * radius, cy + rng.uniform(-0.2, 0.2) * radius)
+                for k in range(rng.randint(4, 7)):
+                    _vessel_tree(rng, vessels, disc, k * 2 * np.pi / 5 + rng.normal(0, 0.3),
+                                 rng.uniform(3, 5), depth=3)
+                vessels &= fundus.astype(np.uint8)
+                base = np.array([40, 90, 200], np.float32) * rng.uniform(0.8, 1.1, 3)
+                img = base * shade[..., None]
+                img *= 1 - 0.45 * cv2.GaussianBlur(vessels.astype(np.float32), (3, 3), 0)[..., None]
+                img += rng.normal(0, 6, size=img.shape) * fundus[..., None]
+                name = f'{index:02d}_demo'
+                cv2.imwrite(osp.join(tmp, 'images', split, name + '.png'),
+                            np.clip(img, 0, 255).astype(np.uint8))
+                cv2.imwrite(osp.join(tmp, 'annotations', split, name + '.png'), vessels)
+
+    return _generate_once(root, params, write)
+
+
+# ---------------------------------------------------------------------------------------
+# Video classification: Kinetics layout, classes defined by motion only.
+# ---------------------------------------------------------------------------------------
+#: The class of a clip is its motion; any single frame is consistent with every class.
+MOTION_CLASSES = ('move_left', 'move_right', 'move_up', 'move_down', 'rotate_cw',
+                  'rotate_ccw')
+
+
+def _arrow(size: float) -> np.ndarray:
+    """An asymmetric arrow polygon (no rotational symmetry, so turning direction shows)."""
+    return np.array([[1.0, 0.0], [0.1, 0.55], [0.1, 0.2], [-0.9, 0.2], [-0.9, -0.2],
+                     [0.1, -0.2], [0.1, -0.55]]) * size
+
+
+def _motion_clip(rng, label: int, num_frames: int, height: int, width: int) -> List[np.ndarray]:
+    background = textured_background(rng, height, width)
+    size = rng.uniform(0.15, 0.22) * min(height, width)
+    colour = rng.uniform(0, 255, size=3)
+    while np.abs(colour - background.mean(axis=(0, 1))).sum() < 150:
+        colour = rng.uniform(0, 255, size=3)
+    angle0 = rng.uniform(0, 2 * np.pi)
+    speed = rng.uniform(0.6, 1.4)  # pixels per frame / degrees per frame, scaled below
+    name = MOTION_CLASSES[label]
+    span = speed * min(height, width) * 0.55  # total travel of a translation
+    margin = size * 1.1
+    if name.startswith('move'):
+        direction = {'move_left': (-1, 0), 'move_right': (1, 0), 'move_up': (0, -1),
+                     'move_down': (0, 1)}[name]
+        # start so that the whole path stays inside the frame
+        lo = [margin + max(0, -d * span) for d in direction]
+        hi = [s - margin - max(0, d * span) for s, d in zip((width, height), direction)]
+        start = [rng.uniform(a, max(a, b)) for a, b in zip(lo, hi)]
+    else:
+        start = [rng.uniform(margin, width - margin), rng.uniform(margin, height - margin)]
+        turn = (1 if name == 'rotate_cw' else -1) * speed * np.pi * 0.9  # total turn
+    frames = []
+    for t in range(num_frames):
+        f = t / max(1, num_frames - 1)
+        cx, cy, angle = start[0], start[1], angle0
+        if name.startswith('move'):
+            cx, cy = cx + direction[0] * span * f, cy + direction[1] * span * f
+        else:
+            angle = angle0 + turn * f
+        rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+        polygon = _arrow(size) @ rot.T + [cx, cy]
+        frame = background.copy()
+        cv2.fillPoly(frame, [np.round(polygon).astype(np.int32)], colour.tolist(), cv2.LINE_AA)
+        frames.append(frame)
+    return frames
+
+
+def make_motion_videos(root: str = 'data/demo_kinetics',
+                       num_train: int = 120,
+                       num_val: int = 36,
+                       num_frames: int = 16,
+                       image_size: Tuple[int, int] = (96, 96),
+                       fps: int = 8,
+                       seed: int = 0) -> str:
+    """Writes a Kinetics-layout video set under ``root``.
+
+    ``videos_{train,val}/*.mp4`` (MPEG-4, written with OpenCV) and
+    ``kinetics_{train,val}_list_videos.txt`` (``name.mp4 label`` lines). An arrow of random
+    colour, size, position and orientation moves left / right / up / down or turns either
+    way on a textured background; only the motion tells the class.
+    """
+    params = dict(kind='motion_videos', num_train=num_train, num_val=num_val,
+                  num_frames=num_frames, image_size=list(image_size), fps=fps, seed=seed)
+
+    def write(tmp: str) -> None:
+        for split, count, split_seed in (('train', num_train, seed),
+                                         ('val', num_val, seed + 10_000)):
+            rng = np.random.RandomState(split_seed)
+            folder = osp.join(tmp, f'videos_{split}')
+            os.makedirs(folder)
+            lines = []
+            for index in range(count):
+                label = index % len(MOTION_CLASSES)  # balanced classes
+                height, width = image_size
+                name = f'{MOTION_CLASSES[label]}_{index:04d}.mp4'
+                writer = cv2.VideoWriter(osp.join(folder, name), cv2.VideoWriter_fourcc(*'mp4v'),
+                                         fps, (width, height))
+                if not writer.isOpened():
+                    raise RuntimeError('OpenCV cannot write MPEG-4 video on this machine.')
+                for frame in _motion_clip(rng, label, num_frames, height, width):
+                    writer.write(frame)
+                writer.release()
+                lines.append(f'{name} {label}')
+            with open(osp.join(tmp, f'kinetics_{split}_list_videos.txt'), 'w') as f:
+                f.write('\n'.join(lines) + '\n')
 
     return _generate_once(root, params, write)

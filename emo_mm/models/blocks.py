@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .layers import (ConvNormAct, DropPath, LayerScale, attention, build_norm,
+from .layers import (ConvNormAct, DropPath, LayerScale, SqueezeExcite, attention, build_norm,
                      is_channels_last, map_from_merged, merge_heads, pad_to_windows,
                      partition_heads, window_grid)
 
@@ -32,6 +32,13 @@ MIXERS = {
     'contiguous': (False, ),  # Swin-style local windows (2, "Close")
     'spanning': (False, True),  # both on shared q/k/v, summed (3, "Hybrid")
 }
+
+
+def _crop(x: torch.Tensor, spatial) -> torch.Tensor:
+    """Drops the trailing window padding."""
+    if tuple(x.shape[2:]) == tuple(spatial):
+        return x
+    return x[(Ellipsis, ) + tuple(slice(0, s) for s in spatial)]
 
 
 def _default_fused() -> bool:
@@ -139,17 +146,15 @@ class WindowAttention(nn.Module):
             # A later partition is added to the first's (contiguous) map viewed its way.
             out = y.contiguous() if out is None else out.view(y.shape) + y
         out = map_from_merged(out, v.shape[2:], channels_last)
-        if out.shape[2:] != spatial:
-            out = out[(Ellipsis, ) + tuple(slice(0, s) for s in spatial)]
-        return out
+        return _crop(out, spatial)
 
 
 class MetaMobileBlock(nn.Module):
     """The inverted-residual skeleton shared by iRMB and i2RMB.
 
-    Subclasses build, in state-dict order, ``norm``, their token mixer, ``conv_local``,
-    ``se``, ``proj``, ``ls`` and ``drop_path`` (usually through :meth:`_build_tail`) and
-    implement :meth:`mix`. The shortcut and the inner residual around the depth-wise
+    Subclasses build, in state-dict order, ``norm``, their token mixer, then through
+    :meth:`_build_tail` ``conv_local``, ``se``, ``proj`` and ``drop_path``, and ``ls``;
+    and implement :meth:`mix`. The shortcut and the inner residual around the depth-wise
     conv exist only when ``C_in == C_out`` and the stride is 1.
     """
 
@@ -157,12 +162,15 @@ class MetaMobileBlock(nn.Module):
 
     def _build_tail(self, in_channels: int, mid_channels: int, out_channels: int,
                     dw_kernel, stride, local_norm: str, local_act: str, drop_path: float,
-                    proj_drop: float, spatial_dims: int) -> None:
+                    proj_drop: float, spatial_dims: int, allow_skip: bool = True,
+                    se: nn.Module = None) -> None:
         strides = stride if isinstance(stride, Sequence) else (stride, ) * spatial_dims
-        self.has_skip = in_channels == out_channels and all(s == 1 for s in strides)
+        self.has_skip = (allow_skip and in_channels == out_channels
+                         and all(s == 1 for s in strides))
         self.conv_local = ConvNormAct(
             mid_channels, mid_channels, dw_kernel, stride, groups=mid_channels,
             norm=local_norm, act=local_act, spatial_dims=spatial_dims)
+        self.se = se if se is not None else nn.Identity()
         self.proj_drop = nn.Dropout(proj_drop)
         self.proj = ConvNormAct(mid_channels, out_channels, 1, spatial_dims=spatial_dims)
         # Stochastic depth only ever applies to the shortcut branch.
@@ -242,9 +250,101 @@ class I2RMB(MetaMobileBlock):
         self.eops = nn.ModuleList([op])
         self._build_tail(in_channels, mid_channels, out_channels, dw_kernel, stride,
                          local_norm, local_act, drop_path, proj_drop, spatial_dims)
-        self.se = nn.Identity()
         self.ls = LayerScale(out_channels, layer_scale, spatial_dims)
 
     def mix(self, x: torch.Tensor) -> torch.Tensor:
         return self.eops[0](x)
+
+
+
+class IRMB(MetaMobileBlock):
+    """EMOv1's Inverted Residual Mobile Block (iRMB).
+
+    Attention blocks attend with strided (dilated) windows over the *normalised input*
+    itself (heads of ``dim_head`` channels of C_in; q/k from ``qk``) and project the result
+    with ``v`` (1x1 + bias + act, C_in -> C_mid) *after* attention; other blocks just apply
+    ``v``. The depth-wise conv always uses BatchNorm + SiLU; an optional squeeze-excite
+    follows it; there is no LayerScale. State-dict names are the authors' (``qk``, ``v``,
+    ``conv_local``, ``se``, ``proj`` directly on the block).
+
+    Args:
+        in_channels (int): C_in.
+        out_channels (int): C_out.
+        exp_ratio (float): C_mid = int(C_in * exp_ratio).
+        norm (str): Pre-norm: ``'bn'``, ``'ln'`` or ``'none'`` (stem block).
+        act (str): Activation of ``v`` (and of the squeeze-excite).
+        attention (bool): Window attention before ``v``.
+        dw_kernel (int): Depth-wise kernel.
+        stride (int): Stride of the depth-wise conv.
+        dim_head (int): Channels per head.
+        window_size (int): Window length (<= 0: global).
+        v_proj (bool): Apply ``v``; False only in the stem block (C_mid = C_in).
+        se_ratio (float): Squeeze-excite reduction (0: none).
+        skip (bool): Allow the shortcut (it also needs C_in == C_out and stride 1).
+        qkv_bias (bool): Bias in ``qk`` and ``v``. Defaults to True.
+        drop_path (float): Stochastic depth rate. Defaults to 0.
+        attn_drop (float): Attention dropout. Defaults to 0.
+    """
+
+    def __init__(self,
+                 in_channels: int,
+                 out_channels: int,
+                 exp_ratio: float,
+                 norm: str,
+                 act: str,
+                 attention: bool,
+                 dw_kernel: int = 3,
+                 stride: int = 1,
+                 dim_head: int = 32,
+                 window_size: int = 7,
+                 v_proj: bool = True,
+                 se_ratio: float = 0.,
+                 skip: bool = True,
+                 qkv_bias: bool = True,
+                 drop_path: float = 0.,
+                 attn_drop: float = 0.):
+        super().__init__()
+        mid_channels = int(in_channels * exp_ratio)
+        self.norm = build_norm(norm, in_channels)
+        self.attention = attention
+        if attention:
+            if in_channels % dim_head:
+                raise ValueError(f'Attention width {in_channels} is not a multiple of '
+                                 f'dim_head {dim_head}.')
+            self.num_heads = in_channels // dim_head
+            self.scale = dim_head**-0.5
+            self.window_size = (window_size, window_size)
+            self.qk = ConvNormAct(in_channels, 2 * in_channels, 1, bias=qkv_bias)
+            self.attn_drop = nn.Dropout(attn_drop)
+            self.fused_attn = _default_fused()
+        if v_proj or attention:
+            self.v = ConvNormAct(in_channels, mid_channels, 1, bias=qkv_bias, act=act)
+        else:
+            self.v = nn.Identity()
+        self._build_tail(in_channels, mid_channels, out_channels, dw_kernel, stride, 'bn',
+                         'silu', drop_path, 0., 2, allow_skip=skip,
+                         se=SqueezeExcite(mid_channels, se_ratio, act) if se_ratio > 0 else None)
+        self.ls = nn.Identity()
+
+    def mix(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.attention:
+            return self.v(x)
+        B, spatial = x.shape[0], x.shape[2:]
+        windows, lengths = window_grid(spatial, self.window_size)
+        if self.fused_attn:  # 1x1 conv on the real tokens, padded with its bias
+            qk = pad_to_windows(self.qk(x), windows, lengths, self.qk.conv.bias)
+        else:
+            qk = self.qk(pad_to_windows(x, windows, lengths))
+        values = pad_to_windows(x, windows, lengths)  # padded tokens have zero values
+        padded = values.shape[2:]
+        q, k = qk.chunk(2, dim=1)
+        q, k, values = (partition_heads(t, self.num_heads, windows, lengths, strided=True)
+                        for t in (q, k, values))
+        y = attention(q, k, values, self.scale, self.fused_attn, self.attn_drop)
+        channels_last = is_channels_last(x)
+        y = map_from_merged(merge_heads(y, B, windows, lengths, True, channels_last).contiguous(),
+                            padded, channels_last)
+        if self.fused_attn:  # crop first: v is 1x1, so only the real tokens need it
+            return self.v(_crop(y, spatial))
+        return _crop(self.v(y), spatial)  # the authors' order (what FLOP counting sees)
 

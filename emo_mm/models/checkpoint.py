@@ -9,7 +9,7 @@ import logging
 import os.path as osp
 import pickle
 from collections import OrderedDict
-from typing import Dict, Mapping, NamedTuple, Optional, Sequence, Tuple
+from typing import Callable, Dict, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -93,7 +93,8 @@ def load_pretrained(model: nn.Module,
                     path: str,
                     prefix: Optional[str] = None,
                     drop_prefixes: Sequence[str] = ('norm.', 'head.'),
-                    weights_only: bool = True) -> LoadReport:
+                    weights_only: bool = True,
+                    convert: Optional[Callable] = None) -> LoadReport:
     """Loads a checkpoint into ``model`` and reports everything that was not loaded.
 
     Args:
@@ -105,6 +106,8 @@ def load_pretrained(model: nn.Module,
         drop_prefixes (Sequence[str]): Keys that the model lacks on purpose (a backbone
             loading a classifier: final ``norm.`` and ``head.``). Dropped with an info line.
         weights_only (bool): See :func:`read_checkpoint`.
+        convert (callable, optional): ``convert(state, model_state) -> state``, applied
+            before any check (e.g. V-EMO's 2-D -> 3-D inflation).
 
     Raises:
         CheckpointError: unreadable file, no state dict, no key in common with the model,
@@ -119,6 +122,8 @@ def load_pretrained(model: nn.Module,
     elif not own.keys() & state.keys() and all(k.startswith('backbone.') for k in state):
         state = OrderedDict((k[len('backbone.'):], v) for k, v in state.items())
 
+    if convert is not None:
+        state = OrderedDict(convert(state, own))
     dropped = tuple(k for k in state if k not in own and k.startswith(tuple(drop_prefixes)))
     for key in dropped:
         del state[key]

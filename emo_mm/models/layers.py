@@ -290,3 +290,24 @@ def pad_to_windows(x: torch.Tensor, windows, lengths,
     out.copy_(fill.view(1, -1, *([1] * len(spatial))).expand_as(out))
     out[(Ellipsis, ) + tuple(slice(0, s) for s in spatial)] = x
     return out
+
+
+class SqueezeExcite(nn.Module):
+    """Squeeze-and-excitation gate (timm's layout: ``conv_reduce``, ``conv_expand``).
+
+    Args:
+        channels (int): Channels of the gated map.
+        rd_ratio (float): Reduced width ``round(channels * rd_ratio)``.
+        act (str): Activation between the two 1x1 convs.
+    """
+
+    def __init__(self, channels: int, rd_ratio: float, act: str):
+        super().__init__()
+        reduced = round(channels * rd_ratio)
+        self.conv_reduce = nn.Conv2d(channels, reduced, 1, bias=True)
+        self.act = build_act(act)
+        self.conv_expand = nn.Conv2d(reduced, channels, 1, bias=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate = self.conv_expand(self.act(self.conv_reduce(x.mean((2, 3), keepdim=True))))
+        return x * gate.sigmoid()

@@ -127,6 +127,10 @@ class _EMOBackbone(BaseModule):
                              f'{self.in_channels} channels, got shape {tuple(x.shape)}. Set '
                              f'in_channels to match the data (RGB images: 3).')
 
+    def downsample_stride(self, stage: int):
+        """Stride of the stem (stage 0) or of a stage's first block."""
+        return 2
+
     @property
     def memory_format(self):
         if not self.channels_last:
@@ -326,10 +330,12 @@ class EMOv2(_EMOBackbone):
         self.embed_dims = list(dims)
         self.out_channels = [stem] + self.embed_dims
 
+        dims_ = dict(spatial_dims=self.spatial_dims)
         self.stage0 = nn.Sequential(
-            ConvNormAct(in_channels, stem, 3, 2, bias=True, norm='bn', act='silu'),
-            ConvNormAct(stem, stem, 3, 1, groups=stem, norm='bn', act='silu'),
-            ConvNormAct(stem, stem, 1))
+            ConvNormAct(in_channels, stem, 3, self.downsample_stride(0), bias=True, norm='bn',
+                        act='silu', **dims_),
+            ConvNormAct(stem, stem, 3, 1, groups=stem, norm='bn', act='silu', **dims_),
+            ConvNormAct(stem, stem, 1, **dims_))
         rates = np.linspace(0, drop_path_rate, sum(setting['depths'])).tolist()
         local_act = 'silu' if local_norm == 'bn' else 'gelu'
         in_dim = stem
@@ -346,7 +352,7 @@ class EMOv2(_EMOBackbone):
                         act=setting['acts'][i],
                         mixer='conv' if first else setting['mixers'][i],
                         dw_kernel=setting['dw_kernels'][i],
-                        stride=2 if first else 1,
+                        stride=self.downsample_stride(i + 1) if first else 1,
                         dim_head=setting['dim_heads'][i],
                         window_size=window_size,
                         local_norm=local_norm,
@@ -354,7 +360,8 @@ class EMOv2(_EMOBackbone):
                         qkv_bias=qkv_bias,
                         layer_scale=layer_scale,
                         drop_path=rates.pop(0),
-                        attn_drop=attn_drop_rate))
+                        attn_drop=attn_drop_rate,
+                        spatial_dims=self.spatial_dims))
                 in_dim = dims[i]
             self.add_module(f'stage{i + 1}', nn.Sequential(*blocks))
         if final_norm:

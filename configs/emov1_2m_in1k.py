@@ -1,0 +1,7 @@
+# EMOv1 (EMO-2M) on ImageNet-1k at 224 (authors' recipe, see _base_/emov1_in1k.py).
+_base_ = ['./_base_/emov1_in1k.py']
+
+model = dict(
+    backbone=dict(arch='2M', drop_path_rate=0.05),
+    head=dict(in_channels=200),
+)

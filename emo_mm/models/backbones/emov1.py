@@ -1,0 +1,158 @@
+"""EMOv1: the iRMB backbone family (EMO-1M, 2M, 5M, 6M).
+
+Zhang et al., "Rethinking Mobile Block for Efficient Attention-based Models", ICCV 2023.
+Layout and names are the authors' (``stage0`` = patch embedding + an SE stem block,
+``stage1..stage4`` of iRMBs), so their ImageNet checkpoints load as they are.
+"""
+from typing import Sequence, Union
+
+import numpy as np
+import torch.nn as nn
+
+from ...registry import MODELS
+from ..blocks import IRMB, set_fused_attention
+from ..layers import ChannelLayerNorm, build_norm
+from .emov2 import _EMOBackbone
+
+EMOV1_COMMON = dict(
+    norms=('bn', 'bn', 'ln', 'ln'),
+    acts=('silu', 'silu', 'gelu', 'gelu'),
+    dw_kernels=(3, 3, 5, 5),
+    attentions=(False, False, True, True),
+    stem_channels=24,
+)
+
+
+class PatchEmbed(nn.Module):
+    """EMOv1's stem convolution (the authors' single-scale ``MSPatchEmb``): 3x3 stride-2
+    conv with bias, then BatchNorm (keys ``convs.0.0.*`` and ``convs.0.1.*``)."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__()
+        self.convs = nn.ModuleList([
+            nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, 3, 2, 1, bias=True),
+                build_norm('bn', out_channels), nn.Identity())
+        ])
+
+    def forward(self, x):
+        return self.convs[0](x)
+
+
+@MODELS.register_module()
+class EMO(_EMOBackbone):
+    """EMOv1 backbone.
+
+    A PyTorch implementation of `Rethinking Mobile Block for Efficient Attention-based
+    Models <https://arxiv.org/abs/2301.01146>`_, built from iRMBs with strided window
+    attention. Weights are interchangeable with the authors' release. The backbone API is
+    :class:`EMOv2`'s.
+
+    Args:
+        arch (str | dict): ``'1M'``, ``'2M'``, ``'5M'``, ``'6M'`` or a dict with the
+            per-stage lists ``depths``, ``embed_dims``, ``exp_ratios``, ``dim_heads`` and
+            optionally ``norms``, ``acts``, ``dw_kernels``, ``attentions`` (bool per stage)
+            and ``stem_channels`` (default 24). Defaults to ``'5M'``.
+        in_channels (int): Input channels. Defaults to 3.
+        window_size (int): Attention window (<= 0: global). 7 for ImageNet and for the
+            authors' 1M / 2M downstream configs; 5M used 10 (detection) and 16
+            (segmentation). Defaults to 7.
+        out_indices, frozen_stages, norm_eval, drop_path_rate, final_norm, qkv_bias,
+        attn_drop_rate, fused_attn, channels_last, return_tuple, pretrained, init_cfg:
+            as in :class:`EMOv2`.
+    """
+
+    arch_settings = {
+        '1M': dict(depths=[2, 2, 8, 3], embed_dims=[32, 48, 80, 168],
+                   exp_ratios=[2., 2.5, 3., 3.5], dim_heads=[16, 16, 20, 21]),
+        '2M': dict(depths=[3, 3, 9, 3], embed_dims=[32, 48, 120, 200],
+                   exp_ratios=[2., 2.5, 3., 3.5], dim_heads=[16, 16, 20, 20]),
+        '5M': dict(depths=[3, 3, 9, 3], embed_dims=[48, 72, 160, 288],
+                   exp_ratios=[2., 3., 4., 4.], dim_heads=[24, 24, 32, 32]),
+        '6M': dict(depths=[3, 3, 9, 3], embed_dims=[48, 72, 160, 320],
+                   exp_ratios=[2., 3., 4., 5.], dim_heads=[16, 24, 20, 32]),
+    }
+    required_keys = ('depths', 'embed_dims', 'exp_ratios', 'dim_heads')
+    common = EMOV1_COMMON
+
+    @classmethod
+    def validate_arch(cls, setting):
+        super().validate_arch(setting)
+        for i, (attn, dim, head) in enumerate(
+                zip(setting['attentions'], setting['embed_dims'], setting['dim_heads'])):
+            if attn and dim % head:
+                raise ValueError(f'arch embed_dims[{i}] = {dim} is not a multiple of '
+                                 f'dim_heads[{i}] = {head}.')
+        for i, norm in enumerate(setting['norms']):
+            if norm not in ('bn', 'ln'):
+                raise ValueError(f"arch norms[{i}] = {norm!r}; choose 'bn' or 'ln'.")
+
+    def __init__(self,
+                 arch: Union[str, dict] = '5M',
+                 in_channels: int = 3,
+                 window_size: int = 7,
+                 out_indices: Union[int, Sequence[int]] = (1, 2, 3, 4),
+                 frozen_stages: int = -1,
+                 norm_eval: bool = False,
+                 drop_path_rate: float = 0.,
+                 final_norm: bool = False,
+                 qkv_bias: bool = True,
+                 attn_drop_rate: float = 0.,
+                 fused_attn: bool = True,
+                 channels_last: bool = True,
+                 return_tuple: bool = True,
+                 pretrained: str = None,
+                 init_cfg: dict = None):
+        setting = self.resolve_arch(arch)
+        self.num_stages = len(setting['depths'])
+        init_cfg = self._init_common(out_indices, frozen_stages, norm_eval, return_tuple,
+                                     channels_last, pretrained, init_cfg)
+        super().__init__(init_cfg=init_cfg)
+        if not 0 <= drop_path_rate < 1:
+            raise ValueError(f'drop_path_rate must be in [0, 1), got {drop_path_rate}.')
+        self.arch = setting
+        self.in_channels = in_channels
+        self.window_size = window_size
+        self.final_norm = final_norm
+        dims = setting['embed_dims']
+        stem = setting['stem_channels']
+        self.embed_dims = list(dims)
+        self.out_channels = [stem] + self.embed_dims
+
+        # Stem: patch embedding, then an iRMB without norm, v or shortcut, with a
+        # squeeze-excite of ratio 1.
+        self.stage0 = nn.Sequential(
+            PatchEmbed(in_channels, stem),
+            IRMB(stem, stem, 1., norm='none', act=setting['acts'][0], attention=False,
+                 dw_kernel=setting['dw_kernels'][0], v_proj=False, se_ratio=1., skip=False,
+                 qkv_bias=qkv_bias))
+        rates = np.linspace(0, drop_path_rate, sum(setting['depths'])).tolist()
+        in_dim = stem
+        for i, depth in enumerate(setting['depths']):
+            blocks = []
+            for j in range(depth):
+                first = j == 0
+                blocks.append(
+                    IRMB(in_dim, dims[i],
+                         exp_ratio=setting['exp_ratios'][i] * (2 if first else 1),
+                         norm=setting['norms'][i],
+                         act=setting['acts'][i],
+                         attention=setting['attentions'][i] and not first,
+                         dw_kernel=setting['dw_kernels'][i],
+                         stride=2 if first else 1,
+                         dim_head=setting['dim_heads'][i],
+                         window_size=window_size,
+                         qkv_bias=qkv_bias,
+                         drop_path=rates.pop(0),
+                         attn_drop=attn_drop_rate))
+                in_dim = dims[i]
+            self.add_module(f'stage{i + 1}', nn.Sequential(*blocks))
+        if final_norm:
+            if self.num_stages not in self.out_indices:
+                raise ValueError(f'final_norm normalises the last stage; out_indices '
+                                 f'{self.out_indices} must include {self.num_stages} (or -1).')
+            self.norm = ChannelLayerNorm(dims[-1])
+        if not fused_attn:
+            set_fused_attention(self, False)
+        self._to_memory_format()
+        self._freeze_stages()

@@ -1,0 +1,131 @@
+"""V-EMO: EMOv2 in three dimensions for video (the authors' unreleased ``EMO2_3D``).
+
+Rebuilt from the authors' training log (spec section 4): the EMOv2 network with every conv
+gaining a temporal kernel dimension equal to its spatial one (3x3x3 stem, 1x1x1
+projections, 5x5x5 depth-wise convs), BatchNorm3d in stages 1-2, channel LayerNorm in
+stages 3-4, spanning window attention over (t, h, w) windows (2, 5, 5), LayerScale and a
+final LayerNorm. Parameter names are the 2-D checkpoint's, so 2-D weights inflate into it.
+
+Choices the log does not show, stated here: temporal strides are 1 everywhere by default
+(a 4-frame clip keeps 4 time steps; ``temporal_strides`` changes that), and 2-D kernels are
+inflated by placing them at the temporal centre (``inflate='center'``, default) or by
+spreading them evenly (``inflate='mean'``, I3D-style).
+"""
+from typing import Dict, Mapping, Sequence, Union
+
+import torch
+
+from ...registry import MODELS
+from ..checkpoint import CheckpointError, load_pretrained
+from .emov2 import EMOv2
+
+
+def inflate_2d_state(state: Mapping[str, torch.Tensor], own: Mapping[str, torch.Tensor],
+                     mode: str = 'center') -> Dict[str, torch.Tensor]:
+    """Inflates a 2-D EMO state dict to the 3-D shapes of ``own``.
+
+    A conv kernel ``[O, I, kh, kw]`` becomes ``[O, I, kt, kh, kw]``: with ``'center'`` the
+    2-D kernel sits at the middle time step and the others are zero, so a clip of
+    identical frames gives the 2-D features at every time step (whatever the temporal
+    zero padding); with ``'mean'`` every time step holds ``kernel / kt``, which gives the
+    same only where the temporal kernel does not reach the zero padding. LayerScale
+    gammas gain a singleton axis; norms are unchanged. Tensors already 3-D pass through.
+    """
+    if mode not in ('center', 'mean'):
+        raise ValueError(f"inflate must be 'center' or 'mean', got {mode!r}.")
+    out = {}
+    for key, value in state.items():
+        target = own.get(key)
+        if target is None or value.dim() == target.dim() or value.dim() + 1 != target.dim():
+            out[key] = value
+            continue
+        if key.endswith('ls.gamma'):
+            out[key] = value.unsqueeze(-1)
+            continue
+        kt = target.shape[2]
+        if tuple(target.shape[:2]) + tuple(target.shape[3:]) != tuple(value.shape):
+            out[key] = value  # wrong variant: the shape check of load_pretrained reports it
+            continue
+        if mode == 'center':
+            inflated = value.new_zeros(target.shape)
+            inflated[:, :, kt // 2] = value
+        else:
+            inflated = value.unsqueeze(2).expand(target.shape) / kt
+        out[key] = inflated.contiguous()
+    return out
+
+
+@MODELS.register_module()
+class VEMO(EMOv2):
+    """V-EMO backbone for clips (N, C, T, H, W).
+
+    Takes every argument of :class:`EMOv2` with video defaults: ``window_size=(2, 5, 5)``
+    (t, h, w), ``out_indices=-1``, ``final_norm=True`` and ``return_tuple=False`` (one
+    tensor, as mmaction2's heads expect), plus
+
+    Args:
+        global_pool (bool): Average the final map over (t, h, w) and return (N, C), the
+            input mmaction2's ``UniFormerHead`` takes (the authors' Kinetics model). False
+            returns the (N, C, T, H, W) map (for heads that pool, such as ``I3DHead``).
+            Needs a single output and ``return_tuple=False``. Defaults to True.
+        temporal_strides (Sequence[int]): Temporal stride of the stem and of each stage's
+            first block (spatial strides are 2). Defaults to all 1.
+        inflate (str): How 2-D checkpoints loaded through ``init_cfg`` are inflated:
+            ``'center'`` or ``'mean'``, see :func:`inflate_2d_state`.
+
+    Example:
+        >>> import torch
+        >>> from emo_mm.models import VEMO
+        >>> model = VEMO('5M', global_pool=False).eval()
+        >>> tuple(model(torch.rand(1, 3, 4, 160, 160)).shape)
+        (1, 288, 4, 5, 5)
+    """
+
+    spatial_dims = 3
+
+    def __init__(self,
+                 arch: Union[str, dict] = '5M',
+                 window_size: Sequence[int] = (2, 5, 5),
+                 out_indices=-1,
+                 final_norm: bool = True,
+                 return_tuple: bool = False,
+                 temporal_strides: Sequence[int] = (1, 1, 1, 1, 1),
+                 inflate: str = 'center',
+                 global_pool: bool = True,
+                 **kwargs):
+        if inflate not in ('center', 'mean'):
+            raise ValueError(f"inflate must be 'center' or 'mean', got {inflate!r}.")
+        num_stages = len(self.resolve_arch(arch)['depths'])
+        if len(temporal_strides) != num_stages + 1 or not all(
+                isinstance(s, int) and s >= 1 for s in temporal_strides):
+            raise ValueError(f'temporal_strides needs {num_stages + 1} positive ints (stem and '
+                             f'each stage), got {tuple(temporal_strides)}.')
+        if isinstance(window_size, int) or len(window_size) != 3:
+            raise ValueError(f'window_size must be (t, h, w), got {window_size!r}.')
+        self.temporal_strides = tuple(temporal_strides)
+        self.inflate = inflate
+        super().__init__(arch, window_size=tuple(window_size), out_indices=out_indices,
+                         final_norm=final_norm, return_tuple=return_tuple, **kwargs)
+        if global_pool and return_tuple:
+            raise ValueError('global_pool returns one (N, C) tensor: set return_tuple=False.')
+        self.global_pool = global_pool
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = super().forward(x)
+        return out.mean(dim=(2, 3, 4)) if self.global_pool else out
+
+    def downsample_stride(self, stage: int):
+        return (self.temporal_strides[stage], 2, 2)
+
+    def init_weights(self) -> None:
+        """Loads 2-D (inflated) or 3-D checkpoints given by ``init_cfg``."""
+        cfg = self.init_cfg
+        if not (isinstance(cfg, dict) and cfg.get('type') == 'Pretrained'):
+            return super().init_weights()
+        report = load_pretrained(
+            self, cfg['checkpoint'], prefix=cfg.get('prefix'), drop_prefixes=('head.', ),
+            weights_only=cfg.get('weights_only', True),
+            convert=lambda state, own: inflate_2d_state(state, own, self.inflate))
+        if not report.loaded:
+            raise CheckpointError(f'Nothing of {cfg["checkpoint"]} was loaded into VEMO.')
+        self._is_init = True
