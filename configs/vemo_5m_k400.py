@@ -12,6 +12,7 @@ model = dict(
         type='emo_mm.VEMO',
         arch='5M',
         window_size=(2, 5, 5),
+        num_frames=num_frames,
         drop_path_rate=0.05,
         # ImageNet EMOv2-5M weights, inflated to 3-D (see emo_mm.models.VEMO).
         init_cfg=dict(type='Pretrained', checkpoint='pretrained/EMOv2_5M_224.pth')),

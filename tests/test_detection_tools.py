@@ -29,7 +29,7 @@ def _tiny_config(tmp_path, name, **extra) -> str:
     """The demo config on 16 images, deterministic (no flip, no drop-path), logging each iter."""
     lines = [f"_base_ = [{DEMO!r}]",
              "data_root = " + repr(osp.join(REPO, 'data', 'demo_coco') + '/'),
-             "model = dict(backbone=dict(drop_path_rate=0.))",
+             "model = dict(backbone=dict(drop_path_rate=0.), test_cfg=dict(score_thr=0.))",
              "train_dataloader = dict(batch_size=4, dataset=dict(data_root=data_root, "
              "indices=16, pipeline=[dict(type='LoadImageFromFile'), "
              "dict(type='LoadAnnotations', with_bbox=True), "
@@ -55,9 +55,12 @@ def _run(args, cwd=REPO, timeout=600):
 
 
 def _scalars(work_dir):
-    (path, ) = glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json'))
-    with open(path) as f:
-        return [json.loads(line) for line in f if '"lr"' in line]
+    """Logged training iterations of every run in work_dir, oldest run first."""
+    rows = []
+    for path in sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json'))):
+        with open(path) as f:
+            rows += [json.loads(line) for line in f if '"lr"' in line]
+    return rows
 
 
 def test_resume_continues_where_it_stopped(demo_data, tmp_path):
@@ -196,3 +199,13 @@ def test_verify_checkpoint(tmp_path):
                                if 'stage4' not in k}}, path)
     with pytest.raises(CheckpointError, match='tensors missing'):
         verify_checkpoint(EMOv2('1M'), path)
+
+
+def test_mmdet_own_train_script(demo_data, tmp_path):
+    """The same config file through mmdet's own tools/train.py (shipped in its wheel)."""
+    import mmdet
+    script = osp.join(osp.dirname(mmdet.__file__), '.mim', 'tools', 'train.py')
+    cfg = _tiny_config(tmp_path, 'tiny', train_cfg='dict(max_epochs=1, val_interval=1)')
+    log = _run([sys.executable, script, cfg, '--work-dir', str(tmp_path / 'mmdet')])
+    assert 'coco/bbox_mAP' in log
+    assert osp.isfile(tmp_path / 'mmdet' / 'epoch_1.pth')

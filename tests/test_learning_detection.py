@@ -22,11 +22,33 @@ def _config(name):
     return osp.join(REPO, 'configs', 'demo', name)
 
 
-def test_retinanet_learns(tmp_path):
-    before, after = train_and_test(_config('retinanet_emov2_1m_demo.py'), str(tmp_path),
-                                   dict(max_epochs=10))
-    print(f'RetinaNet bbox mAP {before["coco/bbox_mAP"]:.3f} -> {after["coco/bbox_mAP"]:.3f}, '
-          f'mAP@50 {before["coco/bbox_mAP_50"]:.3f} -> {after["coco/bbox_mAP_50"]:.3f}')
+def _report(name, before, after, metric):
+    print(f'\n{name}: {metric} {before[metric]:.3f} -> {after[metric]:.3f}, '
+          f'@IoU0.5 {before[metric + "_50"]:.3f} -> {after[metric + "_50"]:.3f}')
+
+
+@pytest.mark.parametrize('config', ['retinanet_emov2_1m_demo.py', 'retinanet_emov1_1m_demo.py'])
+def test_retinanet_learns(config, tmp_path):
+    before, after = train_and_test(_config(config), str(tmp_path), dict(max_epochs=6))
+    _report(config, before, after, 'coco/bbox_mAP')
     assert before['coco/bbox_mAP_50'] < 0.01
-    assert after['coco/bbox_mAP_50'] > 0.05
-    assert after['coco/bbox_mAP'] > 0.015
+    assert after['coco/bbox_mAP_50'] > 0.04
+    assert after['coco/bbox_mAP_50'] > 10 * before['coco/bbox_mAP_50']
+
+
+def test_ssdlite_learns(tmp_path):
+    before, after = train_and_test(_config('ssdlite_emov2_1m_demo.py'), str(tmp_path),
+                                   dict(max_epochs=6))
+    _report('SSDLite', before, after, 'coco/bbox_mAP')
+    assert before['coco/bbox_mAP_50'] < 0.005
+    assert after['coco/bbox_mAP_50'] > 0.01
+    assert after['coco/bbox_mAP_50'] > 10 * before['coco/bbox_mAP_50']
+
+
+def test_mask_rcnn_learns(tmp_path):
+    before, after = train_and_test(_config('mask-rcnn_emov2_1m_demo.py'), str(tmp_path),
+                                   dict(max_epochs=3))
+    _report('Mask R-CNN', before, after, 'coco/segm_mAP')
+    assert before['coco/segm_mAP_50'] < 0.01
+    assert after['coco/segm_mAP_50'] > 0.03
+    assert after['coco/segm_mAP_50'] > 10 * before['coco/segm_mAP_50']

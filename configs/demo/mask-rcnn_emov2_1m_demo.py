@@ -11,7 +11,7 @@ model = dict(
     roi_head=dict(bbox_head=dict(num_classes=4), mask_head=dict(num_classes=4)),
     train_cfg=dict(
         rpn_proposal=dict(nms_pre=500, max_per_img=200),
-        rcnn=dict(sampler=dict(num=64))),
+        rcnn=dict(sampler=dict(num=32))),
     test_cfg=dict(rpn=dict(nms_pre=500, max_per_img=200)))
 
 train_pipeline = [

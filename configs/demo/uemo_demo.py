@@ -1,12 +1,14 @@
 # U-EMO on the generated HRF-format vessel set (learning tests). Only data, schedule and
-# batch settings differ from configs/uemo_hrf.py: smaller crops and images for the CPU;
-# slide inference keeps the real crop (256) and stride (170), on images that are not
-# multiples of it.
+# batch settings differ from configs/uemo_hrf.py: CPU-sized crops (48 for training, a
+# 64 / 42 sliding window at test time, the real 256 / 170 scaled down) on 100x140
+# images, sizes that are not multiples of the window or its stride.
 _base_ = ['../uemo_hrf.py']
 
 data_root = 'data/demo_hrf'
-crop_size = (64, 64)
-model = dict(data_preprocessor=dict(size=crop_size))
+crop_size = (48, 48)
+model = dict(
+    data_preprocessor=dict(size=crop_size),
+    test_cfg=dict(mode='slide', crop_size=(64, 64), stride=(42, 42)))
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),
@@ -21,7 +23,7 @@ test_pipeline = [
     dict(type='PackSegInputs'),
 ]
 train_dataloader = dict(
-    batch_size=8, num_workers=0, persistent_workers=False,
+    batch_size=4, num_workers=0, persistent_workers=False,
     dataset=dict(times=1000, dataset=dict(data_root=data_root, pipeline=train_pipeline)))
 val_dataloader = dict(
     batch_size=1, num_workers=0, persistent_workers=False,

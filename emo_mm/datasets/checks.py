@@ -5,6 +5,7 @@ pycocotools, and an empty annotation file as a JSON decoding error. ``tools/trai
 ``tools/test.py`` run :func:`check_data` before building the Runner.
 """
 import json
+import os
 import os.path as osp
 from typing import Iterator, Optional, Sequence
 
@@ -14,6 +15,12 @@ from mmengine.config import Config, ConfigDict
 LAYOUT_HINTS = {
     'CocoDataset': 'COCO 2017: train2017/, val2017/ and annotations/instances_{train,val}'
                    '2017.json (https://cocodataset.org/#download)',
+    'ADE20KDataset': 'ADEChallengeData2016: images/{training,validation}/*.jpg and '
+                     'annotations/{training,validation}/*.png (http://sceneparsing.csail.mit.edu)',
+    'HRFDataset': 'HRF converted by mmseg\'s tools/dataset_converters/hrf.py: '
+                  'images/{training,validation}/*.png and annotations/{training,validation}/*.png',
+    'VideoDataset': 'videos plus a "<video> <label>" list per split, as mmaction2\'s Kinetics '
+                    'preparation scripts write them',
 }
 
 
@@ -69,14 +76,23 @@ def set_data_root(cfg: Config, data_root: str) -> None:
                     evaluator['ann_file'] = osp.join(data_root, ann_file[len(old):].lstrip('/'))
 
 
-def check_data(cfg: Config, splits: Sequence[str] = ('train', 'val', 'test')) -> None:
-    """Checks the data sets of the given splits; raises :class:`DataError` on problems."""
+def check_data(cfg: Config, splits: Sequence[str] = ('train', 'val', 'test'),
+               full: bool = False) -> None:
+    """Checks the data sets of the given splits; raises :class:`DataError` on problems.
+
+    Per-sample checks (segmentation label maps) look at the first ``SAMPLES_CHECKED``
+    samples, or at all of them with ``full`` (``tools/check_data.py --all``).
+    """
     for split in splits:
         loader = cfg.get(f'{split}_dataloader')
         if not loader:
             continue
         for dataset in iter_datasets(loader.get('dataset')):
             _check_dataset(dataset, split)
+            if _type_name(dataset) == 'VideoDataset':
+                check_video_dataset(dataset, split, cfg.get('model', {}))
+            elif 'seg_map_path' in (dataset.get('data_prefix') or {}):
+                check_segmentation_dataset(dataset, split, cfg.get('model', {}), full)
         evaluators = cfg.get(f'{split}_evaluator') if split != 'train' else None
         for evaluator in evaluators if isinstance(evaluators, list) else [evaluators]:
             if evaluator and evaluator.get('ann_file'):
@@ -173,3 +189,134 @@ def check_coco_annotations(path: str, metainfo: Optional[dict] = None) -> None:
         if unknown:
             raise DataError(f'{path!r}: the config\'s classes {unknown} are not categories of '
                             f'the file ({sorted(names)}); fix metainfo.classes.')
+
+
+#: Videos decoded per data set to check them (all are checked for existence).
+VIDEOS_DECODED = 8
+
+
+def _sampling(pipeline) -> Optional[dict]:
+    return next((t for t in pipeline or [] if t.get('type') in ('UniformSample', 'SampleFrames')),
+                None)
+
+
+def check_video_dataset(dataset: ConfigDict, split: str, model: dict) -> None:
+    """Checks an mmaction2 ``VideoDataset`` against its files and the model.
+
+    Every listed video must exist and carry a label below the head's class count; the
+    first few are decoded, and must hold at least the frames the sampler takes (shorter
+    clips would be silently looped or repeated); the sampler's clip length must be the
+    backbone's ``num_frames`` when the backbone fixes one.
+    """
+    ann_file = dataset.get('ann_file')
+    prefix = (dataset.get('data_prefix') or {}).get('video', '')
+    num_classes = (model.get('cls_head') or {}).get('num_classes')
+    with open(ann_file) as f:
+        lines = [line.split() for line in f if line.strip()]
+    if not lines:
+        raise DataError(f'{split}: annotation list {ann_file!r} lists no videos.')
+    videos = []
+    for number, fields in enumerate(lines, 1):
+        if len(fields) < 2 or not all(v.lstrip('-').isdigit() for v in fields[1:]):
+            raise DataError(f'{ann_file!r} line {number}: expected "<video> <label>", got '
+                            f'{" ".join(fields)!r}.')
+        path = osp.join(prefix, fields[0])
+        if not osp.isfile(path):
+            raise DataError(f'{split}: video {path!r} (listed in {ann_file!r} line {number}) '
+                            f'does not exist.')
+        for label in map(int, fields[1:]):
+            if num_classes is not None and not 0 <= label < num_classes:
+                raise DataError(f'{ann_file!r} line {number}: label {label} is outside the '
+                                f'{num_classes} classes of the model head (0..{num_classes - 1}).')
+        videos.append(path)
+    sampler = _sampling(dataset.get('pipeline'))
+    if sampler is None:
+        return
+    need = sampler.get('clip_len', 1) * (sampler.get('frame_interval', 1)
+                                        if sampler['type'] == 'SampleFrames' else 1)
+    num_frames = (model.get('backbone') or {}).get('num_frames')
+    if num_frames and sampler.get('clip_len') != num_frames:
+        raise DataError(f'{split}: the pipeline samples clip_len={sampler.get("clip_len")} '
+                        f'frames, but the backbone is configured for num_frames={num_frames}; '
+                        f'make them equal.')
+    for path in videos[:VIDEOS_DECODED]:
+        frames = count_video_frames(path)
+        if frames < need:
+            raise DataError(f'{split}: video {path!r} has {frames} frames, fewer than the '
+                            f'{need} that {sampler["type"]} takes per clip; such clips would '
+                            f'repeat frames. Drop or re-encode it.')
+
+
+def count_video_frames(path: str) -> int:
+    """Number of decodable frames, or :class:`DataError` for unreadable files."""
+    try:
+        import decord
+        reader = decord.VideoReader(path, num_threads=1)
+        count = len(reader)
+        if count:
+            reader[count - 1]  # the last frame decodes too (catches truncated files)
+    except Exception as err:  # decord raises its own DECORDError, RuntimeError, ...
+        raise DataError(f'video {path!r} cannot be decoded ({str(err).splitlines()[0][:200]}); '
+                        f're-download or re-encode it.') from err
+    return count
+
+
+#: Segmentation samples whose label maps are read by the quick check.
+SAMPLES_CHECKED = 16
+
+
+def check_segmentation_dataset(dataset: ConfigDict, split: str, model: dict,
+                               full: bool = False) -> None:
+    """Checks image / label-map pairs of an mmseg data set.
+
+    Every image needs a label map of the same height and width whose values are class
+    indices of the model head (after ``reduce_zero_label``: 0 becomes ignored and v
+    becomes v - 1) or the ignore value 255.
+    """
+    import cv2
+    import numpy as np
+    root = dataset.get('data_root') or ''
+    prefix = dataset['data_prefix']
+    img_dir, seg_dir = _join(root, prefix.get('img_path', '')), _join(root, prefix['seg_map_path'])
+    kind = _type_name(dataset)
+    # the toolbox's defaults: BaseSegDataset / ADE20K .jpg images, HRF .png
+    img_suffix = dataset.get('img_suffix') or {'HRFDataset': '.png'}.get(kind, '.jpg')
+    seg_suffix = dataset.get('seg_map_suffix', '.png')
+    reduce_zero = dataset.get('reduce_zero_label', kind == 'ADE20KDataset')
+    num_classes = (model.get('decode_head') or {}).get('num_classes')
+    images = sorted(f for f in _list_dir(img_dir) if f.endswith(img_suffix))
+    if not images:
+        raise DataError(f'{kind} for {split}: no *{img_suffix} images in {img_dir!r}.')
+    for name in images if full else images[:SAMPLES_CHECKED]:
+        seg_path = osp.join(seg_dir, name[:-len(img_suffix)] + seg_suffix)
+        if not osp.isfile(seg_path):
+            raise DataError(f'{kind} for {split}: image {name!r} has no label map {seg_path!r}.')
+        image = cv2.imread(osp.join(img_dir, name), cv2.IMREAD_UNCHANGED)
+        label = cv2.imread(seg_path, cv2.IMREAD_UNCHANGED)
+        if image is None or label is None:
+            bad = osp.join(img_dir, name) if image is None else seg_path
+            raise DataError(f'{kind} for {split}: {bad!r} cannot be read as an image.')
+        if image.shape[:2] != label.shape[:2]:
+            raise DataError(f'{kind} for {split}: label map {seg_path!r} is {label.shape[1]}x'
+                            f'{label.shape[0]} but its image is {image.shape[1]}x'
+                            f'{image.shape[0]} (width x height); they must match pixel for pixel.')
+        if label.ndim != 2:
+            raise DataError(f'{kind} for {split}: label map {seg_path!r} has '
+                            f'{label.shape[2]} channels; it must be single-channel class indices.')
+        if num_classes:
+            # Stored values: class indices (+ 1 with reduce_zero_label, where 0 = ignore)
+            # or 255 = ignore.
+            top = num_classes if reduce_zero else num_classes - 1
+            bad = [int(v) for v in np.unique(label) if top < v != 255]
+            if bad:
+                raise DataError(
+                    f'{kind} for {split}: label map {seg_path!r} holds values {bad[:10]}, '
+                    f'outside the {num_classes} classes of the model head'
+                    + (' (with reduce_zero_label the stored values are class + 1, 0 = '
+                       'ignore)' if reduce_zero else '') + ' and not the ignore value 255.')
+
+
+def _list_dir(path: str):
+    if not osp.isdir(path):
+        raise DataError(f'{path!r} does not exist or is not a folder.')
+    return os.listdir(path)

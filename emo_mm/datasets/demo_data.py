@@ -254,31 +254,33 @@ def make_ade20k_regions(root: str = 'data/demo_ade20k',
 # ---------------------------------------------------------------------------------------
 # Vessel segmentation: HRF layout.
 # ---------------------------------------------------------------------------------------
-def _vessel_tree(rng, mask: np.ndarray, start, angle: float, width: float, depth: int) -> None:
+def _vessel_tree(rng, mask: np.ndarray, start, angle: float, width: float, depth: int,
+                 step_scale: float = 1.) -> None:
     """Draws a random branching vessel (a polyline that thins and forks) into mask."""
     x, y = start
     for _ in range(rng.randint(6, 14)):
         angle += rng.normal(0, 0.25)
-        step = rng.uniform(6, 14)
+        step = rng.uniform(6, 14) * step_scale
         nx, ny = x + step * np.cos(angle), y + step * np.sin(angle)
         cv2.line(mask, (int(x), int(y)), (int(nx), int(ny)), 1, max(1, int(round(width))))
         x, y = nx, ny
         if depth > 0 and rng.uniform() < 0.25:
             _vessel_tree(rng, mask, (x, y), angle + rng.choice([-1, 1]) * rng.uniform(0.4, 0.9),
-                         width * 0.7, depth - 1)
+                         width * 0.7, depth - 1, step_scale)
         width = max(1.0, width * 0.93)
 
 
 def make_hrf_vessels(root: str = 'data/demo_hrf',
-                     num_train: int = 12,
+                     num_train: int = 16,
                      num_val: int = 4,
-                     image_size: Tuple[int, int] = (300, 420),
+                     image_size: Tuple[int, int] = (100, 140),
                      seed: int = 0) -> str:
     """Writes an HRF-layout vessel segmentation set under ``root``.
 
     ``images/{training,validation}/*.png`` (fundus-like: a bright disc on black with a
     darker branching vessel tree) and ``annotations/.../*.png`` with 0 = background,
-    1 = vessel. Images are larger than a 256 crop and not multiples of it.
+    1 = vessel. The default size is larger than the demo's 64-pixel slide window and not a
+    multiple of it or of its stride.
     """
     params = dict(kind='hrf_vessels', num_train=num_train, num_val=num_val,
                   image_size=list(image_size), seed=seed)
@@ -299,9 +301,11 @@ def make_hrf_vessels(root: str = 'data/demo_hrf',
                 shade = (1 - 0.5 * r**2) * fundus
                 vessels = np.zeros((height, width), np.uint8)
                 disc = (cx + rng.uniform(-0.3, 0.3) * radius, cy + rng.uniform(-0.2, 0.2) * radius)
+                scale = min(height, width) / 300  # vessel size relative to the image
                 for k in range(rng.randint(4, 7)):
                     _vessel_tree(rng, vessels, disc, k * 2 * np.pi / 5 + rng.normal(0, 0.3),
-                                 rng.uniform(3, 5), depth=3)
+                                 max(1.5, rng.uniform(3, 5) * scale), depth=3,
+                                 step_scale=max(0.4, scale))
                 vessels &= fundus.astype(np.uint8)
                 base = np.array([40, 90, 200], np.float32) * rng.uniform(0.8, 1.1, 3)
                 img = base * shade[..., None]
@@ -331,7 +335,7 @@ def _arrow(size: float) -> np.ndarray:
 
 def _motion_clip(rng, label: int, num_frames: int, height: int, width: int) -> List[np.ndarray]:
     background = textured_background(rng, height, width)
-    size = rng.uniform(0.15, 0.22) * min(height, width)
+    size = rng.uniform(0.22, 0.3) * min(height, width)
     colour = rng.uniform(0, 255, size=3)
     while np.abs(colour - background.mean(axis=(0, 1))).sum() < 150:
         colour = rng.uniform(0, 255, size=3)
@@ -367,10 +371,10 @@ def _motion_clip(rng, label: int, num_frames: int, height: int, width: int) -> L
 
 
 def make_motion_videos(root: str = 'data/demo_kinetics',
-                       num_train: int = 120,
-                       num_val: int = 36,
+                       num_train: int = 480,
+                       num_val: int = 60,
                        num_frames: int = 16,
-                       image_size: Tuple[int, int] = (96, 96),
+                       image_size: Tuple[int, int] = (64, 64),
                        fps: int = 8,
                        seed: int = 0) -> str:
     """Writes a Kinetics-layout video set under ``root``.
@@ -378,7 +382,8 @@ def make_motion_videos(root: str = 'data/demo_kinetics',
     ``videos_{train,val}/*.mp4`` (MPEG-4, written with OpenCV) and
     ``kinetics_{train,val}_list_videos.txt`` (``name.mp4 label`` lines). An arrow of random
     colour, size, position and orientation moves left / right / up / down or turns either
-    way on a textured background; only the motion tells the class.
+    way on a textured background; only the motion tells the class. Keep frame sizes
+    multiples of 32: decord 0.6 mis-decodes other widths.
     """
     params = dict(kind='motion_videos', num_train=num_train, num_val=num_val,
                   num_frames=num_frames, image_size=list(image_size), fps=fps, seed=seed)

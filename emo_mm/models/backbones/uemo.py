@@ -35,6 +35,7 @@ class I2RMBConvBlock(nn.Module):
         exp_ratio (float): i2RMB expansion. Defaults to 2.
         dw_kernel (int): Depth-wise kernel. Defaults to 5.
         min_attention_channels (int): See ``in_channels``. Defaults to 64.
+        layer_scale (float): Initial LayerScale of the i2RMBs. Defaults to 1e-6.
     """
 
     def __init__(self,
@@ -53,7 +54,8 @@ class I2RMBConvBlock(nn.Module):
                  dim_head: int = 32,
                  exp_ratio: float = 2.,
                  dw_kernel: int = 5,
-                 min_attention_channels: int = 64):
+                 min_attention_channels: int = 64,
+                 layer_scale: float = 1e-6):
         super().__init__()
         if dcn is not None or plugins is not None:
             raise ValueError('I2RMBConvBlock supports neither dcn nor plugins.')
@@ -73,7 +75,7 @@ class I2RMBConvBlock(nn.Module):
                 layers.append(I2RMB(
                     cin, out_channels, exp_ratio, norm='ln', act='gelu', mixer='spanning',
                     dw_kernel=dw_kernel, dim_head=dim_head, window_size=window_size,
-                    local_norm='ln', local_act='gelu'))
+                    local_norm='ln', local_act='gelu', layer_scale=layer_scale))
         self.convs = nn.Sequential(*layers)
 
     def forward(self, x):

@@ -72,6 +72,10 @@ class VEMO(EMOv2):
             first block (spatial strides are 2). Defaults to all 1.
         inflate (str): How 2-D checkpoints loaded through ``init_cfg`` are inflated:
             ``'center'`` or ``'mean'``, see :func:`inflate_2d_state`.
+        num_frames (int, optional): Clip length the model is configured for; other
+            lengths are rejected (the data checks of ``tools/train.py`` compare it with
+            the pipeline). None accepts any length (shorter than the temporal window
+            or not a multiple of it: padded). Defaults to None.
 
     Example:
         >>> import torch
@@ -92,6 +96,7 @@ class VEMO(EMOv2):
                  temporal_strides: Sequence[int] = (1, 1, 1, 1, 1),
                  inflate: str = 'center',
                  global_pool: bool = True,
+                 num_frames: int = None,
                  **kwargs):
         if inflate not in ('center', 'mean'):
             raise ValueError(f"inflate must be 'center' or 'mean', got {inflate!r}.")
@@ -109,8 +114,13 @@ class VEMO(EMOv2):
         if global_pool and return_tuple:
             raise ValueError('global_pool returns one (N, C) tensor: set return_tuple=False.')
         self.global_pool = global_pool
+        self.num_frames = num_frames
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.num_frames and x.dim() == 5 and x.shape[2] != self.num_frames:
+            raise ValueError(f'VEMO is configured for {self.num_frames}-frame clips '
+                             f'(num_frames), got {x.shape[2]} frames; sample clip_len='
+                             f'{self.num_frames} in the pipeline or change num_frames.')
         out = super().forward(x)
         return out.mean(dim=(2, 3, 4)) if self.global_pool else out
 
