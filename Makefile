@@ -23,7 +23,7 @@ benchmark: setup
 	$(PY) tools/benchmark.py
 
 flops: setup
-	$(PY) tools/get_flops.py 1M 2M 5M 20M 50M
+	$(PY) tools/get_flops.py 1M 2M 5M 20M 50M v1-1M v1-2M v1-5M v1-6M
 
 clean-data:
 	rm -rf data/demo_*

@@ -42,6 +42,7 @@ def train_and_test(config: str, work_dir: str, schedule: dict, options: dict = N
     cosine.update(end=length, T_max=length - cosine.get('begin', 0))
     cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=length)
     cfg.log_level = 'WARNING'
+    cfg.randomness = dict(seed=0)  # reproducible runs
     if options:
         cfg.merge_from_dict(options)
     runner = Runner.from_cfg(cfg)

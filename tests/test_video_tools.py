@@ -28,13 +28,13 @@ def _tiny(tmp_path, ann_train=None, extra=''):
         f"_base_ = [{DEMO!r}]\n"
         f"model = dict(backbone=dict(arch='1M'), cls_head=dict(in_channels=180))\n"
         f"train_dataloader = dict(batch_size=4, dataset=dict(ann_file={ann_train!r}, "
-        f"data_prefix=dict(video={osp.join(root, 'videos_train')!r})))\n"
+        f"data_prefix=dict(video={osp.join(root, 'videos_train')!r}), indices=8))\n"
         f"val_dataloader = dict(dataset=dict(ann_file="
         f"{osp.join(root, 'kinetics_val_list_videos.txt')!r}, "
-        f"data_prefix=dict(video={osp.join(root, 'videos_val')!r})))\n"
+        f"data_prefix=dict(video={osp.join(root, 'videos_val')!r}), indices=8))\n"
         f"test_dataloader = dict(dataset=dict(ann_file="
         f"{osp.join(root, 'kinetics_val_list_videos.txt')!r}, "
-        f"data_prefix=dict(video={osp.join(root, 'videos_val')!r})))\n"
+        f"data_prefix=dict(video={osp.join(root, 'videos_val')!r}), indices=8))\n"
         f"train_cfg = dict(max_epochs=1, val_interval=1)\n{extra}")
     return str(path)
 
