@@ -1,6 +1,9 @@
 """Generate the bundled demo data sets (deterministic; skipped when already there).
 
     python tools/make_demo_data.py coco          # data/demo_coco: COCO-format boxes + masks
+    python tools/make_demo_data.py ade20k        # data/demo_ade20k: ADE20K-layout regions
+    python tools/make_demo_data.py hrf           # data/demo_hrf: HRF-layout vessel maps
+    python tools/make_demo_data.py kinetics      # data/demo_kinetics: K400-layout videos
     python tools/make_demo_data.py all
 """
 import argparse
@@ -9,6 +12,9 @@ from emo_mm.datasets import demo_data
 
 SETS = {
     'coco': (demo_data.make_coco_shapes, 'data/demo_coco'),
+    'ade20k': (demo_data.make_ade20k_regions, 'data/demo_ade20k'),
+    'hrf': (demo_data.make_hrf_vessels, 'data/demo_hrf'),
+    'kinetics': (demo_data.make_motion_videos, 'data/demo_kinetics'),
 }
 
 
