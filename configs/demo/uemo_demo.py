@@ -1,13 +1,19 @@
 # U-EMO on the generated HRF-format vessel set (learning tests). Only data, schedule and
 # batch settings differ from configs/uemo_hrf.py: CPU-sized crops (48 for training, a
 # 64 / 42 sliding window at test time, the real 256 / 170 scaled down) on 100x140
-# images, sizes that are not multiples of the window or its stride.
+# images, sizes that are not multiples of the window or its stride. One loss setting
+# differs too: vessels cover about 13% of the pixels, and short CPU runs from scratch
+# without it stayed at "all background" (mDice 47.6 after 100 iterations, measured);
+# weighting the vessel class 5x in the cross-entropy gets past that within the budget.
 _base_ = ['../uemo_hrf.py']
 
 data_root = 'data/demo_hrf'
 crop_size = (48, 48)
+vessel_weighted_ce = dict(type='CrossEntropyLoss', use_sigmoid=False, class_weight=[1.0, 5.0])
 model = dict(
     data_preprocessor=dict(size=crop_size),
+    decode_head=dict(loss_decode=dict(vessel_weighted_ce, loss_weight=1.0)),
+    auxiliary_head=dict(loss_decode=dict(vessel_weighted_ce, loss_weight=0.4)),
     test_cfg=dict(mode='slide', crop_size=(64, 64), stride=(42, 42)))
 
 train_pipeline = [
@@ -30,8 +36,8 @@ val_dataloader = dict(
     dataset=dict(data_root=data_root, pipeline=test_pipeline))
 test_dataloader = val_dataloader
 
-max_iters = 100
-optim_wrapper = dict(optimizer=dict(lr=1e-3), clip_grad=None)
+max_iters = 150
+optim_wrapper = dict(optimizer=dict(lr=2e-3), clip_grad=None)
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=10),
     dict(type='CosineAnnealingLR', eta_min=0., begin=0, end=max_iters, T_max=max_iters,
