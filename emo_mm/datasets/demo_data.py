@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 COCO_SHAPES_CLASSES = ('circle', 'square', 'triangle', 'star')
-_VERSION = 1
+_VERSION = 2
 
 
 def _generate_once(root: str, params: dict, write: Callable[[str], None]) -> str:
@@ -342,8 +342,9 @@ def _motion_clip(rng, label: int, num_frames: int, height: int, width: int) -> L
     angle0 = rng.uniform(0, 2 * np.pi)
     speed = rng.uniform(0.6, 1.4)  # pixels per frame / degrees per frame, scaled below
     name = MOTION_CLASSES[label]
-    span = speed * min(height, width) * 0.55  # total travel of a translation
     margin = size * 1.1
+    # total travel of a translation, short enough for the whole path to stay in the frame
+    span = min(speed * min(height, width) * 0.55, min(height, width) - 2 * margin)
     if name.startswith('move'):
         direction = {'move_left': (-1, 0), 'move_right': (1, 0), 'move_up': (0, -1),
                      'move_down': (0, 1)}[name]
