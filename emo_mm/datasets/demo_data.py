@@ -40,6 +40,16 @@ def _generate_once(root: str, params: dict, write: Callable[[str], None]) -> str
     return root
 
 
+def _splits(train: str, val: str, num_train: int, num_val: int, seed: int):
+    """Yields ``(split name, sample count, rng)`` for the train and the val split.
+
+    The val split draws from its own seed (``seed + 10000``), so its samples never repeat
+    training ones and do not change when the training split is resized.
+    """
+    for split, count, split_seed in ((train, num_train, seed), (val, num_val, seed + 10_000)):
+        yield split, count, np.random.RandomState(split_seed)
+
+
 def textured_background(rng: np.random.RandomState, height: int, width: int) -> np.ndarray:
     """A BGR uint8 background: colour gradient, stripes or checks, and noise."""
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
@@ -144,9 +154,7 @@ def make_coco_shapes(root: str = 'data/demo_coco',
 
     def write(tmp: str) -> None:
         os.makedirs(osp.join(tmp, 'annotations'))
-        for split, count, split_seed in (('train', num_train, seed),
-                                         ('val', num_val, seed + 10_000)):
-            rng = np.random.RandomState(split_seed)
+        for split, count, rng in _splits('train', 'val', num_train, num_val, seed):
             os.makedirs(osp.join(tmp, split))
             images, annotations = [], []
             for index in range(count):
@@ -224,9 +232,7 @@ def make_ade20k_regions(root: str = 'data/demo_ade20k',
                   image_size=list(image_size), classes=list(classes), seed=seed)
 
     def write(tmp: str) -> None:
-        for split, count, split_seed in (('training', num_train, seed),
-                                         ('validation', num_val, seed + 10_000)):
-            rng = np.random.RandomState(split_seed)
+        for split, count, rng in _splits('training', 'validation', num_train, num_val, seed):
             for sub in ('images', 'annotations'):
                 os.makedirs(osp.join(tmp, sub, split))
             for index in range(count):
@@ -286,9 +292,7 @@ def make_hrf_vessels(root: str = 'data/demo_hrf',
                   image_size=list(image_size), seed=seed)
 
     def write(tmp: str) -> None:
-        for split, count, split_seed in (('training', num_train, seed),
-                                         ('validation', num_val, seed + 10_000)):
-            rng = np.random.RandomState(split_seed)
+        for split, count, rng in _splits('training', 'validation', num_train, num_val, seed):
             for sub in ('images', 'annotations'):
                 os.makedirs(osp.join(tmp, sub, split))
             for index in range(count):
@@ -390,9 +394,7 @@ def make_motion_videos(root: str = 'data/demo_kinetics',
                   num_frames=num_frames, image_size=list(image_size), fps=fps, seed=seed)
 
     def write(tmp: str) -> None:
-        for split, count, split_seed in (('train', num_train, seed),
-                                         ('val', num_val, seed + 10_000)):
-            rng = np.random.RandomState(split_seed)
+        for split, count, rng in _splits('train', 'val', num_train, num_val, seed):
             folder = osp.join(tmp, f'videos_{split}')
             os.makedirs(folder)
             lines = []
