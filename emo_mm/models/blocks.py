@@ -256,7 +256,6 @@ class I2RMB(MetaMobileBlock):
         return self.eops[0](x)
 
 
-
 class IRMB(MetaMobileBlock):
     """EMOv1's Inverted Residual Mobile Block (iRMB).
 
