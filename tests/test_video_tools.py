@@ -12,7 +12,7 @@ from emo_mm.engine import prepare_train_config
 from helpers import REPO
 
 ENV = dict(os.environ, OMP_NUM_THREADS='1')
-DEMO = osp.join(REPO, 'configs', 'demo', 'vemo_5m_demo.py')
+DEMO = osp.join(REPO, 'configs', 'demo', 'vemo_demo.py')
 
 
 @pytest.fixture(scope='module')
@@ -26,7 +26,6 @@ def _tiny(tmp_path, ann_train=None, extra=''):
     path = tmp_path / 'tiny.py'
     path.write_text(
         f"_base_ = [{DEMO!r}]\n"
-        f"model = dict(backbone=dict(arch='1M'), cls_head=dict(in_channels=180))\n"
         f"train_dataloader = dict(batch_size=4, dataset=dict(ann_file={ann_train!r}, "
         f"data_prefix=dict(video={osp.join(root, 'videos_train')!r}), indices=8))\n"
         f"val_dataloader = dict(dataset=dict(ann_file="
