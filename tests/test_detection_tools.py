@@ -29,7 +29,9 @@ def _tiny_config(tmp_path, name, **extra) -> str:
     """The demo config on 16 images, deterministic (no flip, no drop-path), logging each iter."""
     lines = [f"_base_ = [{DEMO!r}]",
              "data_root = " + repr(osp.join(REPO, 'data', 'demo_coco') + '/'),
-             "model = dict(backbone=dict(drop_path_rate=0.), test_cfg=dict(score_thr=0.))",
+             # from scratch: these test the tools, not learning (no pretrained file needed)
+             "model = dict(backbone=dict(drop_path_rate=0., init_cfg=None), "
+             "test_cfg=dict(score_thr=0.))",
              "train_dataloader = dict(batch_size=4, dataset=dict(data_root=data_root, "
              "indices=16, pipeline=[dict(type='LoadImageFromFile'), "
              "dict(type='LoadAnnotations', with_bbox=True), "

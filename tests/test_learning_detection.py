@@ -1,13 +1,15 @@
 """Short CPU trainings of the detection configs on the generated shapes set learn.
 
-Each trains its demo config (the real config with demo data and a short schedule) from
-scratch and evaluates on the held-out split before and after; thresholds sit well below
+Each trains its demo config (the real config with demo data and a short schedule; EMOv2
+backbones start from the shapes-pretrained stand-in for ImageNet weights, EMOv1 from
+scratch) and evaluates on the held-out split before and after; thresholds sit well below
 the measured values (see the numbers in each test) and far above the untrained model.
 """
 import os.path as osp
 
 import pytest
 
+from emo_mm.datasets.demo_backbone import pretrain_shapes_backbone
 from emo_mm.datasets.demo_data import make_coco_shapes
 from helpers import REPO, train_and_test
 
@@ -15,6 +17,7 @@ from helpers import REPO, train_and_test
 @pytest.fixture(scope='module', autouse=True)
 def demo_data(monkeypatch_module):
     make_coco_shapes(osp.join(REPO, 'data', 'demo_coco'))
+    pretrain_shapes_backbone(osp.join(REPO, 'data', 'demo_shapes_backbone', 'emov2_1m_shapes.pth'))
     monkeypatch_module.chdir(REPO)  # the demo configs use data/ relative to the repository
 
 
@@ -34,20 +37,27 @@ def _report(name, before, after, metric):
           f'@IoU0.5 {before[metric + "_50"]:.3f} -> {after[metric + "_50"]:.3f}')
 
 
-@pytest.mark.parametrize('config', ['retinanet_emov2_1m_demo.py', 'retinanet_emov1_1m_demo.py'])
+# bbox mAP@0.5 after 6 epochs must exceed: EMOv2 starts from the shapes-pretrained backbone
+# (emo_mm/datasets/demo_backbone.py), EMOv1 from scratch.
+RETINANET_AFTER = {'retinanet_emov2_1m_demo.py': 0.06, 'retinanet_emov1_1m_demo.py': 0.025}
+
+
+@pytest.mark.parametrize('config', list(RETINANET_AFTER))
 def test_retinanet_learns(config, tmp_path):
     before, after = _train(config, tmp_path, 6)
     _report(config, before, after, 'coco/bbox_mAP')
-    # measured: EMOv2 0.002 -> 0.060, EMOv1 0.010 -> 0.039 (bbox mAP@0.5)
+    # measured (bbox mAP@0.5): EMOv2 0.005 -> 0.155 (other 150-iteration pretrainings of the
+    # backbone: 0.169; 250 iterations: 0.116), EMOv1 from scratch 0.010 -> 0.039
     assert before['coco/bbox_mAP_50'] < 0.015
-    assert after['coco/bbox_mAP_50'] > 0.025
+    assert after['coco/bbox_mAP_50'] > RETINANET_AFTER[config]
     assert after['coco/bbox_mAP_50'] > before['coco/bbox_mAP_50'] + 0.02
 
 
 def test_ssdlite_learns(tmp_path):
     before, after = _train('ssdlite_emov2_1m_demo.py', tmp_path, 6)
     _report('SSDLite', before, after, 'coco/bbox_mAP')
-    # measured: 0.000 -> 0.022 (bbox mAP@0.5)
+    # measured: 0.000 -> 0.022 (bbox mAP@0.5) with the shapes-pretrained backbone, as from
+    # scratch (other pretrainings: 0.141, 0.039): SSDLite learns slowest here
     assert before['coco/bbox_mAP_50'] < 0.005
     assert after['coco/bbox_mAP_50'] > 0.01
 
@@ -55,9 +65,7 @@ def test_ssdlite_learns(tmp_path):
 def test_mask_rcnn_learns(tmp_path):
     before, after = _train('mask-rcnn_emov2_1m_demo.py', tmp_path, 3)
     _report('Mask R-CNN', before, after, 'coco/segm_mAP')
-    # Mask R-CNN is the slowest to start from scratch: 72 iterations (3 min of CPU) only
-    # reach the first masks; measured segm mAP@0.5 0.001 -> 0.013 (mAP 0.000 -> 0.003).
-    # A higher lr (2e-3) detected nothing at all after 3 epochs.
+    # 72 iterations from the shapes-pretrained backbone; measured segm mAP@0.5 0.001 -> 0.102
+    # (mAP 0.000 -> 0.024; another pretraining: 0.187); from scratch it was 0.013.
     assert before['coco/segm_mAP_50'] < 0.005
-    assert after['coco/segm_mAP_50'] >= 0.003
-    assert after['coco/segm_mAP_50'] > before['coco/segm_mAP_50']
+    assert after['coco/segm_mAP_50'] > 0.04

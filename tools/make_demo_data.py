@@ -4,17 +4,20 @@
     python tools/make_demo_data.py ade20k        # data/demo_ade20k: ADE20K-layout regions
     python tools/make_demo_data.py hrf           # data/demo_hrf: HRF-layout vessel maps
     python tools/make_demo_data.py kinetics      # data/demo_kinetics: K400-layout videos
+    python tools/make_demo_data.py shapes_backbone  # EMOv2-1M pretrained on generated shapes,
+                                                    # for the demo detection configs (~1.5 min)
     python tools/make_demo_data.py all
 """
 import argparse
 
-from emo_mm.datasets import demo_data
+from emo_mm.datasets import demo_backbone, demo_data
 
 SETS = {
     'coco': (demo_data.make_coco_shapes, 'data/demo_coco'),
     'ade20k': (demo_data.make_ade20k_regions, 'data/demo_ade20k'),
     'hrf': (demo_data.make_hrf_vessels, 'data/demo_hrf'),
     'kinetics': (demo_data.make_motion_videos, 'data/demo_kinetics'),
+    'shapes_backbone': (demo_backbone.pretrain_shapes_backbone, demo_backbone.SHAPES_BACKBONE),
 }
 
 
@@ -22,7 +25,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('sets', nargs='+', choices=[*SETS, 'all'])
-    parser.add_argument('--root', help='output folder (one set only)')
+    parser.add_argument('--root', help='output folder (checkpoint file for shapes_backbone; one set only)')
     args = parser.parse_args()
     names = list(SETS) if 'all' in args.sets else args.sets
     if args.root and len(names) != 1:

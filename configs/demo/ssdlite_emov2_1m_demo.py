@@ -1,14 +1,16 @@
 # SSDLite-EMOv2-1M (320x320) on the generated COCO-format shapes set (learning tests).
 # Only data, schedule and batch settings differ from configs/ssdlite_emov2_1m_320_coco.py
 # (no Expand / MinIoURandomCrop zoom-out: the demo objects already span the anchor sizes),
-# and, since no ImageNet checkpoint is bundled, the backbone trains from scratch with its
-# BatchNorm statistics updated.
+# and the backbone starts from the shapes-pretrained stand-in for the ImageNet checkpoint
+# (emo_mm/datasets/demo_backbone.py; `python tools/make_demo_data.py coco shapes_backbone`),
+# with its BatchNorm statistics updated.
 _base_ = ['../ssdlite_emov2_1m_320_coco.py']
+backbone_checkpoint = 'data/demo_shapes_backbone/emov2_1m_shapes.pth'
 
 data_root = 'data/demo_coco/'
 metainfo = dict(classes=('circle', 'square', 'triangle', 'star'))
 model = dict(
-    backbone=dict(init_cfg=None, norm_eval=False),
+    backbone=dict(init_cfg=dict(checkpoint=backbone_checkpoint), norm_eval=False),
     bbox_head=dict(num_classes=4))
 
 train_pipeline = [
@@ -32,7 +34,7 @@ test_dataloader = val_dataloader
 val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
 test_evaluator = val_evaluator
 
-# Minutes on a CPU, from scratch: no gradient clipping (tuned for fine-tuning ImageNet
+# Minutes on a CPU after a short pretraining: no gradient clipping (tuned for fine-tuning ImageNet
 # weights, it stalls AdamW here), short warm-up, cosine to 0.
 max_epochs = 12
 optim_wrapper = dict(clip_grad=None)
