@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .demo_data import COCO_SHAPES_CLASSES, _draw_shapes, _generate_once, textured_background
+from .demo_data import (COCO_SHAPES_CLASSES, SHAPES_MAX_OBJECTS, SHAPES_RADIUS_RANGE, _draw_shapes,
+                        _generate_once, textured_background)
 
 #: Where the demo detection configs expect the checkpoint.
 SHAPES_BACKBONE = 'data/demo_shapes_backbone/emov2_1m_shapes.pth'
@@ -29,7 +30,8 @@ def _shape_batch(rng: np.random.RandomState, size: int, image_size: int):
     for _ in range(size):
         img = textured_background(rng, image_size, image_size)
         label_map = np.zeros((image_size, image_size), np.int64)  # 0 = background
-        for label, mask in _draw_shapes(rng, img, COCO_SHAPES_CLASSES, 4, (0.12, 0.35)):
+        for label, mask in _draw_shapes(rng, img, COCO_SHAPES_CLASSES, SHAPES_MAX_OBJECTS,
+                                        SHAPES_RADIUS_RANGE):
             label_map[mask] = label + 1
         images.append(img[..., ::-1])  # BGR -> RGB, as the detectors' preprocessor does
         labels.append(label_map)

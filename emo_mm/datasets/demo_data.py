@@ -18,6 +18,9 @@ import cv2
 import numpy as np
 
 COCO_SHAPES_CLASSES = ('circle', 'square', 'triangle', 'star')
+#: Shapes per image (1..this) and radius range (fraction of the image side) of the shapes set.
+SHAPES_MAX_OBJECTS = 4
+SHAPES_RADIUS_RANGE = (0.12, 0.35)
 _VERSION = 2
 
 
@@ -136,8 +139,8 @@ def make_coco_shapes(root: str = 'data/demo_coco',
                      num_train: int = 96,
                      num_val: int = 24,
                      image_size: Tuple[int, int] = (128, 128),
-                     max_objects: int = 4,
-                     radius_range: Tuple[float, float] = (0.12, 0.35),
+                     max_objects: int = SHAPES_MAX_OBJECTS,
+                     radius_range: Tuple[float, float] = SHAPES_RADIUS_RANGE,
                      classes: Sequence[str] = COCO_SHAPES_CLASSES,
                      seed: int = 0) -> str:
     """Writes a COCO-format detection / instance set under ``root``.
