@@ -7,7 +7,7 @@ import torch
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from emo_mm.models import EMOv2, set_fused_attention
-from emo_mm.models.blocks import I2RMB, WindowAttention
+from emo_mm.models import I2RMB, WindowAttention
 
 VARIANTS = ['1M', '2M', '5M', '20M', '50M']
 
@@ -184,7 +184,7 @@ def test_spanning_is_sum_of_partitions():
 
 def test_strided_windows_group_the_right_tokens():
     """A strided window holds rows a, a+n1, ... (dilated grid); a contiguous one a block."""
-    from emo_mm.models.layers import merge_heads, partition_heads
+    from emo_mm.models.attention import merge_heads, partition_heads
     x = torch.arange(6 * 8, dtype=torch.float32).view(1, 1, 6, 8)  # one head, D = 1
     windows, lengths = (2, 2), (3, 4)
     strided = partition_heads(x, 1, windows, lengths, strided=True)[..., 0]

@@ -10,47 +10,21 @@ subclasses: :class:`I2RMB` mixes tokens with a 1x1 conv or with window attention
 computes ``v`` *before* attending (strided, contiguous or both: the spanning attention),
 and scales its output with LayerScale; EMOv1's :class:`IRMB` attends over the normalised
 input with strided windows only and projects ``v`` *after* attention, may carry a
-squeeze-excite, and has no LayerScale.
+squeeze-excite, and has no LayerScale. Both attend through
+:func:`emo_mm.models.attention.window_attention`.
 
 Module attribute names are the authors' state-dict names (``norm``, ``eops.0.qk``,
 ``conv_local``, ``proj``, ``ls``, ...), so their checkpoints load without conversion.
 """
-from typing import Sequence, Tuple
+from typing import Optional, Sequence
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
+from torch.nn.modules.batchnorm import _BatchNorm
 
-from .layers import (ConvNormAct, DropPath, LayerScale, SqueezeExcite, attention, build_norm,
-                     is_channels_last, map_from_merged, merge_heads, pad_to_windows,
-                     partition_heads, window_grid)
-
-#: Token mixers of :class:`I2RMB` (authors' ``hybrid_eops`` selector in brackets).
-MIXERS = {
-    'conv': (),  # 1x1 conv (0)
-    'strided': (True, ),  # EMOv1-style dilated windows (1, "Remote")
-    'contiguous': (False, ),  # Swin-style local windows (2, "Close")
-    'spanning': (False, True),  # both on shared q/k/v, summed (3, "Hybrid")
-}
-
-
-def _crop(x: torch.Tensor, spatial) -> torch.Tensor:
-    """Drops the trailing window padding."""
-    if tuple(x.shape[2:]) == tuple(spatial):
-        return x
-    return x[(Ellipsis, ) + tuple(slice(0, s) for s in spatial)]
-
-
-def _default_fused() -> bool:
-    return hasattr(F, 'scaled_dot_product_attention')
-
-
-def set_fused_attention(model: nn.Module, enabled: bool) -> None:
-    """Switches every attention module of ``model`` between torch's fused
-    ``scaled_dot_product_attention`` and the eager reference path."""
-    for module in model.modules():
-        if hasattr(module, 'fused_attn'):
-            module.fused_attn = bool(enabled) and _default_fused()
+from .attention import MIXERS, WindowAttention, check_heads, window_attention
+from .layers import (ConvNormAct, DropPath, LayerScale, SqueezeExcite, build_norm,
+                     fold_batch_norm_into_next, fold_output_scale)
 
 
 class PointwiseMixer(nn.Module):
@@ -66,89 +40,6 @@ class PointwiseMixer(nn.Module):
         return self.net(x)
 
 
-class WindowAttention(nn.Module):
-    """Multi-head self-attention inside windows with shared q/k/v, values projected first.
-
-    ``q, k`` come from one 1x1 conv (``qk``, C_in -> 2 C_in, head-major channels), ``v``
-    from a 1x1 conv + activation (``v``, C_in -> C_mid). The map is zero-padded on the
-    trailing side to a multiple of the window; padded tokens are not masked (the authors'
-    rule: their q = k = qk bias and v = act(v bias) take part in every softmax). Each
-    partition in ``partitions`` (``False`` = contiguous, ``True`` = strided) attends
-    independently; the results are summed and cropped.
-
-    The fused path runs the 1x1 convs on the unpadded map and pads their outputs with
-    exactly the values the convs give on zero padding; the eager path pads first, as the
-    authors do, and is what FLOP counting sees. Both produce the same numbers.
-
-    Args:
-        in_channels (int): Input channels C_in (q/k width).
-        mid_channels (int): Value / output channels C_mid.
-        dim_head (int): Channels per head of q/k; ``C_in // dim_head`` heads.
-        window_size (tuple[int]): Window length per spatial axis (<= 0: whole axis).
-        partitions (tuple[bool]): Partitions to sum, see :data:`MIXERS`.
-        act (str): Activation after ``v``.
-        qkv_bias (bool): Bias in ``qk`` and ``v``. Defaults to True.
-        attn_drop (float): Dropout on attention weights. Defaults to 0.
-        spatial_dims (int): 2 or 3. Defaults to 2.
-    """
-
-    def __init__(self,
-                 in_channels: int,
-                 mid_channels: int,
-                 dim_head: int,
-                 window_size: Sequence[int],
-                 partitions: Tuple[bool, ...],
-                 act: str,
-                 qkv_bias: bool = True,
-                 attn_drop: float = 0.,
-                 spatial_dims: int = 2):
-        super().__init__()
-        if in_channels % dim_head:
-            raise ValueError(f'Attention width {in_channels} is not a multiple of dim_head '
-                             f'{dim_head}.')
-        self.num_heads = in_channels // dim_head
-        if mid_channels % self.num_heads:
-            raise ValueError(f'Value width {mid_channels} is not a multiple of the '
-                             f'{self.num_heads} heads.')
-        self.scale = dim_head**-0.5
-        self.window_size = tuple(window_size)
-        self.partitions = tuple(partitions)
-        self.qk = ConvNormAct(in_channels, 2 * in_channels, 1, bias=qkv_bias,
-                              spatial_dims=spatial_dims)
-        self.v = ConvNormAct(in_channels, mid_channels, 1, bias=qkv_bias, act=act,
-                             spatial_dims=spatial_dims)
-        self.attn_drop = nn.Dropout(attn_drop)
-        self.fused_attn = _default_fused()
-
-    def _project(self, x: torch.Tensor, windows, lengths):
-        """q/k and v on the padded map."""
-        if self.fused_attn:
-            qk = pad_to_windows(self.qk(x), windows, lengths, self.qk.conv.bias)
-            v = pad_to_windows(self.v.conv(x), windows, lengths, self.v.conv.bias)
-            return qk, self.v.act(v)
-        x = pad_to_windows(x, windows, lengths)
-        return self.qk(x), self.v(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        B, spatial = x.shape[0], x.shape[2:]
-        windows, lengths = window_grid(spatial, self.window_size)
-        qk, v = self._project(x, windows, lengths)
-        q, k = qk.chunk(2, dim=1)
-        # Merge back into the memory layout the block runs in, so the residual adds and
-        # the depth-wise conv that follow do not mix layouts.
-        channels_last = is_channels_last(v)
-        out = None
-        for strided in self.partitions:
-            q_w, k_w, v_w = (partition_heads(t, self.num_heads, windows, lengths, strided)
-                             for t in (q, k, v))
-            y = attention(q_w, k_w, v_w, self.scale, self.fused_attn, self.attn_drop)
-            y = merge_heads(y, B, windows, lengths, strided, channels_last)
-            # A later partition is added to the first's (contiguous) map viewed its way.
-            out = y.contiguous() if out is None else out.view(y.shape) + y
-        out = map_from_merged(out, v.shape[2:], channels_last)
-        return _crop(out, spatial)
-
-
 class MetaMobileBlock(nn.Module):
     """The inverted-residual skeleton shared by iRMB and i2RMB.
 
@@ -160,10 +51,20 @@ class MetaMobileBlock(nn.Module):
 
     has_skip: bool
 
-    def _build_tail(self, in_channels: int, mid_channels: int, out_channels: int,
-                    dw_kernel, stride, local_norm: str, local_act: str, drop_path: float,
-                    proj_drop: float, spatial_dims: int, allow_skip: bool = True,
-                    se: nn.Module = None) -> None:
+    def _build_tail(self,
+                    in_channels: int,
+                    mid_channels: int,
+                    out_channels: int,
+                    *,
+                    dw_kernel,
+                    stride,
+                    local_norm: str,
+                    local_act: str,
+                    drop_path: float,
+                    proj_drop: float,
+                    spatial_dims: int,
+                    allow_skip: bool = True,
+                    se: Optional[nn.Module] = None) -> None:
         strides = stride if isinstance(stride, Sequence) else (stride, ) * spatial_dims
         self.has_skip = (allow_skip and in_channels == out_channels
                          and all(s == 1 for s in strides))
@@ -180,6 +81,10 @@ class MetaMobileBlock(nn.Module):
         """Token mixing of the normalised input, C_in -> C_mid."""
         raise NotImplementedError
 
+    def pointwise_mixer_conv(self) -> Optional[nn.Module]:
+        """The mixer's 1x1 conv when mixing is just that conv (no attention), else None."""
+        return None
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = x
         x = self.mix(self.norm(x))
@@ -187,6 +92,26 @@ class MetaMobileBlock(nn.Module):
         x = x + local if self.has_skip else local
         x = self.ls(self.proj(self.proj_drop(x)))
         return shortcut + self.drop_path(x) if self.has_skip else x
+
+    @torch.no_grad()
+    def switch_to_deploy(self) -> None:
+        """Folds the block's eval-mode affine layers into its convs (exact, in place).
+
+        BatchNorm after the depth-wise conv goes into that conv; LayerScale into ``proj``;
+        a BatchNorm pre-norm into the mixer's 1x1 conv when the mixer is that conv alone
+        (attention pads its input, where a folded shift would differ from zeros).
+        """
+        self.conv_local.switch_to_deploy()
+        if isinstance(self.ls, LayerScale):
+            fold_output_scale(self.proj.conv, self.ls.gamma)
+            self.ls = nn.Identity()
+        mixer = self.pointwise_mixer_conv()
+        if mixer is not None and isinstance(self.norm, _BatchNorm):
+            owner, name = mixer
+            setattr(owner, name, fold_batch_norm_into_next(self.norm, getattr(owner, name)))
+            self.norm = nn.Identity()
+        self.drop_path = nn.Identity()
+        self.proj_drop = nn.Identity()
 
 
 class I2RMB(MetaMobileBlock):
@@ -198,11 +123,11 @@ class I2RMB(MetaMobileBlock):
         exp_ratio (float): C_mid = int(C_in * exp_ratio) (relative to the *input*).
         norm (str): Pre-norm, ``'bn'`` or ``'ln'``.
         act (str): Activation of the token mixer (``'silu'`` / ``'gelu'``).
-        mixer (str): One of :data:`MIXERS`.
-        dw_kernel (int | tuple): Depth-wise conv kernel.
-        stride (int | tuple): Stride of the depth-wise conv.
-        dim_head (int): q/k channels per head (attention mixers).
-        window_size (int | tuple): Window length(s) (attention mixers).
+        mixer (str): One of :data:`~emo_mm.models.attention.MIXERS`.
+        dw_kernel (int | tuple): Depth-wise conv kernel. Defaults to 5.
+        stride (int | tuple): Stride of the depth-wise conv. Defaults to 1.
+        dim_head (int): q/k channels per head (attention mixers). Defaults to 32.
+        window_size (int | tuple): Window length(s) (attention mixers). Defaults to 10.
         local_norm (str): Norm of the depth-wise conv. ``'bn'`` in the classifier and
             detection backbones, ``'ln'`` in the authors' segmentation file / U-EMO.
         local_act (str): Its activation (``'silu'``; ``'gelu'`` with ``local_norm='ln'``).
@@ -211,6 +136,8 @@ class I2RMB(MetaMobileBlock):
         drop_path (float): Stochastic depth rate. Defaults to 0.
         attn_drop (float): Attention dropout. Defaults to 0.
         proj_drop (float): Dropout before ``proj``. Defaults to 0.
+        fused_attn (bool, optional): Attention path, see
+            :func:`emo_mm.models.attention.attention`. Defaults to None (automatic).
         spatial_dims (int): 2 for images, 3 for clips. Defaults to 2.
     """
 
@@ -232,6 +159,7 @@ class I2RMB(MetaMobileBlock):
                  drop_path: float = 0.,
                  attn_drop: float = 0.,
                  proj_drop: float = 0.,
+                 fused_attn: Optional[bool] = None,
                  spatial_dims: int = 2):
         super().__init__()
         if mixer not in MIXERS:
@@ -239,21 +167,29 @@ class I2RMB(MetaMobileBlock):
         mid_channels = int(in_channels * exp_ratio)
         self.norm = build_norm(norm, in_channels, spatial_dims)
         if mixer == 'conv':
-            op = PointwiseMixer(in_channels, mid_channels, act, qkv_bias, spatial_dims)
+            op = PointwiseMixer(in_channels, mid_channels, act=act, bias=qkv_bias,
+                                spatial_dims=spatial_dims)
         else:
             windows = (window_size if isinstance(window_size, Sequence) else
                        (window_size, ) * spatial_dims)
-            op = WindowAttention(in_channels, mid_channels, dim_head, windows, MIXERS[mixer],
-                                 act, qkv_bias, attn_drop, spatial_dims)
+            op = WindowAttention(in_channels, mid_channels, dim_head=dim_head,
+                                 window_size=windows, partitions=MIXERS[mixer], act=act,
+                                 qkv_bias=qkv_bias, attn_drop=attn_drop, fused_attn=fused_attn,
+                                 spatial_dims=spatial_dims)
         # A list because the authors' block can sum several operators; theirs always
         # hold one, and the name keeps their checkpoints' keys (``eops.0.*``).
         self.eops = nn.ModuleList([op])
-        self._build_tail(in_channels, mid_channels, out_channels, dw_kernel, stride,
-                         local_norm, local_act, drop_path, proj_drop, spatial_dims)
+        self._build_tail(in_channels, mid_channels, out_channels, dw_kernel=dw_kernel,
+                         stride=stride, local_norm=local_norm, local_act=local_act,
+                         drop_path=drop_path, proj_drop=proj_drop, spatial_dims=spatial_dims)
         self.ls = LayerScale(out_channels, layer_scale, spatial_dims)
 
     def mix(self, x: torch.Tensor) -> torch.Tensor:
         return self.eops[0](x)
+
+    def pointwise_mixer_conv(self):
+        op = self.eops[0]
+        return (op.net, 'conv') if isinstance(op, PointwiseMixer) else None
 
 
 class IRMB(MetaMobileBlock):
@@ -273,16 +209,17 @@ class IRMB(MetaMobileBlock):
         norm (str): Pre-norm: ``'bn'``, ``'ln'`` or ``'none'`` (stem block).
         act (str): Activation of ``v`` (and of the squeeze-excite).
         attention (bool): Window attention before ``v``.
-        dw_kernel (int): Depth-wise kernel.
-        stride (int): Stride of the depth-wise conv.
-        dim_head (int): Channels per head.
-        window_size (int): Window length (<= 0: global).
+        dw_kernel (int): Depth-wise kernel. Defaults to 3.
+        stride (int): Stride of the depth-wise conv. Defaults to 1.
+        dim_head (int): Channels per head. Defaults to 32.
+        window_size (int | tuple): Window length(s) (<= 0: global). Defaults to 7.
         v_proj (bool): Apply ``v``; False only in the stem block (C_mid = C_in).
         se_ratio (float): Squeeze-excite reduction (0: none).
         skip (bool): Allow the shortcut (it also needs C_in == C_out and stride 1).
         qkv_bias (bool): Bias in ``qk`` and ``v``. Defaults to True.
         drop_path (float): Stochastic depth rate. Defaults to 0.
         attn_drop (float): Attention dropout. Defaults to 0.
+        fused_attn (bool, optional): Attention path. Defaults to None (automatic).
     """
 
     def __init__(self,
@@ -301,49 +238,42 @@ class IRMB(MetaMobileBlock):
                  skip: bool = True,
                  qkv_bias: bool = True,
                  drop_path: float = 0.,
-                 attn_drop: float = 0.):
+                 attn_drop: float = 0.,
+                 fused_attn: Optional[bool] = None):
         super().__init__()
         mid_channels = int(in_channels * exp_ratio)
         self.norm = build_norm(norm, in_channels)
         self.attention = attention
         if attention:
-            if in_channels % dim_head:
-                raise ValueError(f'Attention width {in_channels} is not a multiple of '
-                                 f'dim_head {dim_head}.')
-            self.num_heads = in_channels // dim_head
+            # Values are the input itself (C_in) until v widens them after attention.
+            self.num_heads = check_heads(in_channels, in_channels, dim_head)
             self.scale = dim_head**-0.5
-            self.window_size = (window_size, window_size)
+            self.window_size = (tuple(window_size) if isinstance(window_size, Sequence) else
+                                (window_size, window_size))
             self.qk = ConvNormAct(in_channels, 2 * in_channels, 1, bias=qkv_bias)
             self.attn_drop = nn.Dropout(attn_drop)
-            self.fused_attn = _default_fused()
+            self.fused_attn = fused_attn
         if v_proj or attention:
             self.v = ConvNormAct(in_channels, mid_channels, 1, bias=qkv_bias, act=act)
         else:
             self.v = nn.Identity()
-        self._build_tail(in_channels, mid_channels, out_channels, dw_kernel, stride, 'bn',
-                         'silu', drop_path, 0., 2, allow_skip=skip,
-                         se=SqueezeExcite(mid_channels, se_ratio, act) if se_ratio > 0 else None)
+        se = SqueezeExcite(mid_channels, se_ratio, act) if se_ratio > 0 else None
+        # EMOv1's depth-wise conv is always BatchNorm + SiLU.
+        self._build_tail(in_channels, mid_channels, out_channels, dw_kernel=dw_kernel,
+                         stride=stride, local_norm='bn', local_act='silu',
+                         drop_path=drop_path, proj_drop=0., spatial_dims=2, allow_skip=skip,
+                         se=se)
         self.ls = nn.Identity()
 
     def mix(self, x: torch.Tensor) -> torch.Tensor:
         if not self.attention:
             return self.v(x)
-        B, spatial = x.shape[0], x.shape[2:]
-        windows, lengths = window_grid(spatial, self.window_size)
-        if self.fused_attn:  # 1x1 conv on the real tokens, padded with its bias
-            qk = pad_to_windows(self.qk(x), windows, lengths, self.qk.conv.bias)
-        else:
-            qk = self.qk(pad_to_windows(x, windows, lengths))
-        values = pad_to_windows(x, windows, lengths)  # padded tokens have zero values
-        padded = values.shape[2:]
-        q, k = qk.chunk(2, dim=1)
-        q, k, values = (partition_heads(t, self.num_heads, windows, lengths, strided=True)
-                        for t in (q, k, values))
-        y = attention(q, k, values, self.scale, self.fused_attn, self.attn_drop)
-        channels_last = is_channels_last(x)
-        y = map_from_merged(merge_heads(y, B, windows, lengths, True, channels_last).contiguous(),
-                            padded, channels_last)
-        if self.fused_attn:  # crop first: v is 1x1, so only the real tokens need it
-            return self.v(_crop(y, spatial))
-        return _crop(self.v(y), spatial)  # the authors' order (what FLOP counting sees)
+        return window_attention(x, self.qk, self.v, self.num_heads, self.scale,
+                                self.window_size, partitions=MIXERS['strided'],
+                                values_first=False, fused=self.fused_attn,
+                                attn_drop=self.attn_drop)
 
+    def pointwise_mixer_conv(self):
+        if self.attention or not isinstance(self.v, ConvNormAct):
+            return None
+        return self.v, 'conv'

@@ -1,4 +1,4 @@
-"""Building blocks shared by the EMO family (EMOv1, EMOv2, U-EMO, V-EMO).
+"""Layers shared by the EMO family (EMOv1, EMOv2, U-EMO, V-EMO, D-EMO).
 
 Everything here works for 2-D (NCHW) and 3-D (NCTHW) maps: ``spatial_dims`` selects
 ``Conv2d``/``Conv3d`` and ``BatchNorm2d``/``BatchNorm3d``; window helpers take one window
@@ -8,11 +8,11 @@ Attribute names (``conv``, ``norm``, ``gamma``, the ``norm`` child of the channe
 LayerNorm) are the authors' state-dict names, so their checkpoints load unchanged.
 """
 import math
-from typing import Optional, Sequence, Tuple
+from typing import Sequence, Tuple
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
+from torch.nn.modules.batchnorm import _BatchNorm
 
 #: eps of every norm in the authors' EMO code (``get_norm`` builds all of them with 1e-6).
 NORM_EPS = 1e-6
@@ -115,6 +115,12 @@ class ConvNormAct(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(self.norm(self.conv(x)))
 
+    def switch_to_deploy(self) -> None:
+        """Folds a BatchNorm into the conv (which gains a bias); other norms stay."""
+        if isinstance(self.norm, _BatchNorm):
+            self.conv = fold_batch_norm(self.conv, self.norm)
+            self.norm = nn.Identity()
+
 
 class LayerScale(nn.Module):
     """Per-channel learnable scale ``gamma`` of shape ``(1, C, 1, ...)`` (key ``ls.gamma``).
@@ -164,134 +170,6 @@ def _ntuple(value, n: int) -> Tuple[int, ...]:
     return (int(value), ) * n
 
 
-# ---------------------------------------------------------------------------------------
-# Window partitions.
-#
-# A padded map of size S_d = n_d * w_d per spatial axis d is split into prod(n_d) windows
-# of prod(w_d) tokens each, in two ways:
-#   * contiguous ("close", Swin-like): window a holds positions a*w .. a*w + w - 1,
-#     i.e. axis d is viewed as (n_d, w_d);
-#   * strided ("remote", EMOv1's dilated grid): window a holds positions a, a + n, ...,
-#     a + (w - 1) * n, i.e. axis d is viewed as (w_d, n_d).
-# Attention has no positional term, so only which tokens share a window matters, not
-# their order inside it; both partitions are pure view/permute/reshape.
-# ---------------------------------------------------------------------------------------
-
-
-def window_grid(spatial_size: Sequence[int],
-                window_size: Sequence[int]) -> Tuple[Tuple[int, ...], Tuple[int, ...]]:
-    """Returns (windows per axis, window length per axis) for a map.
-
-    A window length <= 0 means one window over the whole (unpadded) axis.
-    """
-    windows, lengths = [], []
-    for size, win in zip(spatial_size, window_size):
-        win = size if win <= 0 else win
-        windows.append(-(-size // win))  # ceil division
-        lengths.append(win)
-    return tuple(windows), tuple(lengths)
-
-
-def _axis_split(windows, lengths, strided: bool):
-    # (outer, inner) sizes per axis: strided windows are the inner (fast) factor.
-    return [(w, n) if strided else (n, w) for n, w in zip(windows, lengths)]
-
-
-def partition_heads(x: torch.Tensor, num_heads: int, windows, lengths,
-                    strided: bool) -> torch.Tensor:
-    """(B, heads*D, *S) -> (B * num_windows, heads, tokens_per_window, D)."""
-    B, C = x.shape[:2]
-    nd = len(windows)
-    split = _axis_split(windows, lengths, strided)
-    x = x.view(B, num_heads, C // num_heads, *[s for pair in split for s in pair])
-    # Axis order after the view: 0 B, 1 heads, 2 D, then per spatial axis d two axes at
-    # 3 + 2d (outer) and 4 + 2d (inner). The window index is the n-factor, the token
-    # index the w-factor.
-    win_axes = [4 + 2 * d if strided else 3 + 2 * d for d in range(nd)]
-    tok_axes = [3 + 2 * d if strided else 4 + 2 * d for d in range(nd)]
-    x = x.permute(0, *win_axes, 1, *tok_axes, 2)
-    return x.reshape(B * math.prod(windows), num_heads, math.prod(lengths), C // num_heads)
-
-
-def merge_heads(x: torch.Tensor, batch: int, windows, lengths, strided: bool,
-                channels_last: bool = False) -> torch.Tensor:
-    """Inverse of :func:`partition_heads`, returned as a permuted view.
-
-    (B * num_windows, heads, tokens, D) -> view with shape
-    (B, heads, D, outer_0, inner_0, outer_1, inner_1, ...), or with ``channels_last``
-    (B, outer_0, inner_0, ..., heads, D). Made contiguous, it is the map in that memory
-    layout; see :func:`map_from_merged`.
-    """
-    nd = len(windows)
-    heads, dim = x.shape[1], x.shape[3]
-    x = x.view(batch, *windows, heads, *lengths, dim)
-    # Axes of this view: 0 B, 1..nd windows, nd+1 heads, nd+2..2nd+1 tokens, 2nd+2 D.
-    spatial = []
-    for d in range(nd):
-        win_axis, tok_axis = 1 + d, nd + 2 + d
-        spatial += [tok_axis, win_axis] if strided else [win_axis, tok_axis]
-    channel = [nd + 1, 2 * nd + 2]
-    return x.permute(0, *spatial, *channel) if channels_last else x.permute(0, *channel, *spatial)
-
-
-def map_from_merged(x: torch.Tensor, spatial_size: Sequence[int],
-                    channels_last: bool) -> torch.Tensor:
-    """(B, heads, D, *pairs) or (B, *pairs, heads, D) -> (B, C, *S), a view if contiguous."""
-    batch = x.shape[0]
-    if channels_last:
-        return x.reshape(batch, *spatial_size, -1).movedim(-1, 1)
-    return x.reshape(batch, -1, *spatial_size)
-
-
-def is_channels_last(x: torch.Tensor) -> bool:
-    """Whether a 4-D / 5-D tensor is stored channels-last (and not also contiguous)."""
-    if x.dim() not in (4, 5) or x.is_contiguous():
-        return False
-    fmt = torch.channels_last if x.dim() == 4 else torch.channels_last_3d
-    return x.is_contiguous(memory_format=fmt)
-
-
-def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, fused: bool,
-              attn_drop: nn.Dropout) -> torch.Tensor:
-    """softmax(q k^T * scale) v over the last two axes, batched over the leading ones.
-
-    ``fused`` uses torch's ``scaled_dot_product_attention`` kernels; the eager path (two
-    batched matmuls) is the reference and what FLOP counting sees. ``v`` may be wider than
-    ``q``/``k``.
-    """
-    # On CPU, torch has a fused kernel only for equal q/k and v widths; otherwise SDPA
-    # falls back to an unfused "math" path that is slower than the two matmuls below.
-    if fused and (q.is_cuda or q.shape[-1] == v.shape[-1]):
-        drop = attn_drop.p if attn_drop.training else 0.
-        return F.scaled_dot_product_attention(q, k, v, dropout_p=drop, scale=scale)
-    attn = ((q @ k.transpose(-2, -1)) * scale).softmax(dim=-1)
-    return attn_drop(attn) @ v
-
-
-def pad_to_windows(x: torch.Tensor, windows, lengths,
-                   fill: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """Pads the trailing side of each spatial axis up to ``windows * lengths``.
-
-    Padding is zeros, or the per-channel vector ``fill`` when given (used to pad the
-    output of a 1x1 conv with its bias, which is what the conv gives on zero padding).
-    """
-    spatial = x.shape[2:]
-    padded = [n * w for n, w in zip(windows, lengths)]
-    if list(spatial) == padded:
-        return x
-    if fill is None:
-        # F.pad takes (before, after) pairs, last axis first.
-        return F.pad(x, [p for s, t in zip(reversed(spatial), reversed(padded)) for p in (0, t - s)])
-    fmt = torch.contiguous_format
-    if is_channels_last(x):
-        fmt = torch.channels_last if x.dim() == 4 else torch.channels_last_3d
-    out = torch.empty((x.shape[0], x.shape[1], *padded), dtype=x.dtype, device=x.device,
-                      memory_format=fmt)
-    out.copy_(fill.view(1, -1, *([1] * len(spatial))).expand_as(out))
-    out[(Ellipsis, ) + tuple(slice(0, s) for s in spatial)] = x
-    return out
-
-
 class SqueezeExcite(nn.Module):
     """Squeeze-and-excitation gate (timm's layout: ``conv_reduce``, ``conv_expand``).
 
@@ -311,3 +189,110 @@ class SqueezeExcite(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         gate = self.conv_expand(self.act(self.conv_reduce(x.mean((2, 3), keepdim=True))))
         return x * gate.sigmoid()
+
+
+# ---------------------------------------------------------------------------------------
+# Re-parameterisation for deployment: exact algebraic folds of eval-mode affine layers.
+# ---------------------------------------------------------------------------------------
+def _bn_scale_shift(bn: _BatchNorm) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(s, t) with bn(x) == s * x + t per channel, in eval mode."""
+    scale = bn.running_var.add(bn.eps).rsqrt()
+    if bn.weight is not None:
+        scale = scale * bn.weight
+    shift = -bn.running_mean * scale
+    if bn.bias is not None:
+        shift = shift + bn.bias
+    return scale, shift
+
+
+def _conv_like(conv: nn.Module, weight: torch.Tensor, bias: torch.Tensor) -> nn.Module:
+    """A conv with ``conv``'s geometry and the given weight and bias."""
+    fused = type(conv)(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
+                       conv.padding, conv.dilation, conv.groups, bias=True,
+                       padding_mode=conv.padding_mode, device=weight.device, dtype=weight.dtype)
+    with torch.no_grad():
+        fused.weight.copy_(weight)
+        fused.bias.copy_(bias)
+    return fused.to(memory_format=_memory_format(conv.weight))
+
+
+def _memory_format(weight: torch.Tensor):
+    if weight.dim() == 4 and weight.is_contiguous(memory_format=torch.channels_last) \
+            and not weight.is_contiguous():
+        return torch.channels_last
+    if weight.dim() == 5 and weight.is_contiguous(memory_format=torch.channels_last_3d) \
+            and not weight.is_contiguous():
+        return torch.channels_last_3d
+    return torch.contiguous_format
+
+
+@torch.no_grad()
+def fold_batch_norm(conv: nn.Module, bn: _BatchNorm) -> nn.Module:
+    """``bn(conv(x))`` as one conv: the output-channel scale goes into the weight."""
+    scale, shift = _bn_scale_shift(bn)
+    weight = conv.weight * scale.view(-1, *([1] * (conv.weight.dim() - 1)))
+    bias = shift if conv.bias is None else conv.bias * scale + shift
+    return _conv_like(conv, weight, bias)
+
+
+@torch.no_grad()
+def fold_batch_norm_into_next(bn: _BatchNorm, conv: nn.Module) -> nn.Module:
+    """``conv(bn(x))`` as one conv, for a 1x1, ungrouped, unpadded ``conv`` (exact only
+    then: a padded conv would see ``bn``'s shift on its border where it sees zeros)."""
+    if (any(k != 1 for k in conv.kernel_size) or conv.groups != 1
+            or any(p != 0 for p in conv.padding)):
+        raise ValueError('Only a 1x1 ungrouped conv without padding absorbs a preceding norm.')
+    scale, shift = _bn_scale_shift(bn)
+    weight = conv.weight * scale.view(1, -1, *([1] * (conv.weight.dim() - 2)))
+    bias = conv.weight.flatten(1) @ shift
+    if conv.bias is not None:
+        bias = bias + conv.bias
+    return _conv_like(conv, weight, bias)
+
+
+@torch.no_grad()
+def fold_output_scale(conv: nn.Module, scale: torch.Tensor) -> None:
+    """``conv(x) * scale`` (per output channel, e.g. a LayerScale gamma), in place."""
+    scale = scale.reshape(-1)
+    conv.weight.mul_(scale.view(-1, *([1] * (conv.weight.dim() - 1))))
+    if conv.bias is not None:
+        conv.bias.mul_(scale)
+
+
+@torch.no_grad()
+def fold_sequential(seq: nn.Sequential) -> None:
+    """Folds every (conv, BatchNorm) pair of a Sequential in place (BN becomes Identity)."""
+    for i in range(len(seq) - 1):
+        conv, bn = seq[i], seq[i + 1]
+        if isinstance(conv, (nn.Conv2d, nn.Conv3d)) and isinstance(bn, _BatchNorm):
+            seq[i] = fold_batch_norm(conv, bn)
+            seq[i + 1] = nn.Identity()
+
+
+def reparameterize(module: nn.Module) -> None:
+    """Folds, in place, what :meth:`switch_to_deploy` methods and conv/BatchNorm pairs allow.
+
+    Children with a ``switch_to_deploy`` method handle their own subtree; (conv,
+    BatchNorm) pairs inside a Sequential and mmcv ``ConvModule`` s with a BatchNorm are
+    folded here; everything else is searched recursively. Call it in eval mode.
+    """
+    for name, child in list(module.named_children()):
+        if hasattr(child, 'switch_to_deploy'):
+            child.switch_to_deploy()
+            continue
+        if isinstance(child, nn.Sequential):
+            fold_sequential(child)
+        elif _is_conv_module_with_bn(child):
+            child.conv = fold_batch_norm(child.conv, child.norm)
+            setattr(child, child.norm_name, nn.Identity())
+            child.with_norm = False
+        reparameterize(child)
+
+
+def _is_conv_module_with_bn(module: nn.Module) -> bool:
+    # mmcv's ConvModule (U-EMO's conv layers), recognised by its attributes so that this
+    # module does not import mmcv.
+    return (getattr(module, 'with_norm', False) and hasattr(module, 'norm_name')
+            and isinstance(getattr(module, 'conv', None), (nn.Conv2d, nn.Conv3d))
+            and isinstance(getattr(module, module.norm_name, None), _BatchNorm)
+            and tuple(getattr(module, 'order', ()))[:2] == ('conv', 'norm'))

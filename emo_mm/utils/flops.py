@@ -7,13 +7,14 @@ additions are free. Here torch's ``FlopCounterMode`` supplies the MACs (its FLOP
 hooks add the norm terms. Attention runs on the eager path while counting, so the count
 is the authors' computation (including the 1x1 projections of padded tokens).
 """
-import contextlib
 from typing import Dict
 
 import torch
 import torch.nn as nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.flop_counter import FlopCounterMode
+
+from ..models.attention import attention_path
 
 #: aten ops whose FLOPs FlopCounterMode reports, grouped as the reference tables do.
 _OP_GROUPS = {
@@ -26,19 +27,6 @@ _OP_GROUPS = {
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
-
-
-@contextlib.contextmanager
-def eager_attention(model: nn.Module):
-    """Temporarily routes every attention module of ``model`` through the eager path."""
-    saved = [(m, m.fused_attn) for m in model.modules() if hasattr(m, 'fused_attn')]
-    for module, _ in saved:
-        module.fused_attn = False
-    try:
-        yield
-    finally:
-        for module, fused in saved:
-            module.fused_attn = fused
 
 
 @torch.no_grad()
@@ -68,7 +56,7 @@ def count_flops(model: nn.Module, *inputs, **kwargs) -> Dict[str, int]:
     model.eval()
     counter = FlopCounterMode(display=False)
     try:
-        with eager_attention(model), counter:
+        with attention_path(model, False), counter:
             model(*inputs, **kwargs)
     finally:
         for hook in hooks:

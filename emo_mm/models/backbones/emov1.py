@@ -4,15 +4,14 @@ Zhang et al., "Rethinking Mobile Block for Efficient Attention-based Models", IC
 Layout and names are the authors' (``stage0`` = patch embedding + an SE stem block,
 ``stage1..stage4`` of iRMBs), so their ImageNet checkpoints load as they are.
 """
-from typing import Sequence, Union
+from typing import Optional, Sequence, Union
 
-import numpy as np
 import torch.nn as nn
 
 from ...registry import MODELS
-from ..blocks import IRMB, set_fused_attention
-from ..layers import ChannelLayerNorm, build_norm
-from .emov2 import _EMOBackbone
+from ..blocks import IRMB
+from ..layers import build_norm
+from .base import EMOBackbone
 
 EMOV1_COMMON = dict(
     norms=('bn', 'bn', 'ln', 'ln'),
@@ -40,13 +39,13 @@ class PatchEmbed(nn.Module):
 
 
 @MODELS.register_module()
-class EMO(_EMOBackbone):
+class EMO(EMOBackbone):
     """EMOv1 backbone.
 
     A PyTorch implementation of `Rethinking Mobile Block for Efficient Attention-based
     Models <https://arxiv.org/abs/2301.01146>`_, built from iRMBs with strided window
     attention. Weights are interchangeable with the authors' release. The backbone API is
-    :class:`EMOv2`'s.
+    :class:`~emo_mm.models.EMOv2`'s.
 
     Args:
         arch (str | dict): ``'1M'``, ``'2M'``, ``'5M'``, ``'6M'`` or a dict with the
@@ -59,7 +58,7 @@ class EMO(_EMOBackbone):
             (segmentation). Defaults to 7.
         out_indices, frozen_stages, norm_eval, drop_path_rate, final_norm, qkv_bias,
         attn_drop_rate, fused_attn, channels_last, return_tuple, pretrained, init_cfg:
-            as in :class:`EMOv2`.
+            as in :class:`~emo_mm.models.EMOv2`.
     """
 
     arch_settings = {
@@ -72,7 +71,6 @@ class EMO(_EMOBackbone):
         '6M': dict(depths=[3, 3, 9, 3], embed_dims=[48, 72, 160, 320],
                    exp_ratios=[2., 3., 4., 5.], dim_heads=[16, 24, 20, 32]),
     }
-    required_keys = ('depths', 'embed_dims', 'exp_ratios', 'dim_heads')
     common = EMOV1_COMMON
 
     @classmethod
@@ -83,9 +81,6 @@ class EMO(_EMOBackbone):
             if attn and dim % head:
                 raise ValueError(f'arch embed_dims[{i}] = {dim} is not a multiple of '
                                  f'dim_heads[{i}] = {head}.')
-        for i, norm in enumerate(setting['norms']):
-            if norm not in ('bn', 'ln'):
-                raise ValueError(f"arch norms[{i}] = {norm!r}; choose 'bn' or 'ln'.")
 
     def __init__(self,
                  arch: Union[str, dict] = '5M',
@@ -98,61 +93,44 @@ class EMO(_EMOBackbone):
                  final_norm: bool = False,
                  qkv_bias: bool = True,
                  attn_drop_rate: float = 0.,
-                 fused_attn: bool = True,
+                 fused_attn: Optional[bool] = None,
                  channels_last: bool = True,
                  return_tuple: bool = True,
-                 pretrained: str = None,
-                 init_cfg: dict = None):
-        setting = self.resolve_arch(arch)
-        self.num_stages = len(setting['depths'])
-        init_cfg = self._init_common(out_indices, frozen_stages, norm_eval, return_tuple,
-                                     channels_last, pretrained, init_cfg)
-        super().__init__(init_cfg=init_cfg)
-        if not 0 <= drop_path_rate < 1:
-            raise ValueError(f'drop_path_rate must be in [0, 1), got {drop_path_rate}.')
-        self.arch = setting
-        self.in_channels = in_channels
-        self.window_size = window_size
-        self.final_norm = final_norm
-        dims = setting['embed_dims']
-        stem = setting['stem_channels']
-        self.embed_dims = list(dims)
-        self.out_channels = [stem] + self.embed_dims
+                 pretrained: Optional[str] = None,
+                 init_cfg: Optional[dict] = None):
+        super().__init__(
+            arch, in_channels=in_channels, window_size=window_size, out_indices=out_indices,
+            frozen_stages=frozen_stages, norm_eval=norm_eval, drop_path_rate=drop_path_rate,
+            final_norm=final_norm, channels_last=channels_last, return_tuple=return_tuple,
+            pretrained=pretrained, init_cfg=init_cfg)
+        self.qkv_bias = qkv_bias
+        self.attn_drop_rate = attn_drop_rate
+        self.fused_attn = fused_attn
+        self.build_stages()
 
-        # Stem: patch embedding, then an iRMB without norm, v or shortcut, with a
-        # squeeze-excite of ratio 1.
-        self.stage0 = nn.Sequential(
-            PatchEmbed(in_channels, stem),
-            IRMB(stem, stem, 1., norm='none', act=setting['acts'][0], attention=False,
-                 dw_kernel=setting['dw_kernels'][0], v_proj=False, se_ratio=1., skip=False,
-                 qkv_bias=qkv_bias))
-        rates = np.linspace(0, drop_path_rate, sum(setting['depths'])).tolist()
-        in_dim = stem
-        for i, depth in enumerate(setting['depths']):
-            blocks = []
-            for j in range(depth):
-                first = j == 0
-                blocks.append(
-                    IRMB(in_dim, dims[i],
-                         exp_ratio=setting['exp_ratios'][i] * (2 if first else 1),
-                         norm=setting['norms'][i],
-                         act=setting['acts'][i],
-                         attention=setting['attentions'][i] and not first,
-                         dw_kernel=setting['dw_kernels'][i],
-                         stride=2 if first else 1,
-                         dim_head=setting['dim_heads'][i],
-                         window_size=window_size,
-                         qkv_bias=qkv_bias,
-                         drop_path=rates.pop(0),
-                         attn_drop=attn_drop_rate))
-                in_dim = dims[i]
-            self.add_module(f'stage{i + 1}', nn.Sequential(*blocks))
-        if final_norm:
-            if self.num_stages not in self.out_indices:
-                raise ValueError(f'final_norm normalises the last stage; out_indices '
-                                 f'{self.out_indices} must include {self.num_stages} (or -1).')
-            self.norm = ChannelLayerNorm(dims[-1])
-        if not fused_attn:
-            set_fused_attention(self, False)
-        self._to_memory_format()
-        self._freeze_stages()
+    def make_stem(self) -> nn.Module:
+        # Patch embedding, then an iRMB without norm, v or shortcut, with a squeeze-excite
+        # of ratio 1.
+        stem = self.stem_channels
+        return nn.Sequential(
+            PatchEmbed(self.in_channels, stem),
+            IRMB(stem, stem, 1., norm='none', act=self.arch['acts'][0], attention=False,
+                 dw_kernel=self.arch['dw_kernels'][0], v_proj=False, se_ratio=1., skip=False,
+                 qkv_bias=self.qkv_bias))
+
+    def make_block(self, stage, first, in_channels, out_channels, drop_path):
+        arch = self.arch
+        return IRMB(
+            in_channels, out_channels,
+            exp_ratio=arch['exp_ratios'][stage] * (2 if first else 1),
+            norm=arch['norms'][stage],
+            act=arch['acts'][stage],
+            attention=arch['attentions'][stage] and not first,
+            dw_kernel=arch['dw_kernels'][stage],
+            stride=self.downsample_stride(stage + 1) if first else 1,
+            dim_head=arch['dim_heads'][stage],
+            window_size=self.window_size,
+            qkv_bias=self.qkv_bias,
+            drop_path=drop_path,
+            attn_drop=self.attn_drop_rate,
+            fused_attn=self.fused_attn)

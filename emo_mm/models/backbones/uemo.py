@@ -6,6 +6,9 @@ block of the authors' released segmentation file), spanning window attention of 
 10, ``dim_head`` 32 and expansion 2; narrower blocks keep UNet's 3x3 conv + norm + act.
 Module names follow mmseg's UNet (``encoder.i.1.convs.j``, ``decoder.i.conv_block.convs.j``),
 as in the authors' logged model.
+
+This file imports mmseg and mmcv: ``emo_mm.models`` registers ``UEMO`` through a builder
+that imports it on first use, so that the other backbones work without them.
 """
 from typing import Optional
 
@@ -14,8 +17,8 @@ import torch.utils.checkpoint as cp
 from mmcv.cnn import ConvModule
 from mmseg.models.backbones import UNet
 
-from ...registry import MODELS
 from ..blocks import I2RMB
+from ..layers import reparameterize
 
 
 class I2RMBConvBlock(nn.Module):
@@ -73,9 +76,10 @@ class I2RMBConvBlock(nn.Module):
                     raise ValueError(f'i2RMB layers of U-EMO run at stride 1, dilation 1; '
                                      f'got stride {stride}, dilation {dilation}.')
                 layers.append(I2RMB(
-                    cin, out_channels, exp_ratio, norm='ln', act='gelu', mixer='spanning',
-                    dw_kernel=dw_kernel, dim_head=dim_head, window_size=window_size,
-                    local_norm='ln', local_act='gelu', layer_scale=layer_scale))
+                    cin, out_channels, exp_ratio=exp_ratio, norm='ln', act='gelu',
+                    mixer='spanning', dw_kernel=dw_kernel, dim_head=dim_head,
+                    window_size=window_size, local_norm='ln', local_act='gelu',
+                    layer_scale=layer_scale))
         self.convs = nn.Sequential(*layers)
 
     def forward(self, x):
@@ -84,7 +88,6 @@ class I2RMBConvBlock(nn.Module):
         return self.convs(x)
 
 
-@MODELS.register_module()
 class UEMO(UNet):
     """U-EMO backbone: a UNet built of i2RMBs (EMOv2 paper, HRF experiments).
 
@@ -122,3 +125,20 @@ class UEMO(UNet):
         last = block.convs[-1].conv
         return I2RMBConvBlock(first.in_channels, last.out_channels, len(block.convs),
                               stride=first.stride[0], dilation=last.dilation[0], **common)
+
+    def switch_to_deploy(self) -> None:
+        """Folds every conv/BatchNorm pair and every i2RMB's BatchNorm and LayerScale into
+        convs, in place (see :meth:`EMOBackbone.switch_to_deploy`)."""
+        if getattr(self, 'deployed', False):
+            return
+        self.eval()
+        reparameterize(self)
+        self.deployed = True
+
+    def train(self, mode: bool = True):
+        if mode and getattr(self, 'deployed', False):
+            raise RuntimeError('This UEMO is in deploy mode (BatchNorm and LayerScale folded '
+                               'into convs) and cannot be trained: train the model as built, '
+                               'and call switch_to_deploy() afterwards.')
+        super().train(mode)  # mmseg's UNet.train returns None
+        return self

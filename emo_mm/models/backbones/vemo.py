@@ -1,6 +1,6 @@
 """V-EMO: EMOv2 in three dimensions for video (the authors' unreleased ``EMO2_3D``).
 
-Rebuilt from the authors' training log (spec section 4): the EMOv2 network with every conv
+Rebuilt from the authors' training log (its parameter names and shapes): the EMOv2 network with every conv
 gaining a temporal kernel dimension equal to its spatial one (3x3x3 stem, 1x1x1
 projections, 5x5x5 depth-wise convs), BatchNorm3d in stages 1-2, channel LayerNorm in
 stages 3-4, spanning window attention over (t, h, w) windows (2, 5, 5), LayerScale and a
@@ -11,13 +11,21 @@ Choices the log does not show, stated here: temporal strides are 1 everywhere by
 inflated by placing them at the temporal centre (``inflate='center'``, default) or by
 spreading them evenly (``inflate='mean'``, I3D-style).
 """
+import functools
 from typing import Dict, Mapping, Sequence, Union
 
 import torch
 
 from ...registry import MODELS
-from ..checkpoint import CheckpointError, load_pretrained
-from .emov2 import EMOv2
+from .base import I2RMBBackbone
+
+INFLATE_MODES = ('center', 'mean')
+
+
+def check_inflate_mode(mode: str) -> str:
+    if mode not in INFLATE_MODES:
+        raise ValueError(f"inflate must be 'center' or 'mean', got {mode!r}.")
+    return mode
 
 
 def inflate_2d_state(state: Mapping[str, torch.Tensor], own: Mapping[str, torch.Tensor],
@@ -31,8 +39,7 @@ def inflate_2d_state(state: Mapping[str, torch.Tensor], own: Mapping[str, torch.
     same only where the temporal kernel does not reach the zero padding. LayerScale
     gammas gain a singleton axis; norms are unchanged. Tensors already 3-D pass through.
     """
-    if mode not in ('center', 'mean'):
-        raise ValueError(f"inflate must be 'center' or 'mean', got {mode!r}.")
+    check_inflate_mode(mode)
     out = {}
     for key, value in state.items():
         target = own.get(key)
@@ -56,10 +63,10 @@ def inflate_2d_state(state: Mapping[str, torch.Tensor], own: Mapping[str, torch.
 
 
 @MODELS.register_module()
-class VEMO(EMOv2):
+class VEMO(I2RMBBackbone):
     """V-EMO backbone for clips (N, C, T, H, W).
 
-    Takes every argument of :class:`EMOv2` with video defaults: ``window_size=(2, 5, 5)``
+    Takes every argument of :class:`~emo_mm.models.EMOv2` with video defaults: ``window_size=(2, 5, 5)``
     (t, h, w), ``out_indices=-1``, ``final_norm=True`` and ``return_tuple=False`` (one
     tensor, as mmaction2's heads expect), plus
 
@@ -86,6 +93,7 @@ class VEMO(EMOv2):
     """
 
     spatial_dims = 3
+    head_prefixes = ('head.', )
 
     def __init__(self,
                  arch: Union[str, dict] = '5M',
@@ -97,24 +105,22 @@ class VEMO(EMOv2):
                  inflate: str = 'center',
                  global_pool: bool = True,
                  num_frames: int = None,
+                 in_channels: int = 3,
                  **kwargs):
-        if inflate not in ('center', 'mean'):
-            raise ValueError(f"inflate must be 'center' or 'mean', got {inflate!r}.")
-        num_stages = len(self.resolve_arch(arch)['depths'])
-        if len(temporal_strides) != num_stages + 1 or not all(
+        super().__init__(arch, window_size=window_size, out_indices=out_indices,
+                         final_norm=final_norm, return_tuple=return_tuple,
+                         in_channels=in_channels, **{**_EMOV2_DEFAULTS, **kwargs})
+        if len(temporal_strides) != self.num_stages + 1 or not all(
                 isinstance(s, int) and s >= 1 for s in temporal_strides):
-            raise ValueError(f'temporal_strides needs {num_stages + 1} positive ints (stem and '
-                             f'each stage), got {tuple(temporal_strides)}.')
-        if isinstance(window_size, int) or len(window_size) != 3:
-            raise ValueError(f'window_size must be (t, h, w), got {window_size!r}.')
-        self.temporal_strides = tuple(temporal_strides)
-        self.inflate = inflate
-        super().__init__(arch, window_size=tuple(window_size), out_indices=out_indices,
-                         final_norm=final_norm, return_tuple=return_tuple, **kwargs)
+            raise ValueError(f'temporal_strides needs {self.num_stages + 1} positive ints '
+                             f'(stem and each stage), got {tuple(temporal_strides)}.')
         if global_pool and return_tuple:
             raise ValueError('global_pool returns one (N, C) tensor: set return_tuple=False.')
+        self.temporal_strides = tuple(temporal_strides)
+        self.inflate = check_inflate_mode(inflate)
         self.global_pool = global_pool
         self.num_frames = num_frames
+        self.build_stages()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.num_frames and x.dim() == 5 and x.shape[2] != self.num_frames:
@@ -127,15 +133,21 @@ class VEMO(EMOv2):
     def downsample_stride(self, stage: int):
         return (self.temporal_strides[stage], 2, 2)
 
-    def init_weights(self) -> None:
-        """Loads 2-D (inflated) or 3-D checkpoints given by ``init_cfg``."""
-        cfg = self.init_cfg
-        if not (isinstance(cfg, dict) and cfg.get('type') == 'Pretrained'):
-            return super().init_weights()
-        report = load_pretrained(
-            self, cfg['checkpoint'], prefix=cfg.get('prefix'), drop_prefixes=('head.', ),
-            weights_only=cfg.get('weights_only', True),
-            convert=lambda state, own: inflate_2d_state(state, own, self.inflate))
-        if not report.loaded:
-            raise CheckpointError(f'Nothing of {cfg["checkpoint"]} was loaded into VEMO.')
-        self._is_init = True
+    def check_window_size(self, window_size):
+        # Clips have far fewer frames than pixels per side: one length for all three axes
+        # is almost surely a mistake.
+        if not isinstance(window_size, Sequence) or len(window_size) != 3:
+            raise ValueError(f'window_size must be (t, h, w), got {window_size!r}.')
+        return super().check_window_size(window_size)
+
+    def checkpoint_drop_prefixes(self):
+        return self.head_prefixes
+
+    def convert_checkpoint(self):
+        """2-D checkpoints are inflated (3-D ones pass through unchanged)."""
+        return functools.partial(inflate_2d_state, mode=self.inflate)
+
+
+#: EMOv2's defaults for the arguments V-EMO passes through.
+_EMOV2_DEFAULTS = dict(frozen_stages=-1, norm_eval=False, drop_path_rate=0.,
+                       channels_last=True)

@@ -1,0 +1,329 @@
+"""Window attention of the EMO family: the one implementation every model uses.
+
+EMOv2's i2RMB (2-D and 3-D), EMOv1's iRMB, U-EMO and D-EMO all attend inside windows of a
+channels-first map whose q and k come from one 1x1 conv (``qk``) and whose values come from
+a 1x1 conv + activation (``v``). They differ only in
+
+* which partitions are summed: contiguous windows (near tokens, Swin-like), strided windows
+  (far tokens, EMOv1's dilated grid) or both on shared q/k/v (EMOv2's spanning attention);
+* whether ``v`` is applied *before* attention (i2RMB: attend over the expanded values) or
+  *after* it (iRMB: attend over the input itself, then project).
+
+:func:`window_attention` is that computation, written once; :class:`WindowAttention` is the
+module i2RMB and D-EMO hold, and EMOv1's iRMB calls the function with its own ``qk`` / ``v``
+(the authors' key names put them on the block itself).
+
+Layout facts the code relies on:
+
+* A padded map of size ``S_d = n_d * w_d`` per spatial axis ``d`` is split into
+  ``prod(n_d)`` windows of ``prod(w_d)`` tokens. Contiguous window ``a`` holds positions
+  ``a*w .. a*w + w - 1`` (axis viewed as ``(n, w)``); strided window ``a`` holds
+  ``a, a + n, ..., a + (w - 1) * n`` (axis viewed as ``(w, n)``). Attention has no
+  positional term, so only which tokens share a window matters; both partitions are pure
+  ``view`` / ``permute`` / ``reshape``.
+* Padding is on the trailing side and unmasked: padded tokens take part in every softmax
+  with the values the projections give on zero input (the authors' rule).
+"""
+import contextlib
+import math
+from typing import Iterator, Optional, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .layers import ConvNormAct
+
+#: Token mixers of the EMO blocks: partitions summed (``False`` contiguous, ``True``
+#: strided). The authors' ``hybrid_eops`` selector in brackets.
+MIXERS = {
+    'conv': (),  # 1x1 conv, no attention (0)
+    'strided': (True, ),  # EMOv1-style dilated windows (1, "Remote")
+    'contiguous': (False, ),  # Swin-style local windows (2, "Close")
+    'spanning': (False, True),  # both on shared q/k/v, summed (3, "Hybrid")
+}
+
+
+# ---------------------------------------------------------------------------------------
+# Window geometry.
+# ---------------------------------------------------------------------------------------
+def window_grid(spatial_size: Sequence[int],
+                window_size: Sequence[int]) -> Tuple[Tuple[int, ...], Tuple[int, ...]]:
+    """Returns (windows per axis, window length per axis) for a map.
+
+    A window length <= 0 means one window over the whole (unpadded) axis.
+    """
+    windows, lengths = [], []
+    for size, win in zip(spatial_size, window_size):
+        win = size if win <= 0 else win
+        windows.append(-(-size // win))  # ceil division
+        lengths.append(win)
+    return tuple(windows), tuple(lengths)
+
+
+def is_channels_last(x: torch.Tensor) -> bool:
+    """Whether a 4-D / 5-D tensor is stored channels-last (and not also contiguous)."""
+    if x.dim() not in (4, 5) or x.is_contiguous():
+        return False
+    fmt = torch.channels_last if x.dim() == 4 else torch.channels_last_3d
+    return x.is_contiguous(memory_format=fmt)
+
+
+def pad_to_windows(x: torch.Tensor, windows, lengths,
+                   fill: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Pads the trailing side of each spatial axis up to ``windows * lengths``.
+
+    Padding is zeros, or the per-channel vector ``fill`` when given (the output of a 1x1
+    conv on zero padding is its bias, so a conv can run on the real tokens only).
+    """
+    spatial = x.shape[2:]
+    padded = [n * w for n, w in zip(windows, lengths)]
+    if list(spatial) == padded:
+        return x
+    if fill is None:
+        # F.pad takes (before, after) pairs, last axis first.
+        return F.pad(x, [p for s, t in zip(reversed(spatial), reversed(padded)) for p in (0, t - s)])
+    fmt = torch.contiguous_format
+    if is_channels_last(x):
+        fmt = torch.channels_last if x.dim() == 4 else torch.channels_last_3d
+    out = torch.empty((x.shape[0], x.shape[1], *padded), dtype=x.dtype, device=x.device,
+                      memory_format=fmt)
+    out.copy_(fill.view(1, -1, *([1] * len(spatial))).expand_as(out))
+    out[(Ellipsis, ) + tuple(slice(0, s) for s in spatial)] = x
+    return out
+
+
+def crop(x: torch.Tensor, spatial: Sequence[int]) -> torch.Tensor:
+    """Drops the trailing window padding (a view)."""
+    if tuple(x.shape[2:]) == tuple(spatial):
+        return x
+    return x[(Ellipsis, ) + tuple(slice(0, s) for s in spatial)]
+
+
+def partition_heads(x: torch.Tensor, num_heads: int, windows, lengths,
+                    strided: bool) -> torch.Tensor:
+    """(B, heads*D, *S) -> (B * num_windows, heads, tokens_per_window, D)."""
+    B, C = x.shape[:2]
+    nd = len(windows)
+    # (outer, inner) sizes per axis: strided windows are the inner (fast) factor.
+    split = [(w, n) if strided else (n, w) for n, w in zip(windows, lengths)]
+    x = x.view(B, num_heads, C // num_heads, *[s for pair in split for s in pair])
+    # Axis order after the view: 0 B, 1 heads, 2 D, then per spatial axis d two axes at
+    # 3 + 2d (outer) and 4 + 2d (inner). The window index is the n-factor, the token
+    # index the w-factor.
+    win_axes = [4 + 2 * d if strided else 3 + 2 * d for d in range(nd)]
+    tok_axes = [3 + 2 * d if strided else 4 + 2 * d for d in range(nd)]
+    x = x.permute(0, *win_axes, 1, *tok_axes, 2)
+    return x.reshape(B * math.prod(windows), num_heads, math.prod(lengths), C // num_heads)
+
+
+def merge_heads(x: torch.Tensor, batch: int, windows, lengths, strided: bool,
+                channels_last: bool = False) -> torch.Tensor:
+    """Inverse of :func:`partition_heads`, returned as a permuted view.
+
+    (B * num_windows, heads, tokens, D) -> view with shape
+    (B, heads, D, outer_0, inner_0, outer_1, inner_1, ...), or with ``channels_last``
+    (B, outer_0, inner_0, ..., heads, D). Made contiguous, it is the map in that memory
+    layout; see :func:`map_from_merged`.
+    """
+    nd = len(windows)
+    heads, dim = x.shape[1], x.shape[3]
+    x = x.view(batch, *windows, heads, *lengths, dim)
+    # Axes of this view: 0 B, 1..nd windows, nd+1 heads, nd+2..2nd+1 tokens, 2nd+2 D.
+    spatial = []
+    for d in range(nd):
+        win_axis, tok_axis = 1 + d, nd + 2 + d
+        spatial += [tok_axis, win_axis] if strided else [win_axis, tok_axis]
+    channel = [nd + 1, 2 * nd + 2]
+    return x.permute(0, *spatial, *channel) if channels_last else x.permute(0, *channel, *spatial)
+
+
+def map_from_merged(x: torch.Tensor, spatial_size: Sequence[int],
+                    channels_last: bool) -> torch.Tensor:
+    """(B, heads, D, *pairs) or (B, *pairs, heads, D) -> (B, C, *S), a view if contiguous."""
+    batch = x.shape[0]
+    if channels_last:
+        return x.reshape(batch, *spatial_size, -1).movedim(-1, 1)
+    return x.reshape(batch, -1, *spatial_size)
+
+
+# ---------------------------------------------------------------------------------------
+# The attention kernel and its switch.
+# ---------------------------------------------------------------------------------------
+def sdpa_pays(q: torch.Tensor, v: torch.Tensor) -> bool:
+    """Whether torch's fused ``scaled_dot_product_attention`` beats two batched matmuls.
+
+    Measured, not assumed: on CPUs torch has a fused kernel only for equal q/k and v
+    widths, and even then the EMO shapes (49-100 tokens, heads of 16-32 channels) ran
+    faster eagerly (EMOv2-5M, 2 threads: 60.7 vs 59.4 img/s at batch 1). On an H100 in
+    fp16, EMOv2-5M (heads of 32) was faster with SDPA while EMOv2-1M (heads of 16/20) ran
+    17,752 img/s eagerly against 13,140 with SDPA. Hence: CUDA and heads of at least 32.
+    """
+    return q.is_cuda and q.shape[-1] >= 32
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float,
+              fused: Optional[bool], attn_drop: nn.Dropout) -> torch.Tensor:
+    """softmax(q k^T * scale) v over the last two axes, batched over the leading ones.
+
+    Args:
+        fused: True forces torch's ``scaled_dot_product_attention``, False the eager path
+            (two matmuls: the reference, and what FLOP counting sees), None chooses by
+            :func:`sdpa_pays`. ``v`` may be wider than ``q`` / ``k``.
+    """
+    if fused is None:
+        fused = sdpa_pays(q, v)
+    if fused:
+        drop = attn_drop.p if attn_drop.training else 0.
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=drop, scale=scale)
+    attn = ((q @ k.transpose(-2, -1)) * scale).softmax(dim=-1)
+    return attn_drop(attn) @ v
+
+
+def set_fused_attention(model: nn.Module, fused: Optional[bool]) -> None:
+    """Sets the attention path of every attention in ``model``: True (torch's SDPA), False
+    (eager matmuls) or None (chosen per call by device and head size)."""
+    for module in model.modules():
+        if hasattr(module, 'fused_attn'):
+            module.fused_attn = fused
+
+
+@contextlib.contextmanager
+def attention_path(model: nn.Module, fused: Optional[bool]) -> Iterator[None]:
+    """Temporarily sets the attention path of ``model`` (see :func:`set_fused_attention`)."""
+    saved = [(m, m.fused_attn) for m in model.modules() if hasattr(m, 'fused_attn')]
+    set_fused_attention(model, fused)
+    try:
+        yield
+    finally:
+        for module, previous in saved:
+            module.fused_attn = previous
+
+
+def window_attention(x: torch.Tensor,
+                     qk: ConvNormAct,
+                     v: nn.Module,
+                     num_heads: int,
+                     scale: float,
+                     window_size: Sequence[int],
+                     partitions: Sequence[bool],
+                     values_first: bool,
+                     fused: Optional[bool],
+                     attn_drop: nn.Dropout) -> torch.Tensor:
+    """Window attention over ``x`` (B, C_in, *S) with q/k from ``qk`` and values from ``v``.
+
+    Args:
+        qk: 1x1 conv C_in -> 2 C_in (no norm / activation), head-major channels.
+        v: 1x1 conv + activation without norm (a :class:`ConvNormAct`), C_in -> C_mid.
+        values_first: True: attend over ``v(x)`` (i2RMB); False: attend over ``x`` and
+            apply ``v`` to the result (iRMB).
+        partitions: Partitions to sum, see :data:`MIXERS`.
+        fused: Attention path, see :func:`attention`.
+
+    Returns:
+        (B, C_mid, *S), in ``x``'s memory layout.
+
+    Where the path is "fast" (anything but the explicit eager reference ``fused=False``),
+    the 1x1 convs run on the real tokens only and their outputs are padded with the
+    values the convs give on zero padding; the eager reference pads first, as the authors
+    do, which is what FLOP counting sees. Both give the same numbers.
+    """
+    batch, spatial = x.shape[0], x.shape[2:]
+    windows, lengths = window_grid(spatial, window_size)
+    reference = fused is False
+    if reference:
+        padded_x = pad_to_windows(x, windows, lengths)
+        q, k = qk(padded_x).chunk(2, dim=1)
+        values = v(padded_x) if values_first else padded_x
+    else:
+        q, k = pad_to_windows(qk(x), windows, lengths, qk.conv.bias).chunk(2, dim=1)
+        if values_first:
+            # v is conv + activation (no norm): on zero padding the conv gives its bias.
+            values = v.act(pad_to_windows(v.conv(x), windows, lengths, v.conv.bias))
+        else:
+            values = pad_to_windows(x, windows, lengths)  # zero input, zero values
+    # Merge back into the memory layout the block runs in, so the residual adds and the
+    # depth-wise conv that follow do not mix layouts.
+    channels_last = is_channels_last(values)
+    out = None
+    for strided in partitions:
+        q_w, k_w, v_w = (partition_heads(t, num_heads, windows, lengths, strided)
+                         for t in (q, k, values))
+        y = attention(q_w, k_w, v_w, scale, fused, attn_drop)
+        y = merge_heads(y, batch, windows, lengths, strided, channels_last)
+        # A later partition is added to the first's (contiguous) map viewed its way.
+        out = y.contiguous() if out is None else out.view(y.shape) + y
+    out = map_from_merged(out, values.shape[2:], channels_last)
+    if values_first:
+        return crop(out, spatial)
+    if reference:
+        return crop(v(out), spatial)  # the authors' order
+    return v(crop(out, spatial))  # 1x1: only the real tokens need it
+
+
+class WindowAttention(nn.Module):
+    """Multi-head self-attention inside windows with shared q/k/v (i2RMB, D-EMO).
+
+    ``q, k`` come from one 1x1 conv (``qk``, C_in -> 2 C_in, head-major channels), ``v``
+    from a 1x1 conv + activation (``v``, C_in -> C_mid), applied before attention. The
+    map is padded on the trailing side to a multiple of the window; each partition in
+    ``partitions`` attends independently and the results are summed. See
+    :func:`window_attention`.
+
+    Args:
+        in_channels (int): Input channels C_in (q/k width).
+        mid_channels (int): Value / output channels C_mid.
+        dim_head (int): Channels per head of q/k; ``C_in // dim_head`` heads.
+        window_size (Sequence[int]): Window length per spatial axis (<= 0: whole axis).
+        partitions (Sequence[bool]): Partitions to sum, see :data:`MIXERS`.
+        act (str): Activation after ``v``.
+        qkv_bias (bool): Bias in ``qk`` and ``v``. Defaults to True.
+        attn_drop (float): Dropout on attention weights. Defaults to 0.
+        fused_attn (bool, optional): Attention path, see :func:`attention`. Defaults to
+            None (chosen by device and head size).
+        spatial_dims (int): 2 or 3. Defaults to 2.
+    """
+
+    def __init__(self,
+                 in_channels: int,
+                 mid_channels: int,
+                 dim_head: int,
+                 window_size: Sequence[int],
+                 partitions: Sequence[bool],
+                 act: str,
+                 qkv_bias: bool = True,
+                 attn_drop: float = 0.,
+                 fused_attn: Optional[bool] = None,
+                 spatial_dims: int = 2):
+        super().__init__()
+        self.num_heads = check_heads(in_channels, mid_channels, dim_head)
+        self.scale = dim_head**-0.5
+        self.window_size = tuple(window_size)
+        self.partitions = tuple(partitions)
+        self.qk = ConvNormAct(in_channels, 2 * in_channels, 1, bias=qkv_bias,
+                              spatial_dims=spatial_dims)
+        self.v = ConvNormAct(in_channels, mid_channels, 1, bias=qkv_bias, act=act,
+                             spatial_dims=spatial_dims)
+        self.attn_drop = nn.Dropout(attn_drop)
+        self.fused_attn = fused_attn
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return window_attention(x, self.qk, self.v, self.num_heads, self.scale,
+                                self.window_size, self.partitions, values_first=True,
+                                fused=self.fused_attn, attn_drop=self.attn_drop)
+
+    def extra_repr(self) -> str:
+        return (f'heads={self.num_heads}, window={self.window_size}, '
+                f'partitions={self.partitions}, fused_attn={self.fused_attn}')
+
+
+def check_heads(in_channels: int, mid_channels: int, dim_head: int) -> int:
+    """Number of heads for q/k of ``in_channels`` and values of ``mid_channels``."""
+    if in_channels % dim_head:
+        raise ValueError(f'Attention width {in_channels} is not a multiple of dim_head '
+                         f'{dim_head}.')
+    num_heads = in_channels // dim_head
+    if mid_channels % num_heads:
+        raise ValueError(f'Value width {mid_channels} is not a multiple of the {num_heads} '
+                         f'heads.')
+    return num_heads
