@@ -206,7 +206,9 @@ class DiTBlock(nn.Module):
         shift_a, scale_a, gate_a, shift_m, scale_m, gate_m = map(per_token, chunks)
         tokens = x.movedim(1, -1)  # (B, H, W, hidden), contiguous for channels-last maps
         y = modulate(self.norm1(tokens), shift_a, scale_a)
-        y = self.attn(y.movedim(-1, 1)).movedim(1, -1)
+        # The attention returns the map in its input's (channels-last) layout, so this is
+        # a view; contiguous() only guards the one-GEMM Linear on backends that differ.
+        y = self.attn(y.movedim(-1, 1)).movedim(1, -1).contiguous()
         tokens = tokens + gate_a * self.attn_proj(y)
         tokens = tokens + gate_m * self.mlp(modulate(self.norm2(tokens), shift_m, scale_m))
         return tokens.movedim(-1, 1)
