@@ -15,6 +15,7 @@ from emo_mm.models import DEMO, DEMOBlock, DiT, DiTBlock, I2RMB, WindowAttention
 from emo_mm.models.attention import attention_path
 from emo_mm.models.dit import LabelEmbedder, sincos_pos_embed_2d
 from emo_mm.utils.flops import count_flops
+from helpers import REPO
 
 SIZES = ['S-2', 'B-2', 'L-2', 'XL-2']
 #: "DiT Parameters: N" in the authors' D-EMO training logs (DEMO-{S,B,L,XL}-2_log.txt).
@@ -317,3 +318,50 @@ def test_registered_in_the_emo_mm_scope():
         model = MODELS.build(dict(type='emo_mm.DEMO', arch='S-2'))
     assert isinstance(model, DEMO)
     assert sum(p.numel() for p in model.parameters()) == DEMO_LOG_PARAMS['S-2']
+
+
+# ---------------------------------------------------------------------------------------
+# ImageNet 256 configs (built on the meta device: the denoiser only; the Runner path is
+# tested with the diffusion wrapper).
+# ---------------------------------------------------------------------------------------
+CONFIGS = [(f'{family}-{size.lower()}_imagenet256.py', family, size)
+           for family in ('demo', 'dit') for size in SIZES]
+
+
+@pytest.mark.parametrize('name, family, arch', CONFIGS)
+def test_imagenet_configs(name, family, arch):
+    from mmengine.config import Config
+    from mmengine.registry import MODELS, init_default_scope
+    cfg = Config.fromfile(f'{REPO}/configs/dit/{name}')
+    init_default_scope(cfg.default_scope)
+    with torch.device('meta'):
+        denoiser = MODELS.build(cfg.model.denoiser)
+    expected = {'demo': {**DEMO_LOG_PARAMS, 'B-2': 96_082_976}, 'dit': DIT_PARAMS}[family]
+    assert type(denoiser) is {'demo': DEMO, 'dit': DiT}[family]
+    assert sum(p.numel() for p in denoiser.parameters()) == expected[arch]
+    assert cfg.model.type == 'emo_mm.DiffusionModel'
+    assert (cfg.model.num_timesteps, cfg.model.beta_schedule) == (1000, 'linear')
+    assert cfg.model.learn_sigma and denoiser.learn_sigma and denoiser.out_channels == 8
+    assert denoiser.y_embedder.dropout_prob == 0.1
+    assert cfg.model.data_preprocessor.std == pytest.approx(1 / 0.18215)
+    assert cfg.model.data_preprocessor.hflip_prob == 0.5
+    optimizer = cfg.optim_wrapper.optimizer
+    assert (optimizer.type, optimizer.lr, optimizer.weight_decay) == ('AdamW', 1e-4, 0.)
+    assert cfg.train_cfg == dict(type='IterBasedTrainLoop', max_iters=400_000)
+    assert cfg.train_dataloader.batch_size * 8 == 256
+    assert cfg.train_dataloader.dataset.type == 'emo_mm.LatentDataset'
+    ema = [h for h in cfg.custom_hooks if h.type == 'EMAHook']
+    assert len(ema) == 1 and ema[0].momentum == 1e-4
+
+
+def test_ema_momentum_convention():
+    """MMEngine's momentum is the weight of the *new* value: 1e-4 is DiT's decay 0.9999."""
+    from mmengine.model import ExponentialMovingAverage
+    net = nn.Linear(2, 1)
+    ema = ExponentialMovingAverage(net, momentum=1e-4)
+    ema.update_parameters(net)  # first update: copy
+    before = net.weight.detach().clone()
+    with torch.no_grad():
+        net.weight.add_(1.)
+    ema.update_parameters(net)
+    torch.testing.assert_close(ema.module.weight, 0.9999 * before + 1e-4 * net.weight)
