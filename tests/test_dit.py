@@ -365,3 +365,15 @@ def test_ema_momentum_convention():
         net.weight.add_(1.)
     ema.update_parameters(net)
     torch.testing.assert_close(ema.module.weight, 0.9999 * before + 1e-4 * net.weight)
+
+
+def test_deploy_folds_demo_batch_norm_exactly():
+    from emo_mm.models import switch_to_deploy
+    model = randomize_(DEMO(TINY_DEMO, input_size=16))
+    model.train()(*latent_inputs(4, size=16))  # running statistics that are not identity
+    model.eval()
+    inputs = latent_inputs(2, size=16)
+    expected = model(*inputs)
+    switch_to_deploy(model)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    torch.testing.assert_close(model(*inputs), expected, rtol=1e-4, atol=1e-5)

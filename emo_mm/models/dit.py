@@ -35,11 +35,10 @@ Both blocks attend through :class:`emo_mm.models.attention.WindowAttention`: D-E
 its spanning windows, DiT with one global window (plain multi-head self-attention).
 """
 import math
-from typing import Dict, Optional, Tuple, Union
+from typing import Dict, Optional, Union
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from mmengine.model import BaseModule
 
 from ..registry import MODELS
