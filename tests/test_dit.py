@@ -5,6 +5,7 @@ Large models are built on the meta device (shapes only): parameters are counted 
 traced without allocating gigabytes; one real build checks that meta counting agrees.
 """
 import math
+import os.path as osp
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ import torch.nn as nn
 
 from emo_mm.models import DEMO, DEMOBlock, DiT, DiTBlock, I2RMB, WindowAttention
 from emo_mm.models.attention import attention_path
-from emo_mm.models.dit import LabelEmbedder, sincos_pos_embed_2d
+from emo_mm.models.dit import LabelEmbedder, convert_official_dit, sincos_pos_embed_2d
 from emo_mm.utils.flops import count_flops
 from helpers import REPO
 
@@ -164,6 +165,29 @@ def test_dit_block_computes_dits_block(fused):
     grid = tokens.transpose(1, 2).unflatten(2, (side, side))  # channels-last map
     out = block(grid, c).flatten(2).transpose(1, 2)
     torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize('fused', [False, True])
+def test_dit_equals_dits_own_code(fused):
+    """Outputs of DiT's own models.py (facebookresearch/DiT at ed81ce2: a depth-2, width-32
+    DiT on 8x8x4 inputs with N(0, 0.1) weights, its ``forward`` and ``forward_with_cfg`` at
+    scale 3), stored in tests/data/dit_official_tiny.pt, reproduced from its state dict."""
+    ref = torch.load(osp.join(REPO, 'tests', 'data', 'dit_official_tiny.pt'), weights_only=True)
+    cfg = ref['config']
+    model = DiT(dict(hidden=cfg['hidden_size'], depth=cfg['depth'], heads=cfg['num_heads'],
+                     patch_size=cfg['patch_size'], mlp_ratio=cfg['mlp_ratio']),
+                input_size=cfg['input_size'], in_channels=cfg['in_channels'],
+                num_classes=cfg['num_classes'], learn_sigma=cfg['learn_sigma'],
+                class_dropout_prob=cfg['class_dropout_prob'], fused_attn=fused).eval()
+    # The fixed positions are not learned: a fresh model already has DiT's.
+    torch.testing.assert_close(model.pos_embed, ref['state_dict']['pos_embed'])
+    model.load_state_dict(convert_official_dit(ref['state_dict']), strict=True)
+    with torch.no_grad():
+        torch.testing.assert_close(model(ref['x'], ref['t'], ref['y']), ref['out'],
+                                   rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(
+            model.forward_with_cfg(ref['x'], ref['t'], ref['y'], ref['cfg_scale']),
+            ref['cfg_out'], rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize('cls, arch', [(DEMO, TINY_DEMO), (DiT, TINY_DIT)])

@@ -9,7 +9,7 @@ from .backbones import EMO, VEMO, EMOBackbone, EMOv2, I2RMBBackbone, inflate_2d_
 from .blocks import I2RMB, IRMB, MetaMobileBlock
 from .checkpoint import (CheckpointError, authors_to_mmpretrain, load_pretrained,
                          mmpretrain_to_authors)
-from .dit import DEMO, DEMOBlock, DiffusionTransformer, DiT, DiTBlock
+from .dit import DEMO, DEMOBlock, DiffusionTransformer, DiT, DiTBlock, convert_official_dit
 from .layers import reparameterize
 
 
@@ -36,6 +36,7 @@ __all__ = [
     'EMO', 'EMOv2', 'VEMO', 'UEMO', 'EMOBackbone', 'I2RMBBackbone', 'I2RMBConvBlock',
     'inflate_2d_state', 'I2RMB', 'IRMB', 'MetaMobileBlock', 'WindowAttention', 'MIXERS',
     'set_fused_attention', 'attention_path', 'switch_to_deploy', 'reparameterize',
-    'DiT', 'DEMO', 'DiffusionTransformer', 'DiTBlock', 'DEMOBlock', 'CheckpointError',
+    'DiT', 'DEMO', 'DiffusionTransformer', 'DiTBlock', 'DEMOBlock', 'convert_official_dit',
+    'CheckpointError',
     'load_pretrained', 'authors_to_mmpretrain', 'mmpretrain_to_authors'
 ]

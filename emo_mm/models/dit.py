@@ -32,7 +32,9 @@ Tokens stay a channels-first ``(B, hidden, H/p, W/p)`` map stored channels-last 
 (the token sequence's own layout), so the i2RMB's convolutions and window attention run on
 it directly and DiT's per-token layers run on ``map.movedim(1, -1)`` without copies.
 Both blocks attend through :class:`emo_mm.models.attention.WindowAttention`: D-EMO with
-its spanning windows, DiT with one global window (plain multi-head self-attention).
+its spanning windows, DiT with one global window (plain multi-head self-attention). DiT's
+own checkpoints load after :func:`convert_official_dit` and give DiT's outputs (tested
+against its ``models.py``).
 """
 import math
 from typing import Dict, Optional, Union
@@ -512,6 +514,28 @@ class DiffusionTransformer(BaseModule):
         cond, uncond = eps.chunk(2, dim=0)
         guided = uncond + cfg_scale * (cond - uncond)
         return torch.cat([torch.cat([guided, guided], dim=0), rest], dim=1)
+
+
+def convert_official_dit(state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """A state dict of DiT's own code (facebookresearch/DiT ``models.py``, e.g. its released
+    DiT-XL-2-256x256.pt) -> :class:`DiT`'s keys: ``attn.qkv`` splits into the attention's
+    ``qk`` (rows ``[:2h]``) and ``v`` (rows ``[2h:]``) 1x1 convs, ``attn.proj`` becomes
+    ``attn_proj``, ``mlp.fc1`` / ``mlp.fc2`` become ``mlp.0`` / ``mlp.2``; the rest is
+    unchanged."""
+    converted = {}
+    for key, value in state_dict.items():
+        if '.attn.qkv.' in key:
+            prefix, kind = key.split('.attn.qkv.')
+            hidden = value.shape[0] // 3
+            qk, v = value[:2 * hidden], value[2 * hidden:]
+            if kind == 'weight':  # Linear (out, in) -> 1x1 conv (out, in, 1, 1)
+                qk, v = qk[..., None, None], v[..., None, None]
+            converted[f'{prefix}.attn.qk.conv.{kind}'] = qk
+            converted[f'{prefix}.attn.v.conv.{kind}'] = v
+        else:
+            converted[key.replace('.attn.proj.', '.attn_proj.').replace(
+                '.mlp.fc1.', '.mlp.0.').replace('.mlp.fc2.', '.mlp.2.')] = value
+    return converted
 
 
 @MODELS.register_module()
