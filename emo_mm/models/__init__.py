@@ -37,6 +37,5 @@ __all__ = [
     'inflate_2d_state', 'I2RMB', 'IRMB', 'MetaMobileBlock', 'WindowAttention', 'MIXERS',
     'set_fused_attention', 'attention_path', 'switch_to_deploy', 'reparameterize',
     'DiT', 'DEMO', 'DiffusionTransformer', 'DiTBlock', 'DEMOBlock', 'convert_official_dit',
-    'CheckpointError',
-    'load_pretrained', 'authors_to_mmpretrain', 'mmpretrain_to_authors'
+    'CheckpointError', 'load_pretrained', 'authors_to_mmpretrain', 'mmpretrain_to_authors'
 ]
