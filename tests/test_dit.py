@@ -401,3 +401,14 @@ def test_deploy_folds_demo_batch_norm_exactly():
     switch_to_deploy(model)
     assert not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
     torch.testing.assert_close(model(*inputs), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_init_cfg_loads_a_checkpoint(tmp_path):
+    trained = randomize_(DiT(TINY_DIT, input_size=8))
+    path = str(tmp_path / 'dit.pth')
+    torch.save(trained.state_dict(), path)
+    model = DiT(TINY_DIT, input_size=8, init_cfg=dict(type='Pretrained', checkpoint=path))
+    assert torch.count_nonzero(model.final_layer.linear.weight) == 0  # DiT's init until...
+    model.init_weights()  # ...the Runner's call loads the checkpoint
+    for key, value in trained.state_dict().items():
+        assert torch.equal(model.state_dict()[key], value), key

@@ -385,7 +385,7 @@ class DiffusionTransformer(BaseModule):
             self.make_block(setting, fused_attn) for _ in range(setting['depth']))
         self.final_layer = FinalLayer(hidden, patch_size, self.out_channels,
                                       affine_norm=self.block == 'demo')
-        self.init_weights()
+        self.reset_parameters()
 
     # -- architecture ------------------------------------------------------------------
     @classmethod
@@ -420,17 +420,22 @@ class DiffusionTransformer(BaseModule):
         raise NotImplementedError
 
     # -- init --------------------------------------------------------------------------
-    @torch.no_grad()
     def init_weights(self) -> None:
-        """DiT's initialisation, or the checkpoint of ``init_cfg`` when one is given.
+        """MMEngine's hook: the checkpoint (or initialiser) of ``init_cfg`` when given,
+        else DiT's initialisation again (:meth:`reset_parameters`)."""
+        if self.init_cfg is not None:
+            super().init_weights()
+        else:
+            self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """DiT's initialisation (applied on construction).
 
         Linears xavier-uniform with zero bias, the patch conv as a flattened Linear,
         embeddings N(0, 0.02), the fixed sin-cos positions, zero adaLN modulation in every
         block and a zero final layer, so a fresh network outputs exactly zero.
         """
-        if self.init_cfg is not None:
-            super().init_weights()
-            return
         for module in self.modules():
             if isinstance(module, nn.Linear):
                 nn.init.xavier_uniform_(module.weight)
