@@ -38,6 +38,8 @@ def to_plain(obj: Any, unknown: Set[str] = None) -> Any:
     unpickling; the caller warns).
     """
     from mmengine.logging import HistoryBuffer
+    if isinstance(obj, np.generic):  # before the leaves: np.float64 subclasses float
+        return {NUMPY_SCALAR: obj.item(), 'dtype': obj.dtype.str}
     if isinstance(obj, _PLAIN_LEAVES):
         return obj
     if isinstance(obj, HistoryBuffer):
@@ -49,8 +51,6 @@ def to_plain(obj: Any, unknown: Set[str] = None) -> Any:
             return {NDARRAY: torch.from_numpy(np.ascontiguousarray(obj)).clone(),
                     'dtype': obj.dtype.str}
         return {NDARRAY: obj.tolist(), 'dtype': obj.dtype.str}
-    if isinstance(obj, np.generic):
-        return {NUMPY_SCALAR: obj.item(), 'dtype': obj.dtype.str}
     if isinstance(obj, dict):
         # Unchanged containers are returned as they are (a state dict keeps its _metadata).
         items = {key: to_plain(value, unknown) for key, value in obj.items()}
