@@ -114,7 +114,12 @@ def read_checkpoint(path: str, weights_only: bool = True, map_location='cpu',
 
 
 def _first_line(err: BaseException) -> str:
-    lines = [line for line in str(err).splitlines() if line.strip()]
+    """The informative line of a loading error (torch's weights-only message is long)."""
+    text = str(err)
+    marker = 'WeightsUnpickler error:'
+    if marker in text:
+        text = 'unpickling: ' + text[text.index(marker) + len(marker):].strip()
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
     return (lines[0] if lines else type(err).__name__)[:200]
 
 
