@@ -19,7 +19,7 @@ from .checks import DataError
 #: Transforms that read files: checks run after the last of them.
 LOADING = re.compile(r'^(Load|Decord|PyAV|OpenCV|RawFrame|Pims|Audio)|(Decode|Init)$')
 #: Keys of a sample that name its files, most telling first.
-FILE_KEYS = ('seg_map_path', 'img_path', 'filename', 'frame_dir', 'audio_path')
+FILE_KEYS = ('img_path', 'filename', 'frame_dir', 'audio_path', 'seg_map_path')
 
 
 def _name(transform) -> str:
@@ -58,6 +58,8 @@ class SampleGuard:
                 raise
             except Exception as err:
                 detail = ' '.join(str(err).split())[:300] or type(err).__name__
+                if 'Annotations' in _name(transform) and results.get('seg_map_path'):
+                    source = results['seg_map_path']
                 raise DataError(f'{source}: {_name(transform)} failed ({detail}). Fix or '
                                 'remove this sample (tools/check_data.py CONFIG lists the '
                                 'bad ones).') from err
