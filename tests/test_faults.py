@@ -237,9 +237,9 @@ def test_payload_through_every_loading_path(tiny, env, evil, tmp_path):
     message = _error_lines(_train(tiny, tmp_path / 'w2', env, '--cfg-options',
                                   f'load_from={path}', expect=2))
     assert 'posix.system' in message and trust in message
-    message = _error_lines(_train(
-        tiny, tmp_path / 'w3', env, '--cfg-options',
-        f"model.backbone.init_cfg=dict(type='Pretrained',checkpoint='{path}')", expect=2))
+    pretrained = _config_with(tmp_path, tiny, model="dict(backbone=dict(init_cfg=dict("
+                              f"_delete_=True, type='Pretrained', checkpoint={str(path)!r})))")
+    message = _error_lines(_train(pretrained, tmp_path / 'w3', env, expect=2))
     assert 'posix.system' in message and 'weights_only=False' in message
     with pytest.raises(UnsafeCheckpointError):
         from mmengine.runner import load_checkpoint
@@ -436,13 +436,13 @@ def test_messages_without_traceback(tiny, env, tmp_path):
                     expect=2)
     assert "type='EMOv2' is not a mmdet model: it is emo_mm's. Write type='emo_mm.EMOv2'" in \
         _error_lines(result)
-    result = _train(tiny, tmp_path / 'nockpt', env, '--cfg-options',
-                    "model.backbone.init_cfg=dict(type='Pretrained')", expect=2)
+    no_checkpoint = _config_with(tmp_path, tiny, model="dict(backbone=dict(init_cfg=dict("
+                                 "_delete_=True, type='Pretrained')))")
+    result = _train(no_checkpoint, tmp_path / 'nockpt', env, expect=2)
     assert _error_lines(result) == ("error: model.backbone.init_cfg=dict(type='Pretrained') has "
                                     'no checkpoint: add checkpoint=PATH_OR_URL, or remove the '
                                     'init_cfg.')
-    debug = _train(tiny, tmp_path / 'nockpt', env, '--debug', '--cfg-options',
-                   "model.backbone.init_cfg=dict(type='Pretrained')", expect=1)
+    debug = _train(no_checkpoint, tmp_path / 'nockpt', env, '--debug', expect=1)
     assert 'Traceback' in debug.stderr and 'UserError' in debug.stderr
 
 
