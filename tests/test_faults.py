@@ -288,7 +288,7 @@ def test_bad_coco_images_at_the_end(coco_copy, tmp_path, monkeypatch):
     with pytest.raises(DataError, match=rf"image '{last}' cannot be read"):
         prepare_train_config(cfg, work_dir=str(tmp_path / 'w'))
     last.unlink()
-    with pytest.raises(DataError, match=rf"image '{last}' does not exist"):
+    with pytest.raises(DataError, match=rf"image '{last}', listed in .*, does not exist"):
         prepare_train_config(cfg, work_dir=str(tmp_path / 'w'))
     cv2.imwrite(str(last), cv2.imread(str(images[0]))[:50, :70])
     with pytest.raises(DataError, match=r'is 70x50 but .* says \d+x\d+ \(width x height\)'):

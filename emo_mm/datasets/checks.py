@@ -550,6 +550,10 @@ def check_coco_images(dataset: ConfigDict, split: str) -> int:
 
     def check(image):
         path = osp.join(img_dir, image['file_name'])
+        if not osp.isfile(path):
+            raise DataError(f'{split}: image {path!r}, listed in {ann_file!r}, does not exist. '
+                            'Restore it or remove it from the annotation file (or pass '
+                            '--data-root DIR if the data lives elsewhere).')
         size = _image_size(path)
         if size != (image['width'], image['height']):
             raise DataError(f'{split}: image {path!r} is {size[0]}x{size[1]} but {ann_file!r} '

@@ -167,8 +167,8 @@ def list_checkpoints(work_dir: str) -> List[str]:
         with open(record) as f:
             named = f.read().strip()
         if named:
-            named = named if osp.isabs(named) or osp.exists(named) else osp.join(
-                work_dir, osp.basename(named))
+            # The record holds the path at save time; the work dir may have moved since.
+            named = osp.join(work_dir, osp.basename(named))
             if osp.isfile(named):
                 found.append(named)
     numbered = glob.glob(osp.join(work_dir, 'epoch_*.pth')) + glob.glob(

@@ -120,7 +120,8 @@ def _first_line(err: BaseException) -> str:
     if marker in text:
         text = 'unpickling: ' + text[text.index(marker) + len(marker):].strip()
     lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return (lines[0] if lines else type(err).__name__)[:200]
+    line = lines[0] if lines else type(err).__name__
+    return line.split('. ')[0].rstrip('.')[:200]
 
 
 def extract_state_dict(checkpoint, source: str = 'checkpoint') -> 'OrderedDict[str, torch.Tensor]':
