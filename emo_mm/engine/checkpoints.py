@@ -98,8 +98,8 @@ def atomic_save(save_checkpoint):
         except BaseException as err:
             if osp.exists(partial):
                 os.remove(partial)
-            if _interrupted(err) and not isinstance(err, KeyboardInterrupt):
-                raise KeyboardInterrupt(f'interrupted while saving {final}') from None
+            if _interrupted(err):
+                raise KeyboardInterrupt(f'while saving {final}') from None
             raise
 
     save._emo_mm_atomic = True

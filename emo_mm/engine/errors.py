@@ -74,7 +74,7 @@ def run_cli(main: Callable, interrupt_hint: Optional[Callable[[], str]] = None):
     except KeyboardInterrupt as err:
         if debug_enabled():
             raise
-        detail = f' ({err})' if str(err) else ''
+        detail = f' {err}' if str(err) else ''
         hint = interrupt_hint() if interrupt_hint else ''
         print(f'Interrupted{detail}.' + (f' {hint}' if hint else ''), file=sys.stderr)
         sys.exit(INTERRUPT_EXIT)
