@@ -156,7 +156,8 @@ def test_ctrl_c_during_save(tiny, env, tmp_path, fault):
     result = _train(tiny, work_dir, env, expect=130, fault=fault)
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert 'Traceback' not in result.stderr and 'SyntaxError' not in result.stderr
-    assert len(lines) == 1 and lines[0].startswith(f'Interrupted while saving {work_dir / "epoch_2.pth"}. ')
+    saving = work_dir / 'epoch_2.pth'
+    assert len(lines) == 1 and lines[0].startswith(f'Interrupted while saving {saving}. ')
     assert f'Checkpoints saved so far in {work_dir} are intact' in lines[0]
     assert not (work_dir / 'epoch_2.pth').exists()
     assert not any(n.endswith('.partial') for n in os.listdir(work_dir))

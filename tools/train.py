@@ -42,7 +42,7 @@ def parse_args():
                         '(it can run code; emo_mm\'s own checkpoints never need it)')
     parser.add_argument('--amp', action='store_true', help='mixed precision (GPU only)')
     parser.add_argument('--auto-scale-lr', action='store_true',
-                        help='scale the lr by the actual batch size / auto_scale_lr.base_batch_size')
+                        help='scale the lr by the batch size / auto_scale_lr.base_batch_size')
     parser.add_argument('--data-root', help='data set folder, replacing the config\'s data_root')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config entries, e.g. train_cfg.max_epochs=3')
