@@ -2,7 +2,8 @@
 
 Training runs are tiny (RetinaNet-EMOv2-1M with a 32-channel neck and head, 4 demo images at
 96 px, batch 2, 2 iterations per epoch, no validation) and go through the real
-``tools/train.py`` / ``tools/test.py`` in subprocesses. Every case asserts its outcome.
+``tools/train.py`` / ``tools/test.py`` in subprocesses (marked slow); the data cases run
+in-process. Every case asserts its outcome.
 """
 import hashlib
 import os
@@ -115,6 +116,7 @@ def _digest(path):
 # ---------------------------------------------------------------------------------------
 # Kills and interrupts.
 # ---------------------------------------------------------------------------------------
+@pytest.mark.slow  # subprocess runs of the tools
 def test_kill_during_training_then_resume(tiny, env, straight, tmp_path):
     work_dir = tmp_path / 'killed'
     proc = subprocess.Popen([PY, 'tools/train.py', tiny, '--work-dir', str(work_dir)], cwd=REPO,
@@ -135,6 +137,7 @@ def test_kill_during_training_then_resume(tiny, env, straight, tmp_path):
     _same_training_state(straight / 'epoch_2.pth', work_dir / 'epoch_2.pth')
 
 
+@pytest.mark.slow  # subprocess runs of the tools
 def test_kill_during_save_keeps_previous_checkpoint(tiny, env, straight, tmp_path):
     work_dir = tmp_path / 'killed_saving'
     proc = subprocess.run([PY, 'tests/fault_injection.py', 'kill-during-write', 'tools/train.py',
@@ -150,6 +153,7 @@ def test_kill_during_save_keeps_previous_checkpoint(tiny, env, straight, tmp_pat
     _same_training_state(straight / 'epoch_2.pth', work_dir / 'epoch_2.pth')
 
 
+@pytest.mark.slow  # subprocess runs of the tools
 @pytest.mark.parametrize('fault', ['sigint-in-config', 'sigint-during-write'])
 def test_ctrl_c_during_save(tiny, env, tmp_path, fault):
     work_dir = tmp_path / 'interrupted'
@@ -167,6 +171,7 @@ def test_ctrl_c_during_save(tiny, env, tmp_path, fault):
 # ---------------------------------------------------------------------------------------
 # Damaged checkpoints, resume and work-dir rules.
 # ---------------------------------------------------------------------------------------
+@pytest.mark.slow  # subprocess runs of the tools
 def test_truncated_latest_checkpoint(tiny, env, straight, tmp_path):
     work_dir = tmp_path / 'truncated'
     shutil.copytree(straight, work_dir)
@@ -184,6 +189,7 @@ def test_truncated_latest_checkpoint(tiny, env, straight, tmp_path):
     _same_training_state(straight / 'epoch_2.pth', latest)
 
 
+@pytest.mark.slow  # subprocess runs of the tools
 def test_resume_with_nothing_to_resume(tiny, env, tmp_path):
     missing = tmp_path / 'typo'
     message = _error_lines(_train(tiny, missing, env, '--resume', expect=2))
@@ -195,6 +201,7 @@ def test_resume_with_nothing_to_resume(tiny, env, tmp_path):
     assert not cfg.resume and not cfg.get('load_from')  # auto: starts afresh
 
 
+@pytest.mark.slow  # subprocess runs of the tools
 def test_rerun_into_used_work_dir(tiny, env, straight):
     before = {n: _digest(straight / n) for n in ('epoch_1.pth', 'epoch_2.pth')}
     message = _error_lines(_train(tiny, straight, env, expect=2))
@@ -228,6 +235,7 @@ def evil(tmp_path):
     return path, marker
 
 
+@pytest.mark.slow  # subprocess runs of the tools
 def test_payload_through_every_loading_path(tiny, env, evil, tmp_path):
     path, marker = evil
     trust = '--trust-checkpoint'
@@ -432,6 +440,7 @@ def test_custom_dataset_with_string_prefix(tmp_path, monkeypatch):
 # ---------------------------------------------------------------------------------------
 # Messages of the command-line tools.
 # ---------------------------------------------------------------------------------------
+@pytest.mark.slow  # subprocess runs of the tools
 def test_messages_without_traceback(tiny, env, tmp_path):
     result = _train(tiny, tmp_path / 'scope', env, '--cfg-options', 'model.backbone.type=EMOv2',
                     expect=2)

@@ -4,8 +4,8 @@ Upstream: mmengine <= 0.10.7 ``mmengine.dist.utils._init_dist_pytorch`` (and ``_
 call ``torch.cuda.set_device(local_rank)`` unconditionally, which fails without a GPU
 (``AttributeError: ... _cuda_setDevice`` on CPU builds of torch, a CUDA error on CUDA builds
 without a device), and ``Runner.wrap_model`` passes ``device_ids=[LOCAL_RANK]`` to DDP,
-which DDP rejects for CPU modules. No upstream issue tracks it (mmengine's launchers assume
-GPUs); checked against mmengine 0.10.7.
+which DDP rejects for CPU modules. No upstream issue was found for it (mmengine's launchers
+assume GPUs); checked against mmengine 0.10.7.
 
 Fix, without patching anything: when the Runner is about to be built for a
 ``pytorch``/``slurm`` launcher and CUDA is unavailable, the gloo process group is created
