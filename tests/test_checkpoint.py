@@ -155,3 +155,64 @@ def test_classifier_layout_round_trip(classifier_state):
         authors_to_mmpretrain(converted)
     with pytest.raises(CheckpointError, match='no place'):
         mmpretrain_to_authors({'data_preprocessor.mean': torch.zeros(3)})
+
+
+def test_random_bytes_are_called_corrupt_not_unsafe(tmp_path):
+    path = tmp_path / 'random.pth'
+    path.write_bytes(bytes(range(256)) * 64)
+    with pytest.raises(CheckpointError) as err:
+        load_pretrained(EMOv2('1M'), str(path))
+    assert 'corrupt or truncated' in str(err.value)
+    assert 'weights_only' not in str(err.value) and 'trust' not in str(err.value)
+
+
+def test_detector_checkpoint_backbone_is_unwrapped(classifier_state, tmp_path, messages):
+    backbone = {k: v for k, v in classifier_state.items() if k.startswith('stage')}
+    path = str(tmp_path / 'retinanet.pth')
+    torch.save({'state_dict': {**{f'backbone.{k}': v for k, v in backbone.items()},
+                               'neck.lateral.weight': torch.zeros(2),
+                               'bbox_head.cls.weight': torch.zeros(3)}}, path)
+    model = EMOv2('1M')
+    report = load_pretrained(model, path)  # no prefix given
+    assert not report.missing and not report.unexpected
+    _assert_loaded(model, backbone)
+    assert any("loading its backbone.* tensors (2 others ignored; pass prefix='backbone.'" in m
+               for _, m in messages)
+
+
+def test_pretrained_without_checkpoint_says_so():
+    with pytest.raises(CheckpointError, match=r"needs checkpoint=PATH_OR_URL"):
+        ckpt.load_pretrained_from_init_cfg(EMOv2('1M'), dict(type='Pretrained'))
+
+
+class _Payload:
+    """Unpickling this runs ``open(marker, 'w')``: a stand-in for any code in a file."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, 'w'))
+
+
+def test_payload_is_never_run(classifier_state, tmp_path):
+    marker = tmp_path / 'ran'
+    path = str(tmp_path / 'evil.pth')
+    torch.save({'state_dict': classifier_state, 'x': _Payload(str(marker))}, path)
+    with pytest.raises(ckpt.UnsafeCheckpointError) as err:
+        load_pretrained(EMOv2('1M'), path)
+    assert 'io.open' in str(err.value) and 'weights_only=False' in str(err.value)
+    model = EMOv2('1M', init_cfg=dict(type='Pretrained', checkpoint=path))
+    with pytest.raises(ckpt.UnsafeCheckpointError):
+        model.init_weights()
+    from emo_mm.engine import install_checkpoint_loader, safe_load
+    install_checkpoint_loader()
+    from mmengine.runner import load_checkpoint
+    with pytest.raises(ckpt.UnsafeCheckpointError, match='--trust-checkpoint'):
+        load_checkpoint(EMOv2('1M'), path)  # MMEngine's loader (load_from, inferencers)
+    with pytest.raises(ckpt.UnsafeCheckpointError):
+        safe_load(path)
+    assert not marker.exists()
+    with ckpt.trusted_checkpoints(path):  # the control: the payload is real
+        safe_load(path)
+    assert marker.exists()

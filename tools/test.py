@@ -5,8 +5,11 @@
     python tools/test.py CONFIG CKPT --out preds.pkl          # dump raw predictions
     tools/dist_test.sh CONFIG CKPT 8 [ARGS]
 
-The checkpoint must match the config's model exactly (a mismatch is an error, not a
-warning). The evaluator prints the toolbox's metric table (COCO mAP, mIoU / mDice, top-k).
+The checkpoint is read without unpickling code before anything is built (a file that needs
+more is refused unless --trust-checkpoint), and must match the config's model exactly (a
+mismatch is an error, not a warning). The evaluator prints the toolbox's metric table
+(COCO mAP, mIoU / mDice, top-k). Errors print one or two lines (exit code 2); --debug or
+EMO_MM_DEBUG=1 shows the traceback.
 """
 import argparse
 import os
@@ -14,24 +17,29 @@ import os
 from mmengine.config import DictAction
 
 import emo_mm  # noqa: F401  (first: applies emo_mm.compat)
-from emo_mm.engine import finish_distributed, prepare_test_config, verify_checkpoint
+from emo_mm.engine import (finish_distributed, prepare_test_config, run_cli,
+                           trusted_checkpoints, verify_checkpoint)
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('config', help='config file')
+    parser.add_argument('config', help='config file (or the name of one in configs/)')
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('--work-dir', help='where logs go (default work_dirs/<config name>)')
     parser.add_argument('--show-dir', help='write images with the predictions drawn here')
     parser.add_argument('--show-score-thr', type=float, default=None,
                         help='detection score threshold for drawing (mmdet default 0.3)')
     parser.add_argument('--out', help='dump predictions to this .pkl file')
+    parser.add_argument('--trust-checkpoint', action='store_true',
+                        help='allow full unpickling of the checkpoint (it can run code; '
+                        'emo_mm\'s own checkpoints never need it)')
     parser.add_argument('--data-root', help='data set folder, replacing the config\'s data_root')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config entries')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    parser.add_argument('--debug', action='store_true', help='show tracebacks of errors')
     args = parser.parse_args()
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     return args
@@ -42,15 +50,18 @@ def main():
     cfg = prepare_test_config(args.config, args.checkpoint, work_dir=args.work_dir,
                               cfg_options=args.cfg_options, show_dir=args.show_dir,
                               score_thr=args.show_score_thr, out=args.out,
-                              launcher=args.launcher, data_root=args.data_root)
+                              launcher=args.launcher, data_root=args.data_root,
+                              trust_checkpoint=args.trust_checkpoint)
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
-    runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
-    verify_checkpoint(runner.model, args.checkpoint)
-    metrics = runner.test()
+    trusted = [args.checkpoint] if cfg.trust_checkpoint else []
+    with trusted_checkpoints(*trusted):
+        runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
+        verify_checkpoint(runner.model, args.checkpoint, trust=cfg.trust_checkpoint)
+        metrics = runner.test()
     finish_distributed()
     return metrics
 
 
 if __name__ == '__main__':
-    main()
+    run_cli(main)

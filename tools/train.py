@@ -2,41 +2,59 @@
 
     python tools/train.py configs/retinanet_emov2_5m_coco.py
     python tools/train.py CONFIG --work-dir work_dirs/x --cfg-options train_cfg.max_epochs=3
-    python tools/train.py CONFIG --resume                 # latest checkpoint in the work dir
+    python tools/train.py CONFIG --resume                 # newest good checkpoint of the work dir
+    python tools/train.py CONFIG --resume auto            # the same, or start afresh if none
     python tools/train.py CONFIG --resume work_dirs/x/epoch_6.pth
     tools/dist_train.sh CONFIG 8 [ARGS]                   # torchrun; CPUs use gloo
 
-The toolbox comes from the config's default_scope.
+The toolbox comes from the config's default_scope. Every sample is checked first (once:
+unchanged data sets are skipped). A work dir that already holds checkpoints is not trained
+into again without --resume or --overwrite. Checkpoints are written atomically and load
+without unpickling code; a checkpoint that needs more is refused unless --trust-checkpoint.
+Errors print one or two lines (exit code 2); --debug or EMO_MM_DEBUG=1 shows the traceback.
 """
 import argparse
 import os
+import os.path as osp
 
 from mmengine.config import DictAction
 
 import emo_mm  # noqa: F401  (first: applies emo_mm.compat)
-from emo_mm.engine import finish_distributed, prepare_train_config
+from emo_mm.engine import (finish_distributed, prepare_train_config, run_cli,
+                           trusted_checkpoints)
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('config', help='config file')
+    parser.add_argument('config', help='config file (or the name of one in configs/)')
     parser.add_argument('--work-dir', help='where logs and checkpoints go '
                         '(default work_dirs/<config name>)')
-    parser.add_argument('--resume', nargs='?', const='auto', default=None,
-                        help='resume from this checkpoint, or without a value from the '
-                        'latest one in the work dir')
+    parser.add_argument('--resume', nargs='?', const='latest', default=None,
+                        metavar='auto|CHECKPOINT',
+                        help='resume from this checkpoint; without a value from the newest good '
+                        'one in the work dir (an error if there is none); "auto": the same, '
+                        'or start afresh if there is none')
+    parser.add_argument('--overwrite', action='store_true',
+                        help='start afresh even if the work dir holds checkpoints')
+    parser.add_argument('--trust-checkpoint', action='store_true',
+                        help='allow full unpickling of the resumed / load_from checkpoint '
+                        '(it can run code; emo_mm\'s own checkpoints never need it)')
     parser.add_argument('--amp', action='store_true', help='mixed precision (GPU only)')
     parser.add_argument('--auto-scale-lr', action='store_true',
-                        help='scale the lr by the actual batch size / auto_scale_lr.base_batch_size')
+                        help='scale the lr by the batch size / auto_scale_lr.base_batch_size')
     parser.add_argument('--data-root', help='data set folder, replacing the config\'s data_root')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config entries, e.g. train_cfg.max_epochs=3')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    parser.add_argument('--debug', action='store_true', help='show tracebacks of errors')
     args = parser.parse_args()
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     return args
+
+
+_work_dir = []
 
 
 def main():
@@ -44,13 +62,24 @@ def main():
     cfg = prepare_train_config(args.config, work_dir=args.work_dir, cfg_options=args.cfg_options,
                                resume=args.resume, amp=args.amp,
                                auto_scale_lr=args.auto_scale_lr, launcher=args.launcher,
-                               data_root=args.data_root)
+                               data_root=args.data_root, trust_checkpoint=args.trust_checkpoint,
+                               overwrite=args.overwrite)
+    _work_dir.append(cfg.work_dir)
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
-    runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
-    runner.train()
+    trusted = [cfg.load_from] if cfg.trust_checkpoint and cfg.get('load_from') else []
+    with trusted_checkpoints(*trusted):
+        runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
+        runner.train()
     finish_distributed()
 
 
+def _interrupt_hint() -> str:
+    if not _work_dir:
+        return ''
+    return (f'Checkpoints saved so far in {_work_dir[0]} are intact; continue with '
+            f'--resume (same --work-dir).') if osp.isdir(_work_dir[0]) else ''
+
+
 if __name__ == '__main__':
-    main()
+    run_cli(main, _interrupt_hint)

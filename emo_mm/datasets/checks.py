@@ -1,13 +1,24 @@
-"""Up-front checks of the data a config points at, with errors that say what to do.
+"""Up-front checks of every sample a config points at, with errors that say what to do.
 
 Without them a missing COCO folder surfaces as a bare ``FileNotFoundError`` deep in
-pycocotools, and an empty annotation file as a JSON decoding error. ``tools/train.py`` and
-``tools/test.py`` run :func:`check_data` before building the Runner.
+pycocotools, an empty annotation file as a JSON decoding error, and a label map of the
+wrong size in sample 17 trains to the end on misaligned labels. ``tools/train.py``,
+``tools/test.py`` and ``tools/check_data.py`` run :func:`check_data` before building the
+Runner: structure first (folders, annotation files, the classes against the model head),
+then one pass over every sample of each split (image headers and sizes, label-map sizes
+and values, annotation references, video containers) with a progress bar. A passed split
+leaves a stamp (keyed by the data set's config and the size and time of every file) so
+the next run skips it; :mod:`emo_mm.datasets.guard` catches what changes later.
 """
+import copy
+import hashlib
 import json
 import os
 import os.path as osp
-from typing import Iterator, Optional, Sequence
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 from mmengine.config import Config, ConfigDict
 
@@ -54,8 +65,22 @@ def _join(root: Optional[str], path: Optional[str]) -> Optional[str]:
     return path if (not root or osp.isabs(path)) else osp.join(root, path)
 
 
+def _normalized(dataset):
+    """A copy whose ``data_prefix`` is a dict (mmpretrain also accepts a plain string)."""
+    dataset = copy.deepcopy(dataset)
+    prefix = dataset.get('data_prefix')
+    if isinstance(prefix, str):
+        dataset['data_prefix'] = dict(img_path=prefix)
+    return dataset
+
+
 def set_data_root(cfg: Config, data_root: str) -> None:
-    """Points every data set and evaluator annotation path of ``cfg`` at ``data_root``."""
+    """Points every data set and evaluator annotation path of ``cfg`` at ``data_root``.
+
+    Data sets with a ``data_root`` get the new one. Those without (mmaction2's configs
+    give full paths in ``ann_file`` and ``data_prefix``) have the folder their paths share
+    replaced by ``data_root``.
+    """
     old_roots = set()
     for split in ('train', 'val', 'test'):
         loader = cfg.get(f'{split}_dataloader')
@@ -64,7 +89,30 @@ def set_data_root(cfg: Config, data_root: str) -> None:
         for dataset in iter_datasets(loader.get('dataset')):
             if dataset.get('data_root'):
                 old_roots.add(dataset['data_root'])
-            dataset['data_root'] = data_root
+                dataset['data_root'] = data_root
+                continue
+            prefix = dataset.get('data_prefix')
+            paths = [dataset.get('ann_file')] + (
+                list(prefix.values()) if isinstance(prefix, dict) else [prefix])
+            paths = [p for p in paths if isinstance(p, str) and p and not osp.isabs(p)]
+            common = osp.commonpath(paths) if paths else ''
+            if not common:
+                dataset['data_root'] = data_root
+                continue
+            old_roots.add(common)
+
+            def move(path, common=common):
+                if isinstance(path, str) and (path == common or path.startswith(common + '/')):
+                    return osp.join(data_root, path[len(common):].lstrip('/'))
+                return path
+
+            if dataset.get('ann_file'):
+                dataset['ann_file'] = move(dataset['ann_file'])
+            if isinstance(prefix, dict):
+                for key in list(prefix):
+                    prefix[key] = move(prefix[key])
+            elif isinstance(prefix, str):
+                dataset['data_prefix'] = move(prefix)
     for split in ('val', 'test'):
         evaluators = cfg.get(f'{split}_evaluator')
         for evaluator in evaluators if isinstance(evaluators, list) else [evaluators]:
@@ -77,26 +125,177 @@ def set_data_root(cfg: Config, data_root: str) -> None:
 
 
 def check_data(cfg: Config, splits: Sequence[str] = ('train', 'val', 'test'),
-               full: bool = False) -> None:
+               full: bool = True, use_cache: bool = True,
+               report: Optional[Callable[[str], None]] = None) -> None:
     """Checks the data sets of the given splits; raises :class:`DataError` on problems.
 
-    Per-sample checks (segmentation label maps) look at the first ``SAMPLES_CHECKED``
-    samples, or at all of them with ``full`` (``tools/check_data.py --all``).
+    Args:
+        full (bool): Check every sample (default); False checks only the structure.
+        use_cache (bool): Skip a data set whose files are unchanged since it last passed.
+        report (callable, optional): Receives one line per data set checked or skipped.
     """
+    model = cfg.get('model') or {}
     for split in splits:
         loader = cfg.get(f'{split}_dataloader')
         if not loader:
             continue
         for dataset in iter_datasets(loader.get('dataset')):
+            dataset = _normalized(dataset)
             _check_dataset(dataset, split)
-            if _type_name(dataset) == 'VideoDataset':
-                check_video_dataset(dataset, split, cfg.get('model', {}))
-            elif 'seg_map_path' in (dataset.get('data_prefix') or {}):
-                check_segmentation_dataset(dataset, split, cfg.get('model', {}), full)
+            check_classes(dataset, split, model, cfg.get('default_scope'))
+            if full:
+                _check_samples(dataset, split, model, use_cache, report)
+            elif _type_name(dataset) == 'VideoDataset':
+                check_video_dataset(dataset, split, model, decode=False)
         evaluators = cfg.get(f'{split}_evaluator') if split != 'train' else None
         for evaluator in evaluators if isinstance(evaluators, list) else [evaluators]:
             if evaluator and evaluator.get('ann_file'):
                 _check_file(evaluator['ann_file'], f'{split}_evaluator.ann_file', None)
+
+
+def _check_samples(dataset: ConfigDict, split: str, model: dict, use_cache: bool,
+                   report: Optional[Callable[[str], None]]) -> None:
+    kind = _type_name(dataset)
+    stamp = _stamp_path(dataset, model)
+    label = f'{kind} ({split})'
+    if use_cache and stamp and osp.isfile(stamp):
+        if report:
+            report(f'{label}: unchanged since it last passed, skipped ({stamp}).')
+        return
+    start = time.time()
+    if kind == 'VideoDataset':
+        count = check_video_dataset(dataset, split, model)
+    elif 'seg_map_path' in (dataset.get('data_prefix') or {}):
+        count = check_segmentation_dataset(dataset, split, model)
+    elif 'Coco' in kind and dataset.get('ann_file'):
+        count = check_coco_images(dataset, split)
+    else:
+        count = check_image_files(dataset, split, model)
+    if report:
+        report(f'{label}: {count} samples checked in {time.time() - start:.1f}s.')
+    if stamp:
+        os.makedirs(osp.dirname(stamp), exist_ok=True)
+        with open(stamp, 'w') as f:
+            json.dump(dict(samples=count, checked=time.strftime('%Y-%m-%d %H:%M:%S')), f)
+
+
+# ---------------------------------------------------------------------------------------
+# Cache stamps and progress.
+# ---------------------------------------------------------------------------------------
+def cache_dir() -> str:
+    """Where passed data sets are stamped (``EMO_MM_CACHE_DIR`` overrides)."""
+    return os.environ.get('EMO_MM_CACHE_DIR') or osp.join(
+        os.environ.get('XDG_CACHE_HOME') or osp.expanduser('~/.cache'), 'emo_mm', 'data_checks')
+
+
+def _stamp_path(dataset: ConfigDict, model: dict) -> Optional[str]:
+    """A file name that changes with the data set's config, the head's classes, the sampler
+    and the size and modification time of every file under the data set's folders."""
+    digest = hashlib.sha256()
+    relevant = {k: v for k, v in dataset.items() if k != 'pipeline'}
+    digest.update(repr(sorted((k, repr(v)) for k, v in relevant.items())).encode())
+    digest.update(repr((_head_classes(model), _sampling(dataset.get('pipeline')),
+                        (model.get('backbone') or {}).get('num_frames'))).encode())
+    root = dataset.get('data_root')
+    paths = [_join(root, dataset.get('ann_file'))]
+    paths += [_join(root, p) for p in (dataset.get('data_prefix') or {}).values()]
+    for path in paths:
+        if not path:
+            continue
+        if osp.isfile(path):
+            info = os.stat(path)
+            digest.update(f'{osp.abspath(path)}|{info.st_size}|{info.st_mtime_ns}'.encode())
+        elif osp.isdir(path):
+            for entry in _walk(path):
+                digest.update(entry.encode())
+    return osp.join(cache_dir(), digest.hexdigest()[:32] + '.json')
+
+
+def _walk(root: str) -> Iterator[str]:
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        with os.scandir(folder) as entries:
+            for entry in sorted(entries, key=lambda e: e.name):
+                if entry.is_dir(follow_symlinks=True):
+                    stack.append(entry.path)
+                else:
+                    info = entry.stat()
+                    yield f'{entry.path}|{info.st_size}|{info.st_mtime_ns}'
+
+
+def _progress(items: Sequence, check: Callable, label: str) -> int:
+    """Runs ``check`` on every item (threads: the work is mostly file reading), with a
+    progress bar on a terminal; raises the first :class:`DataError` in item order."""
+    total = len(items)
+    tty = sys.stderr.isatty()
+    shown = -1
+    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
+        for done, _ in enumerate(pool.map(check, items), 1):
+            percent = done * 100 // max(total, 1)
+            if tty and percent != shown:
+                shown = percent
+                bar = '#' * (percent * 30 // 100)
+                print(f'\rchecking {label}: [{bar:<30}] {done}/{total}', end='',
+                      file=sys.stderr, flush=True)
+    if tty:
+        print(file=sys.stderr)
+    return total
+
+
+# ---------------------------------------------------------------------------------------
+# Classes of the data set against the model head.
+# ---------------------------------------------------------------------------------------
+def _head_classes(model: dict) -> List[Tuple[str, int]]:
+    """``(config path, num_classes)`` of every classification head of ``model``."""
+    found = []
+    for path in ('bbox_head', 'roi_head.bbox_head', 'roi_head.mask_head', 'decode_head',
+                 'cls_head', 'head'):
+        node = model
+        for part in path.split('.'):
+            node = node.get(part) if isinstance(node, dict) else None
+        for i, head in enumerate(node if isinstance(node, list) else [node]):
+            if isinstance(head, dict) and isinstance(head.get('num_classes'), int):
+                where = f'model.{path}' + (f'[{i}]' if isinstance(node, list) else '')
+                found.append((f'{where}.num_classes', head['num_classes']))
+    return found
+
+
+def _dataset_classes(dataset: ConfigDict, scope: Optional[str]) -> Optional[Sequence[str]]:
+    classes = (dataset.get('metainfo') or {}).get('classes')
+    if classes:
+        return classes
+    kind = dataset.get('type')
+    if not isinstance(kind, str) or not scope:
+        return None
+    try:  # the toolbox's own default (ADE20KDataset's 150 classes, ...)
+        from mmengine.registry import DATASETS, init_default_scope
+        init_default_scope(scope)
+        cls = DATASETS.get(kind)
+    except Exception:  # toolbox not installed: nothing to compare
+        return None
+    return (getattr(cls, 'METAINFO', None) or {}).get('classes') if cls else None
+
+
+def check_classes(dataset: ConfigDict, split: str, model: dict, scope: Optional[str]) -> None:
+    """The data set's class count must equal every head's ``num_classes``.
+
+    A detector with fewer classes than the data silently learns the rest as background.
+    """
+    heads = _head_classes(model)
+    if not heads:
+        return
+    classes = _dataset_classes(dataset, scope)
+    if not classes:
+        return
+    for where, num_classes in heads:
+        if num_classes == len(classes) or (num_classes == 1 and len(classes) == 2
+                                           and 'decode_head' in where):
+            continue  # (mmseg's binary segmentation with one sigmoid output)
+        names = ', '.join(map(str, classes[:6])) + (', ...' if len(classes) > 6 else '')
+        raise DataError(f'{_type_name(dataset)} for {split} has {len(classes)} classes '
+                        f'({names}) but {where}={num_classes}. Set {where}={len(classes)} '
+                        '(or --cfg-options), or fix metainfo.classes.')
 
 
 def _check_dataset(dataset: ConfigDict, split: str) -> None:
@@ -115,6 +314,8 @@ def _check_dataset(dataset: ConfigDict, split: str) -> None:
         if 'Coco' in kind:
             check_coco_annotations(ann_file, dataset.get('metainfo'))
     for key, folder in (dataset.get('data_prefix') or {}).items():
+        if not isinstance(folder, str) or not folder:
+            continue
         path = _join(root, folder)
         if path and not osp.exists(path):
             raise DataError(f'{kind} for {split}: data_prefix {key}={folder!r} resolves to '
@@ -191,25 +392,23 @@ def check_coco_annotations(path: str, metainfo: Optional[dict] = None) -> None:
                             f'the file ({sorted(names)}); fix metainfo.classes.')
 
 
-#: Videos decoded per data set to check them (all are checked for existence).
-VIDEOS_DECODED = 8
-
-
 def _sampling(pipeline) -> Optional[dict]:
     return next((t for t in pipeline or [] if t.get('type') in ('UniformSample', 'SampleFrames')),
                 None)
 
 
-def check_video_dataset(dataset: ConfigDict, split: str, model: dict) -> None:
+def check_video_dataset(dataset: ConfigDict, split: str, model: dict,
+                        decode: bool = True) -> int:
     """Checks an mmaction2 ``VideoDataset`` against its files and the model.
 
-    Every listed video must exist and carry a label below the head's class count; the
-    first few are decoded, and must hold at least the frames the sampler takes (shorter
-    clips would be silently looped or repeated); the sampler's clip length must be the
-    backbone's ``num_frames`` when the backbone fixes one.
+    Every listed video must exist and carry a label below the head's class count; with
+    ``decode`` each is opened and its last frame decoded, and must hold at least the
+    frames the sampler takes (shorter clips would be silently looped or repeated); the
+    sampler's clip length must be the backbone's ``num_frames`` when the backbone fixes
+    one. Returns the number of videos.
     """
-    ann_file = dataset.get('ann_file')
-    prefix = (dataset.get('data_prefix') or {}).get('video', '')
+    ann_file = _join(dataset.get('data_root'), dataset.get('ann_file'))
+    prefix = _join(dataset.get('data_root'), (dataset.get('data_prefix') or {}).get('video', ''))
     num_classes = (model.get('cls_head') or {}).get('num_classes')
     with open(ann_file) as f:
         lines = [line.split() for line in f if line.strip()]
@@ -228,26 +427,32 @@ def check_video_dataset(dataset: ConfigDict, split: str, model: dict) -> None:
             if num_classes is not None and not 0 <= label < num_classes:
                 raise DataError(f'{ann_file!r} line {number}: label {label} is outside the '
                                 f'{num_classes} classes of the model head (0..{num_classes - 1}).')
-        videos.append(path)
+        videos.append((number, path))
     sampler = _sampling(dataset.get('pipeline'))
-    if sampler is None:
-        return
-    need = sampler.get('clip_len', 1) * (sampler.get('frame_interval', 1)
-                                        if sampler['type'] == 'SampleFrames' else 1)
-    num_frames = (model.get('backbone') or {}).get('num_frames')
-    if num_frames and sampler.get('clip_len') != num_frames:
-        raise DataError(f'{split}: the pipeline samples clip_len={sampler.get("clip_len")} '
-                        f'frames, but the backbone is configured for num_frames={num_frames}; '
-                        f'make them equal.')
-    for path in videos[:VIDEOS_DECODED]:
-        frames = count_video_frames(path)
+    need = 1
+    if sampler is not None:
+        need = sampler.get('clip_len', 1) * (sampler.get('frame_interval', 1)
+                                            if sampler['type'] == 'SampleFrames' else 1)
+        num_frames = (model.get('backbone') or {}).get('num_frames')
+        if num_frames and sampler.get('clip_len') != num_frames:
+            raise DataError(f'{split}: the pipeline samples clip_len={sampler.get("clip_len")} '
+                            f'frames, but the backbone is configured for num_frames='
+                            f'{num_frames}; make them equal.')
+    if not decode:
+        return len(videos)
+
+    def check(item):
+        number, path = item
+        frames = count_video_frames(path, f'{ann_file} line {number}')
         if frames < need:
             raise DataError(f'{split}: video {path!r} has {frames} frames, fewer than the '
                             f'{need} that {sampler["type"]} takes per clip; such clips would '
                             f'repeat frames. Drop or re-encode it.')
 
+    return _progress(videos, check, f'{split} videos')
 
-def count_video_frames(path: str) -> int:
+
+def count_video_frames(path: str, listed: str = '') -> int:
     """Number of decodable frames, or :class:`DataError` for unreadable files."""
     try:
         import decord
@@ -256,22 +461,19 @@ def count_video_frames(path: str) -> int:
         if count:
             reader[count - 1]  # the last frame decodes too (catches truncated files)
     except Exception as err:  # decord raises its own DECORDError, RuntimeError, ...
-        raise DataError(f'video {path!r} cannot be decoded ({str(err).splitlines()[0][:200]}); '
-                        f're-download or re-encode it.') from err
+        where = f' (listed in {listed})' if listed else ''
+        raise DataError(f'video {path!r}{where} cannot be decoded '
+                        f'({str(err).splitlines()[0][:200]}); re-download or re-encode it, '
+                        'or remove it from the list.') from err
     return count
 
 
-#: Segmentation samples whose label maps are read by the quick check.
-SAMPLES_CHECKED = 16
-
-
-def check_segmentation_dataset(dataset: ConfigDict, split: str, model: dict,
-                               full: bool = False) -> None:
-    """Checks image / label-map pairs of an mmseg data set.
+def check_segmentation_dataset(dataset: ConfigDict, split: str, model: dict) -> int:
+    """Checks every image / label-map pair of an mmseg data set; returns their number.
 
     Every image needs a label map of the same height and width whose values are class
     indices of the model head (after ``reduce_zero_label``: 0 becomes ignored and v
-    becomes v - 1) or the ignore value 255.
+    becomes v - 1) or the ignore value 255. Sizes come from the file headers.
     """
     import cv2
     import numpy as np
@@ -287,19 +489,20 @@ def check_segmentation_dataset(dataset: ConfigDict, split: str, model: dict,
     images = sorted(f for f in _list_dir(img_dir) if f.endswith(img_suffix))
     if not images:
         raise DataError(f'{kind} for {split}: no *{img_suffix} images in {img_dir!r}.')
-    for name in images if full else images[:SAMPLES_CHECKED]:
+
+    def check(name):
+        img_path = osp.join(img_dir, name)
         seg_path = osp.join(seg_dir, name[:-len(img_suffix)] + seg_suffix)
         if not osp.isfile(seg_path):
             raise DataError(f'{kind} for {split}: image {name!r} has no label map {seg_path!r}.')
-        image = cv2.imread(osp.join(img_dir, name), cv2.IMREAD_UNCHANGED)
+        image_size = _image_size(img_path)
         label = cv2.imread(seg_path, cv2.IMREAD_UNCHANGED)
-        if image is None or label is None:
-            bad = osp.join(img_dir, name) if image is None else seg_path
-            raise DataError(f'{kind} for {split}: {bad!r} cannot be read as an image.')
-        if image.shape[:2] != label.shape[:2]:
+        if label is None:
+            raise DataError(f'{kind} for {split}: {seg_path!r} cannot be read as an image.')
+        if image_size != (label.shape[1], label.shape[0]):
             raise DataError(f'{kind} for {split}: label map {seg_path!r} is {label.shape[1]}x'
-                            f'{label.shape[0]} but its image is {image.shape[1]}x'
-                            f'{image.shape[0]} (width x height); they must match pixel for pixel.')
+                            f'{label.shape[0]} but its image is {image_size[0]}x'
+                            f'{image_size[1]} (width x height); they must match pixel for pixel.')
         if label.ndim != 2:
             raise DataError(f'{kind} for {split}: label map {seg_path!r} has '
                             f'{label.shape[2]} channels; it must be single-channel class indices.')
@@ -307,16 +510,114 @@ def check_segmentation_dataset(dataset: ConfigDict, split: str, model: dict,
             # Stored values: class indices (+ 1 with reduce_zero_label, where 0 = ignore)
             # or 255 = ignore.
             top = num_classes if reduce_zero else num_classes - 1
-            bad = [int(v) for v in np.unique(label) if top < v != 255]
-            if bad:
-                raise DataError(
-                    f'{kind} for {split}: label map {seg_path!r} holds values {bad[:10]}, '
-                    f'outside the {num_classes} classes of the model head'
-                    + (' (with reduce_zero_label the stored values are class + 1, 0 = '
-                       'ignore)' if reduce_zero else '') + ' and not the ignore value 255.')
+            if int(label.max()) > top:
+                bad = [int(v) for v in np.unique(label) if top < v != 255]
+                if bad:
+                    raise DataError(
+                        f'{kind} for {split}: label map {seg_path!r} holds values {bad[:10]}, '
+                        f'outside the {num_classes} classes of the model head'
+                        + (' (with reduce_zero_label the stored values are class + 1, 0 = '
+                           'ignore)' if reduce_zero else '') + ' and not the ignore value 255.')
+
+    return _progress(images, check, f'{split} {kind} samples')
+
+
+def _image_size(path: str) -> Tuple[int, int]:
+    """(width, height) from the file's header; :class:`DataError` if missing or unreadable."""
+    from PIL import Image
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except FileNotFoundError:
+        raise DataError(f'image {path!r} does not exist.') from None
+    except Exception as err:
+        raise DataError(f'image {path!r} cannot be read ({_brief(err)}); re-download or '
+                        'regenerate it, or remove it from the data set.') from None
+
+
+def _brief(err: BaseException) -> str:
+    return ' '.join(str(err).split())[:200] or type(err).__name__
+
+
+def check_coco_images(dataset: ConfigDict, split: str) -> int:
+    """Every image a COCO annotation file lists exists, and its header matches the size
+    the file states (boxes are in those pixels). Returns the number of images."""
+    root = dataset.get('data_root')
+    ann_file = _join(root, dataset['ann_file'])
+    img_dir = _join(root, (dataset.get('data_prefix') or {}).get('img', '')) or ''
+    with open(ann_file) as f:
+        images = json.load(f)['images']
+
+    def check(image):
+        path = osp.join(img_dir, image['file_name'])
+        if not osp.isfile(path):
+            raise DataError(f'{split}: image {path!r}, listed in {ann_file!r}, does not exist. '
+                            'Restore it or remove it from the annotation file (or pass '
+                            '--data-root DIR if the data lives elsewhere).')
+        size = _image_size(path)
+        if size != (image['width'], image['height']):
+            raise DataError(f'{split}: image {path!r} is {size[0]}x{size[1]} but {ann_file!r} '
+                            f'says {image["width"]}x{image["height"]} (width x height); its '
+                            'boxes would be misplaced. Fix the annotation or the image.')
+
+    return _progress(images, check, f'{split} COCO images')
+
+
+IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif', '.tiff', '.webp')
+
+
+def check_image_files(dataset: ConfigDict, split: str, model: dict) -> int:
+    """Image-classification sets (mmpretrain ``CustomDataset`` / ``ImageNet``): every image
+    listed in ``ann_file`` (``<path> <label>`` lines) or found under the prefix reads, and
+    listed labels lie below the head's class count. Returns the number of images."""
+    root = dataset.get('data_root')
+    prefix = (dataset.get('data_prefix') or {}).get('img_path', '') or ''
+    img_dir = _join(root, prefix) if prefix else (root or '')
+    ann_file = _join(root, dataset.get('ann_file')) if dataset.get('ann_file') else None
+    num_classes = (model.get('head') or {}).get('num_classes')
+    items = []
+    if ann_file and osp.isfile(ann_file) and not ann_file.endswith('.json'):
+        with open(ann_file) as f:
+            for number, line in enumerate(f, 1):
+                fields = line.split()
+                if not fields:
+                    continue
+                label = int(fields[1]) if len(fields) > 1 and fields[1].lstrip('-').isdigit() \
+                    else None
+                if label is not None and num_classes and not 0 <= label < num_classes:
+                    raise DataError(f'{ann_file!r} line {number}: label {label} is outside the '
+                                    f'{num_classes} classes of the model head.')
+                items.append(osp.join(img_dir, fields[0]))
+    elif img_dir and osp.isdir(img_dir):
+        items = [entry.split('|')[0] for entry in _walk(img_dir)
+                 if entry.split('|')[0].lower().endswith(IMAGE_SUFFIXES)]
+    if not items:
+        return 0
+    return _progress(items, _image_size, f'{split} images')
 
 
 def _list_dir(path: str):
     if not osp.isdir(path):
         raise DataError(f'{path!r} does not exist or is not a folder.')
     return os.listdir(path)
+
+
+def insert_sample_guards(cfg: Config) -> None:
+    """Wraps every data set's pipeline in :class:`emo_mm.datasets.guard.SampleGuard`.
+
+    The guard names the file when a transform fails on a sample and checks labels against
+    the model head's class count right after loading.
+    """
+    heads = _head_classes(cfg.get('model') or {})
+    num_classes = heads[0][1] if heads else None
+    for split in ('train', 'val', 'test'):
+        loader = cfg.get(f'{split}_dataloader')
+        if not loader:
+            continue
+        for dataset in iter_datasets(loader.get('dataset')):
+            pipeline = dataset.get('pipeline')
+            if not pipeline or any(isinstance(t, dict) and t.get('type') == 'emo_mm.SampleGuard'
+                                   for t in pipeline):
+                continue
+            dataset['pipeline'] = [dict(type='emo_mm.SampleGuard', transforms=list(pipeline),
+                                        num_classes=num_classes)]

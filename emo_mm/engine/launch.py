@@ -6,20 +6,28 @@ are handled here, so one pair of tools serves every config of emo_mm.
 """
 import os
 import os.path as osp
-from typing import Optional
+from typing import Optional, Union
 
 import torch
 from mmengine.config import Config
 
-from ..datasets.checks import check_data, set_data_root
-from ..models.checkpoint import CheckpointError, extract_state_dict, read_checkpoint
+from .. import compat
+from ..apis import load_config
+from ..datasets.checks import check_data, insert_sample_guards, set_data_root
+from ..models.checkpoint import (CheckpointError, UnsafeCheckpointError, extract_state_dict,
+                                 shape_problems)
+from .checkpoints import (find_resume_checkpoint, install_checkpoint_loader, list_checkpoints,
+                          remove_partial_files, safe_load)
+from .errors import UserError
+
+#: How the command-line tools trust a checkpoint, named when one is refused.
+CLI_TRUST_HINT = ('If you trust the file, pass --trust-checkpoint (or set trust_checkpoint = '
+                  'True in the config).')
 
 
 def _load(config: str, cfg_options: Optional[dict], launcher: str, work_dir: Optional[str],
           data_root: Optional[str]) -> Config:
-    if not osp.isfile(config):
-        raise FileNotFoundError(f'Config {config!r} does not exist.')
-    cfg = Config.fromfile(config)
+    cfg = load_config(config)
     cfg.launcher = launcher
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
@@ -29,42 +37,128 @@ def _load(config: str, cfg_options: Optional[dict], launcher: str, work_dir: Opt
         cfg.work_dir = work_dir
     elif cfg.get('work_dir') is None:
         cfg.work_dir = osp.join('work_dirs', osp.splitext(osp.basename(config))[0])
+    _check_init_cfgs(cfg.get('model'), 'model')
     return cfg
+
+
+def _check_init_cfgs(node, where: str) -> None:
+    """``init_cfg=dict(type='Pretrained')`` without a checkpoint fails late with a KeyError."""
+    if isinstance(node, dict):
+        init = node.get('init_cfg')
+        for item in init if isinstance(init, list) else [init]:
+            if isinstance(item, dict) and item.get('type') == 'Pretrained' and not item.get(
+                    'checkpoint'):
+                raise UserError(f"{where}.init_cfg=dict(type='Pretrained') has no checkpoint: "
+                                'add checkpoint=PATH_OR_URL, or remove the init_cfg.')
+        for key, value in node.items():
+            if key != 'init_cfg':
+                _check_init_cfgs(value, f'{where}.{key}')
+    elif isinstance(node, (list, tuple)):
+        for i, value in enumerate(node):
+            _check_init_cfgs(value, f'{where}[{i}]')
+
+
+def _finish(cfg: Config, trust: bool) -> None:
+    """What every Runner built by the tools gets: safe, atomic checkpoints; the upstream
+    fixes the config needs; per-sample guards in the pipelines."""
+    cfg.trust_checkpoint = bool(trust)
+    hooks = list(cfg.get('custom_hooks') or [])
+    if not any(h.get('type') in ('emo_mm.CheckpointSafetyHook', 'CheckpointSafetyHook')
+               for h in hooks):
+        hooks.append(dict(type='emo_mm.CheckpointSafetyHook'))
+    cfg.custom_hooks = hooks
+    insert_sample_guards(cfg)
+    install_checkpoint_loader()
+    compat.prepare_runner_config(cfg)
+
+
+def _check_checkpoint(path: str, trust: bool, what: str):
+    """Loads ``path`` without running code from it (or fully, if trusted); clear errors."""
+    if not path.startswith(('http://', 'https://')) and not osp.isfile(path):
+        raise FileNotFoundError(f'{what} {path!r} does not exist.')
+    try:
+        return safe_load(path, trust=trust, trust_hint=CLI_TRUST_HINT)
+    except UnsafeCheckpointError:
+        raise
+    except CheckpointError as err:
+        others = [p for p in list_checkpoints(osp.dirname(path) or '.')
+                  if osp.abspath(p) != osp.abspath(path)]
+        offer = f' Earlier checkpoints there: {", ".join(others[:3])}.' if others else ''
+        raise CheckpointError(f'{what}: {err}{offer}') from None
 
 
 def prepare_train_config(config: str,
                          work_dir: Optional[str] = None,
                          cfg_options: Optional[dict] = None,
-                         resume: Optional[str] = None,
+                         resume: Union[str, bool, None] = None,
                          amp: bool = False,
                          auto_scale_lr: bool = False,
                          launcher: str = 'none',
-                         data_root: Optional[str] = None) -> Config:
+                         data_root: Optional[str] = None,
+                         trust_checkpoint: bool = False,
+                         overwrite: bool = False) -> Config:
     """Loads a config for training and applies the command line's switches.
 
     Args:
-        resume: ``'auto'`` resumes from the latest checkpoint in the work dir, a path
-            from that checkpoint, None starts afresh.
+        resume: ``'latest'`` (``--resume`` alone) resumes from the newest good checkpoint
+            of the work dir and is an error when there is none; ``'auto'`` does the same
+            but starts afresh when there is none; a path resumes from that checkpoint;
+            None starts afresh.
+        trust_checkpoint (bool): Allow full unpickling (which can run code) of the
+            resumed / ``load_from`` checkpoint. emo_mm's own checkpoints never need it.
+        overwrite (bool): Start afresh in a work dir that already holds checkpoints
+            (otherwise an error: they would be overwritten).
     """
     cfg = _load(config, cfg_options, launcher, work_dir, data_root)
+    trust = trust_checkpoint or bool(cfg.get('trust_checkpoint', False))
     if amp:
         if not torch.cuda.is_available():
-            raise RuntimeError('--amp needs a GPU: MMEngine\'s AmpOptimWrapper runs on CUDA '
-                               'devices only. On a CPU, train in float32 (omit --amp).')
+            raise UserError('--amp needs a GPU: MMEngine\'s AmpOptimWrapper runs on CUDA '
+                            'devices only. On a CPU, train in float32 (omit --amp).')
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
     if auto_scale_lr:
         if 'base_batch_size' not in cfg.get('auto_scale_lr', {}):
-            raise RuntimeError('--auto-scale-lr needs auto_scale_lr.base_batch_size in the config.')
+            raise UserError('--auto-scale-lr needs auto_scale_lr.base_batch_size in the config.')
         cfg.auto_scale_lr.enable = True
-    if resume == 'auto':
-        cfg.resume, cfg.load_from = True, None
-    elif resume:
-        if not osp.isfile(resume):
-            raise FileNotFoundError(f'--resume {resume!r}: no such checkpoint.')
-        cfg.resume, cfg.load_from = True, resume
+    _resolve_resume(cfg, resume, trust, overwrite)
     check_data(cfg, ('train', 'val'))
+    _finish(cfg, trust)
     return cfg
+
+
+def _resolve_resume(cfg: Config, resume, trust: bool, overwrite: bool) -> None:
+    work_dir = cfg.work_dir
+    if osp.isdir(work_dir):
+        remove_partial_files(work_dir)
+    if resume is None and cfg.get('resume'):  # resume = True in the config itself
+        resume = cfg.get('load_from') or 'auto'
+    if resume in ('latest', 'auto', True):
+        found = find_resume_checkpoint(work_dir, trust) if osp.isdir(work_dir) else None
+        if found is None and resume != 'auto':
+            where = ('does not exist' if not osp.isdir(work_dir) else
+                     'holds no checkpoint (no last_checkpoint, epoch_*.pth or iter_*.pth)')
+            raise UserError(f'--resume: nothing to resume from, the work dir {work_dir} '
+                            f'{where}. Check --work-dir, drop --resume to start afresh, or use '
+                            '--resume auto to resume only when there is a checkpoint.')
+        if found is None:
+            cfg.resume = False
+            if cfg.get('load_from'):
+                _check_checkpoint(cfg.load_from, trust, 'load_from')
+        else:
+            cfg.resume, cfg.load_from = True, found
+    elif resume:
+        _check_checkpoint(resume, trust, '--resume')
+        cfg.resume, cfg.load_from = True, resume
+    else:
+        existing = list_checkpoints(work_dir) if osp.isdir(work_dir) else []
+        if existing and not overwrite:
+            names = ', '.join(osp.basename(p) for p in existing[:3])
+            raise UserError(f'The work dir {work_dir} already holds checkpoints ({names}); '
+                            'training again would overwrite them. Pass --resume to continue, '
+                            '--overwrite to start afresh anyway, or another --work-dir.')
+        if cfg.get('load_from'):
+            _check_checkpoint(cfg.load_from, trust, 'load_from')
 
 
 def prepare_test_config(config: str,
@@ -75,21 +169,27 @@ def prepare_test_config(config: str,
                         score_thr: Optional[float] = None,
                         out: Optional[str] = None,
                         launcher: str = 'none',
-                        data_root: Optional[str] = None) -> Config:
-    """Loads a config for testing: checkpoint, visualisation, dumped predictions."""
+                        data_root: Optional[str] = None,
+                        trust_checkpoint: bool = False) -> Config:
+    """Loads a config for testing: checkpoint, visualisation, dumped predictions.
+
+    The checkpoint is read here, without running code from it unless trusted, before
+    anything is built.
+    """
     cfg = _load(config, cfg_options, launcher, work_dir, data_root)
-    if not osp.isfile(checkpoint) and not checkpoint.startswith(('http://', 'https://')):
-        raise FileNotFoundError(f'Checkpoint {checkpoint!r} does not exist.')
+    trust = trust_checkpoint or bool(cfg.get('trust_checkpoint', False))
+    _check_checkpoint(checkpoint, trust, 'Checkpoint')
     cfg.load_from = checkpoint
     if show_dir:
         enable_visualization(cfg, osp.abspath(show_dir), score_thr)
     if out:
         if not out.endswith(('.pkl', '.pickle')):
-            raise ValueError(f'--out must be a .pkl file, got {out!r}.')
+            raise UserError(f'--out must be a .pkl file, got {out!r}.')
         cfg.test_evaluator = [*(cfg.test_evaluator if isinstance(cfg.test_evaluator, list)
                                 else [cfg.test_evaluator]),
                               dict(type='DumpResults', out_file_path=out)]
     check_data(cfg, ('test', ))
+    _finish(cfg, trust)
     return cfg
 
 
@@ -98,7 +198,7 @@ def enable_visualization(cfg: Config, show_dir: str, score_thr: Optional[float] 
     hooks = cfg.setdefault('default_hooks', {})
     scope = cfg.get('default_scope', 'mmengine')
     if 'visualization' not in hooks:
-        raise RuntimeError(f'--show-dir needs a visualization hook in default_hooks of the '
+        raise UserError(f'--show-dir needs a visualization hook in default_hooks of the '
                            f'config (scope {scope}).')
     vis = hooks['visualization']
     if scope == 'mmdet':
@@ -111,27 +211,19 @@ def enable_visualization(cfg: Config, show_dir: str, score_thr: Optional[float] 
     elif scope in ('mmaction', 'mmpretrain'):
         vis.update(enable=True, interval=1, out_dir=show_dir)
     else:
-        raise RuntimeError(f'--show-dir is not supported for scope {scope!r}.')
+        raise UserError(f'--show-dir is not supported for scope {scope!r}.')
     os.makedirs(show_dir, exist_ok=True)
 
 
-def verify_checkpoint(model: torch.nn.Module, path: str) -> None:
+def verify_checkpoint(model: torch.nn.Module, path: str, trust: bool = False) -> None:
     """Raises :class:`CheckpointError` unless ``path`` holds exactly ``model``'s tensors.
 
     ``tools/test.py`` evaluates a trained checkpoint: anything missing or mis-shaped would
     silently evaluate random weights (MMEngine's loader only warns).
     """
-    state = extract_state_dict(read_checkpoint(path, weights_only=False), path)
+    state = extract_state_dict(safe_load(path, trust=trust, trust_hint=CLI_TRUST_HINT), path)
     model = model.module if hasattr(model, 'module') else model
-    own = model.state_dict()
-    mismatched = [f'  {k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}'
-                  for k, v in state.items() if k in own and v.shape != own[k].shape]
-    missing = [k for k in own if k not in state]
-    problems = []
-    if mismatched:
-        problems.append(f'{len(mismatched)} tensors of other shapes:\n' + '\n'.join(mismatched[:10]))
-    if missing:
-        problems.append(f'{len(missing)} tensors missing, e.g. {missing[:5]}')
+    problems = shape_problems(state, model.state_dict(), require_all=True)
     if problems:
         raise CheckpointError(f'Checkpoint {path} does not match the model of this config '
                               '(trained with another config or variant?): ' + '; '.join(problems))

@@ -5,11 +5,12 @@ word; a nested file would leave a backbone untrained. Here every container the a
 trainers and MMEngine write is unwrapped, shapes are checked before anything is copied,
 and every key that is not loaded is reported.
 """
+import contextlib
 import logging
 import os.path as osp
-import pickle
 from collections import OrderedDict
-from typing import Callable, Dict, Mapping, NamedTuple, Optional, Sequence, Tuple
+from contextvars import ContextVar
+from typing import Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -24,6 +25,10 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be read or does not fit the model."""
 
 
+class UnsafeCheckpointError(CheckpointError):
+    """A checkpoint that needs full unpickling (which can run code) and is not trusted."""
+
+
 class LoadReport(NamedTuple):
     loaded: Tuple[str, ...]
     dropped: Tuple[str, ...]
@@ -31,34 +36,92 @@ class LoadReport(NamedTuple):
     unexpected: Tuple[str, ...]
 
 
-def read_checkpoint(path: str, weights_only: bool = True):
-    """Loads a checkpoint file (or URL) on the CPU with clear errors for bad files.
+#: How a user trusts a file, named in the refusal; callers with their own switch pass theirs.
+TRUST_HINT = ("If you trust the file, pass --trust-checkpoint (tools/train.py, tools/test.py) "
+              "or weights_only=False in the Pretrained init_cfg.")
+
+#: Real paths of the files trusted in the current context (see :func:`trusted_checkpoints`).
+_trusted: ContextVar = ContextVar('emo_mm_trusted_checkpoints', default=frozenset())
+
+
+@contextlib.contextmanager
+def trusted_checkpoints(*paths: str):
+    """Within this context, the named files may be unpickled fully (they can run code).
+
+    Context-local (a :class:`~contextvars.ContextVar`): other threads are not affected.
+    """
+    token = _trusted.set(_trusted.get() | {osp.realpath(osp.expanduser(p)) for p in paths})
+    try:
+        yield
+    finally:
+        _trusted.reset(token)
+
+
+def is_trusted(path: str) -> bool:
+    return osp.realpath(osp.expanduser(path)) in _trusted.get()
+
+
+def _unsafe_globals(path: str) -> Optional[List[str]]:
+    """Python objects a checkpoint refers to beyond torch's safe set; None if unreadable.
+
+    Reads the pickle's opcodes without executing anything.
+    """
+    try:
+        return list(torch.serialization.get_unsafe_globals_in_checkpoint(path))
+    except Exception:  # not a zip checkpoint, truncated, garbage
+        return None
+
+
+def read_checkpoint(path: str, weights_only: bool = True, map_location='cpu',
+                    trust_hint: str = TRUST_HINT):
+    """Loads a checkpoint file (or URL) with clear errors, running no code from it.
+
+    Files are read with torch's safe loader (tensors, numbers, strings, containers); the
+    tagged plain values emo_mm writes for MMEngine's message hub are restored
+    (:mod:`emo_mm.compat.mmengine_checkpoint`). A file that needs more is refused with
+    :class:`UnsafeCheckpointError` naming the objects it refers to, unless
+    ``weights_only=False`` or the file is trusted in the current context
+    (:func:`trusted_checkpoints`).
 
     Args:
         path (str): Local path or http(s) URL.
-        weights_only (bool): Refuse arbitrary pickled objects (torch's safe loader).
-            Released weights never need more; pass False only for trusted files.
+        weights_only (bool): False unpickles untrusted files fully; only for files you trust.
+        map_location: As for :func:`torch.load`. Defaults to ``'cpu'``.
+        trust_hint (str): How the user trusts a file, appended to the refusal.
     """
+    from ..compat.mmengine_checkpoint import from_plain
     if path.startswith(('http://', 'https://')):
         from mmengine.runner.checkpoint import CheckpointLoader
-        return CheckpointLoader.load_checkpoint(path, map_location='cpu')
+        return from_plain(CheckpointLoader.load_checkpoint(path, map_location=map_location))
     path = osp.expanduser(path)
     if not osp.isfile(path):
-        raise FileNotFoundError(f'Checkpoint {path!r} does not exist. Check the path in '
-                                f"init_cfg=dict(type='Pretrained', checkpoint=...).")
+        raise FileNotFoundError(f'Checkpoint {path!r} does not exist.')
+    trusted = not weights_only or is_trusted(path)
     try:
-        return torch.load(path, map_location='cpu', weights_only=weights_only)
-    except pickle.UnpicklingError as err:
-        if weights_only and 'Weights only load failed' in str(err):
-            raise CheckpointError(
-                f'{path} holds Python objects besides tensors (a full training '
-                f'checkpoint?), which are not loaded for safety. If you trust the file, add '
-                f"weights_only=False to the Pretrained init_cfg.\n{err}") from err
-        raise CheckpointError(f'{path} is not a readable PyTorch checkpoint (corrupt or '
-                              f'truncated?): {err}. Download or save it again.') from err
+        return from_plain(torch.load(path, map_location=map_location, weights_only=True))
     except Exception as err:  # garbage makes the unpickler fail in arbitrary ways
-        raise CheckpointError(f'{path} is not a readable PyTorch checkpoint (corrupt or '
-                              f'truncated?): {err}. Download or save it again.') from err
+        unsafe = _unsafe_globals(path) if 'Weights only load failed' in str(err) else None
+        if not unsafe:
+            raise CheckpointError(
+                f'{path} is not a readable PyTorch checkpoint: corrupt or truncated '
+                f'({_first_line(err)}).') from err
+        if not trusted:
+            raise UnsafeCheckpointError(
+                f'{path} refers to Python objects besides tensors ({", ".join(unsafe[:4])}'
+                f'{", ..." if len(unsafe) > 4 else ""}); unpickling them could run code '
+                f'from the file, so it was not loaded. {trust_hint}') from None
+    return from_plain(torch.load(path, map_location=map_location, weights_only=False))
+
+
+def _first_line(err: BaseException) -> str:
+    """The informative line of a loading error (torch's weights-only message is long)."""
+    text = str(err)
+    marker = 'WeightsUnpickler error:'
+    if marker in text:
+        text = 'unpickling: ' + text[text.index(marker) + len(marker):].strip()
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    line = lines[0] if lines else type(err).__name__
+    return line.split('. ')[0].rstrip('.')[:200]
 
 
 def extract_state_dict(checkpoint, source: str = 'checkpoint') -> 'OrderedDict[str, torch.Tensor]':
@@ -101,8 +164,9 @@ def load_pretrained(model: nn.Module,
         model (nn.Module): Target (an EMO backbone or any module).
         path (str): Checkpoint path or URL.
         prefix (str, optional): Load only keys under this prefix (e.g. ``'backbone.'`` of
-            a detector checkpoint), stripped. Without it, a checkpoint whose keys all sit
-            under ``backbone.`` is unwrapped automatically.
+            a detector checkpoint), stripped. Without it, a checkpoint with no key of the
+            model but with them under one prefix (a detector's ``backbone.``) is unwrapped
+            automatically, with an info line.
         drop_prefixes (Sequence[str]): Keys that the model lacks on purpose (a backbone
             loading a classifier: final ``norm.`` and ``head.``). Dropped with an info line.
         weights_only (bool): See :func:`read_checkpoint`.
@@ -119,8 +183,16 @@ def load_pretrained(model: nn.Module,
         state = OrderedDict((k[len(prefix):], v) for k, v in state.items() if k.startswith(prefix))
         if not state:
             raise CheckpointError(f'{path} has no keys under prefix {prefix!r}.')
-    elif not own.keys() & state.keys() and all(k.startswith('backbone.') for k in state):
-        state = OrderedDict((k[len('backbone.'):], v) for k, v in state.items())
+    elif not own.keys() & state.keys():
+        found = _matching_prefix(state, own)
+        if found:
+            # A whole model's checkpoint (a detector's backbone.*, ...): take that part.
+            others = sum(not k.startswith(found) for k in state)
+            state = OrderedDict((k[len(found):], v) for k, v in state.items()
+                                if k.startswith(found))
+            print_log(f'{path}: loading its {found}* tensors ({others} others ignored; pass '
+                      f"prefix='{found}' in the init_cfg to say so).", logger='current',
+                      level=logging.INFO)
 
     if convert is not None:
         state = OrderedDict(convert(state, own))
@@ -132,14 +204,10 @@ def load_pretrained(model: nn.Module,
             f'None of the {len(state)} tensors in {path} belong to {type(model).__name__}: it '
             f'has keys like {list(state)[:3]}, the model expects {list(own)[:3]}. Is it a '
             f'checkpoint of this model family?')
-    mismatched = [(k, tuple(v.shape), tuple(own[k].shape)) for k, v in state.items()
-                  if k in own and v.shape != own[k].shape]
-    if mismatched:
-        lines = '\n'.join(f'  {k}: checkpoint {a} vs model {b}' for k, a, b in mismatched[:10])
-        more = f'\n  ... and {len(mismatched) - 10} more' if len(mismatched) > 10 else ''
-        raise CheckpointError(
-            f'{len(mismatched)} tensors in {path} do not fit {type(model).__name__} '
-            f'(was it saved for another variant or arch?):\n{lines}{more}')
+    problems = shape_problems(state, own)
+    if problems:
+        raise CheckpointError(f'{path} does not fit {type(model).__name__} (was it saved for '
+                              f'another variant or arch?): {problems[0]}')
 
     result = model.load_state_dict(state, strict=False)
     report = LoadReport(
@@ -156,6 +224,56 @@ def load_pretrained(model: nn.Module,
             print_log(f'{len(keys)} keys {kind}: {_summary(keys)}', logger='current',
                       level=logging.WARNING)
     return report
+
+
+def _matching_prefix(state: Mapping[str, torch.Tensor], own: Mapping) -> Optional[str]:
+    """The key prefix (``'backbone.'``, ...) under which ``state`` holds ``own``'s keys."""
+    prefixes = {k.split('.', 1)[0] + '.' for k in state if '.' in k}
+    matches = [p for p in prefixes if any(k[len(p):] in own for k in state if k.startswith(p))]
+    return max(matches, key=lambda p: sum(k.startswith(p) for k in state)) if matches else None
+
+
+def shape_problems(state: Mapping[str, torch.Tensor], own: Mapping[str, torch.Tensor],
+                   require_all: bool = False) -> List[str]:
+    """What keeps ``state`` from loading into a model with state dict ``own``.
+
+    Args:
+        state: The checkpoint's tensors (keys already mapped to the model's).
+        own: The model's state dict.
+        require_all (bool): Also report keys of ``own`` missing from ``state`` (evaluating
+            a trained checkpoint: a missing tensor would stay random).
+
+    Returns:
+        list[str]: One entry per kind of problem (empty: it fits).
+    """
+    mismatched = [(k, tuple(v.shape), tuple(own[k].shape)) for k, v in state.items()
+                  if k in own and v.shape != own[k].shape]
+    missing = [k for k in own if k not in state] if require_all else []
+    problems = []
+    if mismatched:
+        lines = '\n'.join(f'  {k}: checkpoint {a} vs model {b}' for k, a, b in mismatched[:10])
+        more = f'\n  ... and {len(mismatched) - 10} more' if len(mismatched) > 10 else ''
+        problems.append(f'{len(mismatched)} tensors of other shapes:\n{lines}{more}')
+    if missing:
+        problems.append(f'{len(missing)} tensors missing, e.g. {missing[:5]}')
+    return problems
+
+
+def load_pretrained_from_init_cfg(model: nn.Module, init_cfg: Mapping,
+                                  drop_prefixes: Sequence[str] = ('norm.', 'head.'),
+                                  convert: Optional[Callable] = None) -> LoadReport:
+    """:func:`load_pretrained` driven by ``init_cfg=dict(type='Pretrained', ...)``.
+
+    Keys: ``checkpoint`` (required), ``prefix``, ``weights_only`` (False: trust a full
+    training checkpoint).
+    """
+    if not init_cfg.get('checkpoint'):
+        raise CheckpointError(
+            f"{type(model).__name__}: init_cfg=dict(type='Pretrained') needs "
+            "checkpoint=PATH_OR_URL (or remove the init_cfg to start from random weights).")
+    return load_pretrained(model, init_cfg['checkpoint'], prefix=init_cfg.get('prefix'),
+                           drop_prefixes=drop_prefixes,
+                           weights_only=init_cfg.get('weights_only', True), convert=convert)
 
 
 def _summary(keys: Sequence[str], limit: int = 8) -> str:

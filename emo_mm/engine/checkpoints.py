@@ -1,0 +1,218 @@
+"""Checkpoints that are never lost, never half-written and never run code when loaded.
+
+* :class:`CheckpointSafetyHook` (``tools/train.py`` / ``tools/test.py`` add it) writes each
+  checkpoint under a temporary name in the same folder, fsyncs it and renames it into
+  place, so a killed process never leaves a partial file under a final name; and it saves
+  MMEngine's message hub in plain types, so emo_mm's checkpoints load with torch's
+  ``weights_only=True`` everywhere (resume, ``load_from``, the toolboxes' inferencers).
+* :func:`safe_load` reads a checkpoint without running code from it; a file that needs
+  full unpickling is refused unless trusted (``--trust-checkpoint``,
+  :func:`~emo_mm.models.checkpoint.trusted_checkpoints`).
+* :func:`find_resume_checkpoint` picks the newest readable checkpoint of a work dir and
+  says so when the newest one is damaged.
+"""
+import functools
+import glob
+import logging
+import os
+import os.path as osp
+import re
+from typing import List, Optional
+
+from mmengine.dist import get_rank
+from mmengine.hooks import Hook
+from mmengine.logging import print_log
+
+from ..compat.mmengine_checkpoint import from_plain, to_plain
+from ..models.checkpoint import (TRUST_HINT, CheckpointError, UnsafeCheckpointError,
+                                 read_checkpoint, trusted_checkpoints)
+from ..registry import HOOKS
+
+#: Suffix of a checkpoint being written (not a ``.pth``: never taken for a checkpoint).
+PARTIAL_SUFFIX = '.partial'
+
+
+def safe_load(path: str, map_location='cpu', trust: bool = False,
+              trust_hint: str = TRUST_HINT):
+    """Loads a checkpoint without running code from it, unless ``trust``.
+
+    emo_mm's checkpoints (and any plain state dict) load as they are. A file that refers
+    to other Python objects raises :class:`~emo_mm.models.checkpoint.UnsafeCheckpointError`
+    naming them and ``trust_hint``; a truncated or corrupt one raises
+    :class:`~emo_mm.models.checkpoint.CheckpointError`.
+    """
+    return read_checkpoint(path, weights_only=not trust, map_location=map_location,
+                           trust_hint=trust_hint)
+
+
+def install_checkpoint_loader() -> None:
+    """Makes MMEngine load local files through :func:`safe_load` (restores plain values,
+    honours :func:`~emo_mm.models.checkpoint.trusted_checkpoints`, clear refusals).
+
+    Untrusted files are read exactly as MMEngine does with torch >= 2.6 (weights only);
+    called when ``tools/train.py`` / ``tools/test.py`` build a Runner.
+    """
+    from mmengine.runner.checkpoint import CheckpointLoader
+    CheckpointLoader.register_scheme(prefixes='', loader=_load_local, force=True)
+
+
+def _load_local(filename, map_location):
+    return safe_load(filename, map_location=map_location)
+
+
+def _interrupted(err: BaseException) -> bool:
+    """True if ``err`` is, or was raised while handling, a KeyboardInterrupt.
+
+    MMEngine's ``Config.pretty_text`` turns any exception inside yapf, Ctrl-C included,
+    into ``SyntaxError: Failed to format the config file`` with a dump of the config.
+    """
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, KeyboardInterrupt):
+            return True
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return False
+
+
+def atomic_save(save_checkpoint):
+    """Wraps ``Runner.save_checkpoint`` (bound) to write to a temporary name, then rename."""
+
+    @functools.wraps(save_checkpoint)
+    def save(out_dir, filename, *args, **kwargs):
+        if ('://' in str(out_dir) or kwargs.get('backend_args')
+                or kwargs.get('file_client_args')):
+            return save_checkpoint(out_dir, filename, *args, **kwargs)  # remote storage
+        final = osp.join(out_dir, filename)
+        partial_name = f'.{osp.basename(filename)}{PARTIAL_SUFFIX}'
+        partial = osp.join(out_dir, osp.dirname(filename), partial_name)
+        try:
+            save_checkpoint(out_dir, osp.join(osp.dirname(filename), partial_name),
+                            *args, **kwargs)
+            if get_rank() != 0 or not osp.exists(partial):
+                return None
+            with open(partial, 'rb') as f:
+                os.fsync(f.fileno())
+            os.replace(partial, final)
+            _fsync_dir(osp.dirname(final))
+        except BaseException as err:
+            if osp.exists(partial):
+                os.remove(partial)
+            if _interrupted(err):
+                raise KeyboardInterrupt(f'while saving {final}') from None
+            raise
+
+    save._emo_mm_atomic = True
+    return save
+
+
+def _fsync_dir(path: str) -> None:
+    try:
+        fd = os.open(path or '.', os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@HOOKS.register_module()
+class CheckpointSafetyHook(Hook):
+    """Atomic checkpoint files in plain types; restores them on load.
+
+    Runs last before a save (after other hooks added their state) and rewrites the
+    message hub's ``HistoryBuffer`` and numpy values as tagged plain values
+    (:mod:`emo_mm.compat.mmengine_checkpoint`); after a load it restores them. It makes
+    this runner's ``save_checkpoint`` write atomically (the instance's method only:
+    nothing global is patched).
+    """
+
+    priority = 'LOWEST'
+
+    def before_run(self, runner) -> None:
+        if not getattr(runner.save_checkpoint, '_emo_mm_atomic', False):
+            runner.save_checkpoint = atomic_save(runner.save_checkpoint)
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        unknown = set()
+        for key in list(checkpoint):
+            checkpoint[key] = to_plain(checkpoint[key], unknown)
+        if unknown:
+            print_log(f'This checkpoint holds Python objects ({", ".join(sorted(unknown))}); '
+                      'loading it will need --trust-checkpoint.', logger='current',
+                      level=logging.WARNING)
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        for key in list(checkpoint):
+            checkpoint[key] = from_plain(checkpoint[key])
+
+
+def _number(path: str) -> int:
+    match = re.search(r'(\d+)\.pth$', path)
+    return int(match.group(1)) if match else -1
+
+
+def list_checkpoints(work_dir: str) -> List[str]:
+    """The work dir's resumable checkpoints, newest first.
+
+    The one named in ``last_checkpoint`` (MMEngine's record of the latest save) first,
+    then ``epoch_N.pth`` / ``iter_N.pth`` by decreasing N.
+    """
+    found = []
+    record = osp.join(work_dir, 'last_checkpoint')
+    if osp.isfile(record):
+        with open(record) as f:
+            named = f.read().strip()
+        if named:
+            # The record holds the path at save time; the work dir may have moved since.
+            named = osp.join(work_dir, osp.basename(named))
+            if osp.isfile(named):
+                found.append(named)
+    numbered = glob.glob(osp.join(work_dir, 'epoch_*.pth')) + glob.glob(
+        osp.join(work_dir, 'iter_*.pth'))
+    for path in sorted(numbered, key=lambda p: (_number(p), osp.getmtime(p)), reverse=True):
+        if not any(osp.samefile(path, other) for other in found):
+            found.append(path)
+    return found
+
+
+def find_resume_checkpoint(work_dir: str, trust: bool = False) -> Optional[str]:
+    """The newest checkpoint of ``work_dir`` that loads; None if it holds none.
+
+    A newer checkpoint that is truncated or corrupt is reported by name and skipped (the
+    previous good one is used, with a warning); a file refused as unsafe is an error
+    (silently resuming from an older one would hide it).
+    """
+    candidates = list_checkpoints(work_dir)
+    damaged = []
+    for path in candidates:
+        try:
+            safe_load(path, trust=trust)
+        except UnsafeCheckpointError:
+            raise
+        except CheckpointError as err:
+            damaged.append((path, str(err)))
+            continue
+        for bad, reason in damaged:
+            print_log(f'{reason} Resuming from the previous good checkpoint {path} instead.',
+                      logger='current', level=logging.WARNING)
+        return path
+    if damaged:
+        raise CheckpointError(
+            f'No readable checkpoint in {work_dir}: {"; ".join(r for _, r in damaged)} '
+            'Start afresh with --overwrite, or restore the files.')
+    return None
+
+
+def remove_partial_files(work_dir: str) -> None:
+    """Deletes the leftovers of saves that were interrupted (never a final name)."""
+    for path in glob.glob(osp.join(work_dir, f'.*{PARTIAL_SUFFIX}')):
+        os.remove(path)
+
+
+__all__ = ['CheckpointSafetyHook', 'safe_load', 'install_checkpoint_loader', 'atomic_save',
+           'list_checkpoints', 'find_resume_checkpoint', 'remove_partial_files',
+           'trusted_checkpoints']
