@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from emo_mm.apis import build_model, load_config
+from helpers import relative_error
 from emo_mm.models import VEMO, EMOv2, inflate_2d_state
 
 
@@ -57,9 +58,11 @@ def test_center_inflation_reproduces_2d_features(tmp_path):
     clip = frame.unsqueeze(2).expand(-1, -1, 4, -1, -1)
     with torch.no_grad():
         outs2d, outs3d = model2d(frame), model3d(clip)
+    # Scale-relative, as every parity check here: activations of this random net reach
+    # ~250, and the 3-D attention sums its partitions in another order than the 2-D one.
     for out2d, out3d in zip(outs2d, outs3d):
         for t in range(4):
-            torch.testing.assert_close(out3d[:, :, t], out2d, rtol=1e-4, atol=1e-4)
+            assert relative_error(out3d[:, :, t], out2d) < 1e-5
 
 
 def test_mean_inflation_rule():
