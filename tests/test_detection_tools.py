@@ -4,6 +4,7 @@ import glob
 import json
 import os
 import os.path as osp
+import re
 import subprocess
 import sys
 
@@ -116,6 +117,15 @@ def test_test_tool_evaluates_and_draws(demo_data, tmp_path):
     assert 'Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all | maxDets=100 ]' in log
     assert 'coco/bbox_mAP' in log
     assert len(list(show_dir.glob('*.png'))) == 8
+
+    # Deploy mode evaluates the same detector (BatchNorm and LayerScale folded).
+    deployed = _run([sys.executable, 'tools/test.py', cfg, osp.join(work_dir, 'epoch_1.pth'),
+                     '--work-dir', work_dir, '--deploy'])
+    assert 'switched to deploy mode' in deployed
+
+    def metric(text):
+        return float(re.search(r'coco/bbox_mAP_50: ([0-9.]+)', text).group(1))
+    assert abs(metric(deployed) - metric(log)) < 2e-3, (metric(deployed), metric(log))
 
     other = str(tmp_path / 'other.py')
     with open(other, 'w') as f:

@@ -3,6 +3,7 @@
     python tools/test.py configs/retinanet_emov2_5m_coco.py work_dirs/x/epoch_12.pth
     python tools/test.py CONFIG CKPT --show-dir vis/          # images with predictions
     python tools/test.py CONFIG CKPT --out preds.pkl          # dump raw predictions
+    python tools/test.py CONFIG CKPT --deploy                 # evaluate in deploy mode
     tools/dist_test.sh CONFIG CKPT 8 [ARGS]
 
 The checkpoint is read without unpickling code before anything is built (a file that needs
@@ -31,6 +32,9 @@ def parse_args():
     parser.add_argument('--show-score-thr', type=float, default=None,
                         help='detection score threshold for drawing (mmdet default 0.3)')
     parser.add_argument('--out', help='dump predictions to this .pkl file')
+    parser.add_argument('--deploy', action='store_true',
+                        help='evaluate the re-parameterised model (BatchNorm and LayerScale '
+                        'folded into convs; same outputs, faster)')
     parser.add_argument('--trust-checkpoint', action='store_true',
                         help='allow full unpickling of the checkpoint (it can run code; '
                         'emo_mm\'s own checkpoints never need it)')
@@ -52,6 +56,8 @@ def main():
                               score_thr=args.show_score_thr, out=args.out,
                               launcher=args.launcher, data_root=args.data_root,
                               trust_checkpoint=args.trust_checkpoint)
+    if args.deploy:
+        cfg.custom_hooks = [*cfg.get('custom_hooks', []), dict(type='emo_mm.SwitchToDeployHook')]
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
     trusted = [args.checkpoint] if cfg.trust_checkpoint else []

@@ -76,4 +76,20 @@ class ProgressBarHook(Hook):
             print(line, flush=True)
 
 
-__all__ = ['ParameterSyncCheckHook', 'ProgressBarHook']
+@HOOKS.register_module()
+class SwitchToDeployHook(Hook):
+    """Evaluates in deploy mode: re-parameterises the model (BatchNorm and LayerScale
+    folded into convs, see ``emo_mm.models.switch_to_deploy``) before testing, after the
+    checkpoint is loaded. Outputs are unchanged; for test configs (``tools/test.py
+    --deploy`` adds it), since a deployed model cannot train."""
+
+    priority = 'VERY_LOW'
+
+    def before_test(self, runner) -> None:
+        from ..models import switch_to_deploy
+        model = runner.model.module if hasattr(runner.model, 'module') else runner.model
+        switch_to_deploy(model)
+        runner.logger.info('Model switched to deploy mode (BatchNorm and LayerScale folded).')
+
+
+__all__ = ['ParameterSyncCheckHook', 'ProgressBarHook', 'SwitchToDeployHook']
