@@ -6,7 +6,7 @@ MMEngine does by itself for ``type='emo_mm.*'``.
 """
 from . import compat
 
-__version__ = '0.1.0'
+from .version import __version__
 
 compat.apply()
 
