@@ -5,7 +5,9 @@
 
 Configs are found by name in a repository checkout (``configs/``) and in an installed
 package (``emo_mm/.mim/configs``, the OpenMMLab place, filled by setup.py), so the tools
-work from a clone, an editable install and a wheel alike.
+work from a clone, an editable install and a wheel alike. Importing this module also lets
+other projects' configs inherit emo_mm's: ``_base_ = ['emo_mm::emov2_5m_in1k.py']``
+(:func:`enable_config_prefix`).
 """
 import difflib
 import glob
@@ -64,6 +66,33 @@ def find_config(name_or_path: str) -> str:
     raise FileNotFoundError(
         f'No config {name_or_path!r}: not a file, and not a config name in {where}.{hint} '
         'Pass a config file path, or a name from emo_mm.apis.list_configs().')
+
+
+def enable_config_prefix():
+    """Lets MMEngine resolve ``emo_mm::NAME`` in ``_base_`` lists (idempotent).
+
+    MMEngine 0.10 resolves ``package::path`` only for OpenMMLab's own packages, only for
+    paths with a folder (``pkg::folder/file.py``), through the installed package's
+    ``.mim/model-index.yml`` (so not in editable installs), and it stamps the package name
+    as registry scope on the inherited config. emo_mm's configs build mmpretrain / mmdet /
+    mmseg / mmaction2 models under their own ``default_scope``, so that scope would be
+    wrong. Here ``emo_mm::NAME`` is looked up like :func:`find_config` does and inherited
+    with no added scope, exactly as if the file were named by its path.
+    """
+    original = Config._get_cfg_path
+    if getattr(original, 'emo_mm_prefix', False):
+        return
+
+    def get_cfg_path(cfg_path: str, filename: str):
+        if cfg_path.startswith(PACKAGE_PREFIX):
+            return find_config(cfg_path), None
+        return original(cfg_path, filename)
+
+    get_cfg_path.emo_mm_prefix = True
+    Config._get_cfg_path = staticmethod(get_cfg_path)
+
+
+enable_config_prefix()
 
 
 def load_config(name_or_path: str) -> Config:

@@ -122,7 +122,7 @@ def test_other_project_inherits_a_packaged_config(installed):
             '''))
     out = _python('''
         from mmengine.config import Config
-        from emo_mm.apis import build_model
+        from emo_mm.apis import build_model  # also makes MMEngine resolve emo_mm::
         cfg = Config.fromfile('my_classifier.py')
         model = build_model(cfg)
         print(cfg.model.backbone.arch, cfg.model.head.num_classes, cfg.model.head.in_channels,
