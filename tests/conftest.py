@@ -27,9 +27,14 @@ sys.addaudithook(_audit)
 
 def pytest_sessionfinish(session, exitstatus):
     if _READ_OUTSIDE:
-        print(f'\nerror: tests read files outside the repository: {sorted(set(_READ_OUTSIDE))}; '
-              'test data must come from tests/data.', file=sys.stderr)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _READ_OUTSIDE:
+        terminalreporter.write_line(
+            f'error: tests read files outside the repository: {sorted(set(_READ_OUTSIDE))}; '
+            'test data must come from tests/data (session failed).', red=True, bold=True)
 
 
 @pytest.fixture(scope='session')

@@ -1,10 +1,12 @@
 """A wheel of emo_mm works installed outside the repository, the OpenMMLab way.
 
 The wheel is built from a copy of the sources, installed into a temporary folder, and
-used from another temporary folder with only that install on PYTHONPATH: a tool runs,
-configs are found by name, and another project's config inherits one through
-``_base_ = ['emo_mm::...']`` (MMEngine's lookup in the installed package's ``.mim``).
+used from another temporary folder with only that install on PYTHONPATH: a tool runs
+through MIM (``mim run emo_mm get_flops``), configs are found by name in the package's
+``.mim/configs``, and another project's config inherits one with
+``_base_ = ['emo_mm::emov2_5m_in1k.py']``.
 """
+import json
 import os
 import os.path as osp
 import re
@@ -60,76 +62,59 @@ def installed(tmp_path_factory):
     return wheel, site, env, str(project)
 
 
-def _python(code, installed):
+@pytest.fixture(scope='module')
+def probe(installed):
+    """What an installed copy does in another project (one interpreter run for all)."""
     _, site, env, project = installed
-    return _run([sys.executable, '-c', textwrap.dedent(code)], cwd=project, env=env)
-
-
-def test_wheel_carries_configs_tools_and_version(installed):
-    wheel = installed[0]
-    with open(osp.join(REPO, 'emo_mm', 'version.py')) as f:
-        version = re.search(r"__version__ = '([^']+)'", f.read()).group(1)
-    assert osp.basename(wheel).startswith(f'emo_mm-{version}-')
-    with zipfile.ZipFile(wheel) as archive:
-        names = set(archive.namelist())
-    configs = {osp.relpath(osp.join(root, n), osp.join(REPO, 'configs'))
-               for root, _, files in os.walk(osp.join(REPO, 'configs')) for n in files
-               if n.endswith(('.py', '.yml'))}
-    assert {f'emo_mm/.mim/configs/{c}' for c in configs} <= names
-    assert {'emo_mm/.mim/tools/train.py', 'emo_mm/.mim/tools/test.py',
-            'emo_mm/.mim/tools/get_flops.py', 'emo_mm/version.py'} <= names
-    if osp.isfile(osp.join(REPO, 'model-index.yml')):
-        assert 'emo_mm/.mim/model-index.yml' in names
-    assert not any(n.startswith(('configs/', 'tests/', 'tools/')) for n in names)
-
-
-def test_installed_copy_is_used_and_finds_configs_by_name(installed):
-    out = _python('''
-        import json, emo_mm
-        from emo_mm.apis import find_config, list_configs, load_config
-        cfg = load_config('emov2_5m_in1k')
-        print(json.dumps(dict(package=emo_mm.__file__, version=emo_mm.__version__,
-                              config=find_config('retinanet_emov2_1m_coco'),
-                              arch=cfg.model.backbone.arch, names=list_configs())))
-        ''', installed)
-    import json
-    result = json.loads(out.strip().splitlines()[-1])
-    site = installed[1]
-    assert result['package'].startswith(site)
-    assert result['config'] == osp.join(site, 'emo_mm', '.mim', 'configs',
-                                        'retinanet_emov2_1m_coco.py')
-    assert result['arch'] == '5M'
-    assert {'emov2_1m_in1k', 'vemo_5m_k400', 'demo/uemo_demo'} <= set(result['names'])
-
-
-def test_installed_tool_runs(installed):
-    _, site, env, project = installed
-    tool = osp.join(site, 'emo_mm', '.mim', 'tools', 'get_flops.py')
-    out = _run([sys.executable, tool, '1M'], cwd=project, env=env)
-    expected = load_json('params_flops.json')['1M']
-    row = [line for line in out.splitlines() if line.startswith('EMOv2-1M')]
-    assert row, out
-    assert f'{expected["params_cls_total"]:,}' in row[0]
-    assert f'{expected["flops_fvcore_equivalent_224"]:,}' in row[0]
-
-
-def test_other_project_inherits_a_packaged_config(installed):
-    project = installed[3]
     with open(osp.join(project, 'my_classifier.py'), 'w') as f:
         f.write(textwrap.dedent('''
             _base_ = ['emo_mm::emov2_5m_in1k.py']
             model = dict(head=dict(num_classes=10))
             '''))
-    out = _python('''
+    script = textwrap.dedent('''
+        import json
         from mmengine.config import Config
-        from emo_mm.apis import build_model  # also makes MMEngine resolve emo_mm::
-        cfg = Config.fromfile('my_classifier.py')
-        model = build_model(cfg)
-        print(cfg.model.backbone.arch, cfg.model.head.num_classes, cfg.model.head.in_channels,
-              sum(p.numel() for p in model.parameters()))
-        ''', installed)
-    arch, classes, channels, params = out.split()[-4:]
+        import emo_mm
+        from emo_mm.apis import build_model, find_config, list_configs, load_config
+        own = load_config('emov2_5m_in1k')
+        inherited = Config.fromfile('my_classifier.py')  # emo_mm.apis resolves emo_mm::
+        model = build_model(inherited)
+        print(json.dumps(dict(
+            package=emo_mm.__file__, version=emo_mm.__version__,
+            config=find_config('retinanet_emov2_1m_coco'), names=list_configs(),
+            own=[own.model.backbone.arch, own.model.head.num_classes],
+            inherited=[inherited.model.backbone.arch, inherited.model.head.num_classes,
+                       inherited.model.head.in_channels, inherited.default_scope],
+            params=sum(p.numel() for p in model.parameters()))))
+        ''')
+    out = _run([sys.executable, '-c', script], cwd=project, env=env)
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def test_installed_copy_is_used_and_finds_configs_by_name(installed, probe):
+    site = installed[1]
+    assert probe['package'].startswith(site)
+    assert probe['config'] == osp.join(site, 'emo_mm', '.mim', 'configs',
+                                       'retinanet_emov2_1m_coco.py')
+    assert probe['own'] == ['5M', 1000]
+    assert {'emov2_1m_in1k', 'vemo_5m_k400', 'demo/uemo_demo'} <= set(probe['names'])
+
+
+def test_other_project_inherits_a_packaged_config(probe):
+    # the chain (_base_/emov2_in1k.py, mmpretrain's bases) resolved; the base's own scope
+    assert probe['inherited'] == ['5M', 10, 288, 'mmpretrain']
     expected = load_json('params_flops.json')['5M']
-    # the base's chain (_base_/emov2_in1k.py) resolved inside the package; 10-way head
-    assert (arch, classes, channels) == ('5M', '10', '288')
-    assert int(params) == expected['params_cls_without_head'] + 288 * 10 + 10
+    assert probe['params'] == expected['params_cls_without_head'] + 288 * 10 + 10
+
+
+def test_installed_tool_runs_through_mim(installed):
+    """``mim run emo_mm get_flops 1M`` runs the packaged emo_mm/.mim/tools/get_flops.py."""
+    _, site, env, project = installed
+    out = _run([sys.executable, '-m', 'mim', 'run', 'emo_mm', 'get_flops', '1M'],
+               cwd=project, env=env)
+    assert osp.join(site, 'emo_mm', '.mim', 'tools', 'get_flops.py') in out
+    expected = load_json('params_flops.json')['1M']
+    row = [line for line in out.splitlines() if line.startswith('EMOv2-1M')]
+    assert row, out
+    assert f'{expected["params_cls_total"]:,}' in row[0]
+    assert f'{expected["flops_fvcore_equivalent_224"]:,}' in row[0]
