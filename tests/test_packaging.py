@@ -62,6 +62,24 @@ def installed(tmp_path_factory):
     return wheel, site, env, str(project)
 
 
+def test_wheel_carries_configs_tools_and_version(installed):
+    wheel = installed[0]
+    with open(osp.join(REPO, 'emo_mm', 'version.py')) as f:
+        version = re.search(r"__version__ = '([^']+)'", f.read()).group(1)
+    assert osp.basename(wheel).startswith(f'emo_mm-{version}-')
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+    configs = {osp.relpath(osp.join(root, n), osp.join(REPO, 'configs'))
+               for root, _, files in os.walk(osp.join(REPO, 'configs')) for n in files
+               if n.endswith(('.py', '.yml'))}
+    assert configs and {f'emo_mm/.mim/configs/{c}' for c in configs} <= names
+    assert {'emo_mm/.mim/tools/train.py', 'emo_mm/.mim/tools/test.py',
+            'emo_mm/.mim/tools/get_flops.py', 'emo_mm/version.py'} <= names
+    if osp.isfile(osp.join(REPO, 'model-index.yml')):
+        assert 'emo_mm/.mim/model-index.yml' in names
+    assert not any(n.startswith(('configs/', 'tests/', 'tools/')) for n in names)
+
+
 @pytest.fixture(scope='module')
 def probe(installed):
     """What an installed copy does in another project (one interpreter run for all)."""
