@@ -21,7 +21,7 @@ import pytest
 from helpers import REPO
 from reference_data import load_json
 
-pytestmark = pytest.mark.slow  # builds and installs a wheel (~1 min)
+slow = pytest.mark.slow  # builds and installs a wheel, then runs it (~1 min)
 
 #: Repository paths that are not sources (environments, outputs, caches, build trees).
 NOT_SOURCES = {'.venv', '.git', 'data', 'work_dirs', 'outputs', 'build', 'dist', '.mim',
@@ -62,6 +62,7 @@ def installed(tmp_path_factory):
     return wheel, site, env, str(project)
 
 
+@slow
 def test_wheel_carries_configs_tools_and_version(installed):
     wheel = installed[0]
     with open(osp.join(REPO, 'emo_mm', 'version.py')) as f:
@@ -109,6 +110,7 @@ def probe(installed):
     return json.loads(out.strip().splitlines()[-1])
 
 
+@slow
 def test_installed_copy_is_used_and_finds_configs_by_name(installed, probe):
     site = installed[1]
     assert probe['package'].startswith(site)
@@ -118,6 +120,7 @@ def test_installed_copy_is_used_and_finds_configs_by_name(installed, probe):
     assert {'emov2_1m_in1k', 'vemo_5m_k400', 'demo/uemo_demo'} <= set(probe['names'])
 
 
+@slow
 def test_other_project_inherits_a_packaged_config(probe):
     # the chain (_base_/emov2_in1k.py, mmpretrain's bases) resolved; the base's own scope
     assert probe['inherited'] == ['5M', 10, 288, 'mmpretrain']
@@ -125,6 +128,7 @@ def test_other_project_inherits_a_packaged_config(probe):
     assert probe['params'] == expected['params_cls_without_head'] + 288 * 10 + 10
 
 
+@slow
 def test_installed_tool_runs_through_mim(installed):
     """``mim run emo_mm get_flops 1M`` runs the packaged emo_mm/.mim/tools/get_flops.py."""
     _, site, env, project = installed
@@ -136,3 +140,34 @@ def test_installed_tool_runs_through_mim(installed):
     assert row, out
     assert f'{expected["params_cls_total"]:,}' in row[0]
     assert f'{expected["flops_fvcore_equivalent_224"]:,}' in row[0]
+
+
+def test_version_is_written_once():
+    import emo_mm
+    from emo_mm.version import __version__, version_info
+    assert emo_mm.__version__ == __version__
+    assert '.'.join(map(str, version_info[:3])) == __version__.split('rc')[0]
+    for name in ('setup.py', osp.join('emo_mm', '__init__.py')):
+        with open(osp.join(REPO, name)) as f:
+            assert __version__ not in f.read(), f'{name} repeats the version'
+
+
+def test_unknown_config_name_is_explained():
+    from emo_mm.apis import load_config
+    with pytest.raises(FileNotFoundError, match=r"No config 'emov2_1m_in1kk'.*emov2_1m_in1k"):
+        load_config('emov2_1m_in1kk')
+
+
+def test_package_prefix_inherits_with_the_base_scope(tmp_path):
+    """``_base_ = ['emo_mm::NAME']`` from a file outside the repository (checkout configs)."""
+    from mmengine.config import Config
+
+    from emo_mm.apis import build_model
+    config = tmp_path / 'my_detector.py'
+    config.write_text("_base_ = ['emo_mm::retinanet_emov2_1m_coco.py']\n"
+                      "model = dict(bbox_head=dict(num_classes=3))\n")
+    cfg = Config.fromfile(str(config))
+    # not tagged with the scope emo_mm (the model's types are mmdet's)
+    assert cfg.default_scope == 'mmdet' and cfg.model.get('_scope_') != 'emo_mm'
+    model = build_model(cfg)
+    assert type(model).__name__ == 'RetinaNet' and model.bbox_head.num_classes == 3
