@@ -114,6 +114,7 @@ def test_authors_checkpoint_through_init_cfg(reference_dir):
     assert map_error(outs[3], expected['maps']['det_ws10_out4']) < TOL
 
 
+@pytest.mark.slow  # two tool runs in subprocesses; the key mapping itself is tested above
 def test_convert_tool_round_trip(reference_dir, tmp_path):
     """tools/convert_checkpoint.py: authors' file -> mmpretrain classifier -> authors'."""
     src = osp.join(reference_dir, 'emov2_1M_random.pth')
