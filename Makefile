@@ -3,7 +3,7 @@ PY := .venv/bin/python
 STAMP := .venv/.emo_mm-setup-done
 SETUP_INPUTS := tools/setup_env.sh setup.py $(wildcard requirements/*.txt)
 
-.PHONY: setup test test-fast demo benchmark flops clean-data
+.PHONY: setup test test-fast test-clone demo benchmark flops clean-data
 
 setup: $(STAMP)
 
@@ -13,8 +13,27 @@ $(STAMP): $(SETUP_INPUTS)
 	bash tools/setup_env.sh
 	touch $@
 
+# Extra pytest arguments, e.g. make test PYTEST_ARGS='-k parity -x'
+PYTEST_ARGS ?=
+
 test: setup
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+# Parity, shapes, config builds and errors in a few minutes: the tests marked slow
+# (learning runs, wheel build) are left out.
+test-fast: setup
+	$(PY) -m pytest tests -m "not slow" $(PYTEST_ARGS)
+
+# The suite in a fresh clone of the committed HEAD, in a temporary folder with nothing
+# beside it (no ../shared) and EMO_MM_REFERENCE unset, run with this checkout's .venv:
+# shows the tests need nothing outside the repository. Quick form:
+#   make test-clone PYTEST_ARGS='-m "not slow"'
+test-clone: setup
+	@clone="$$(mktemp -d)/emo_mm" && trap 'rm -rf "$$(dirname "$$clone")"' EXIT && \
+	git clone -q "$(CURDIR)" "$$clone" && cd "$$clone" && \
+	echo "[test-clone] $$clone at $$(git rev-parse --short HEAD)" && \
+	env -u EMO_MM_REFERENCE PYTHONPATH="$$clone" "$(abspath $(PY))" -m pytest tests \
+	    -p no:cacheprovider $(PYTEST_ARGS)
 
 demo: setup
 	$(PY) tools/demo.py

@@ -7,7 +7,7 @@ is imported, which MMEngine does by itself for ``type='emo_mm.*'``.
 """
 from . import compat
 
-__version__ = '0.1.0'
+from .version import __version__
 
 compat.apply_on_import()
 

@@ -2,25 +2,102 @@
 
 >>> from emo_mm.apis import build_model, load_config
 >>> model = build_model(load_config('emov2_1m_in1k'))
+
+Configs are found by name in a repository checkout (``configs/``) and in an installed
+package (``emo_mm/.mim/configs``, the OpenMMLab place, filled by setup.py), so the tools
+work from a clone, an editable install and a wheel alike. Importing this module also lets
+other projects' configs inherit emo_mm's: ``_base_ = ['emo_mm::emov2_5m_in1k.py']``
+(:func:`enable_config_prefix`).
 """
+import difflib
+import glob
 import os.path as osp
-from typing import Union
+from typing import List, Union
 
 from mmengine.config import Config
 
-#: The repository's config folder (emo_mm is installed editable from the repository).
-CONFIG_ROOT = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'configs')
+PACKAGE_DIR = osp.dirname(osp.abspath(__file__))
+#: The configs of an installed package (copies in a wheel, links in an editable install).
+PACKAGED_CONFIG_ROOT = osp.join(PACKAGE_DIR, '.mim', 'configs')
+#: The configs of the repository checkout the package sits in, if it sits in one.
+CONFIG_ROOT = osp.join(osp.dirname(PACKAGE_DIR), 'configs')
+#: The ``package::path`` prefix MMEngine uses for configs of installed packages.
+PACKAGE_PREFIX = 'emo_mm::'
+
+
+def config_roots() -> List[str]:
+    """The folders configs are looked up in, first match wins: the checkout's ``configs/``
+    (the files being edited), then the packaged ones."""
+    in_checkout = osp.isfile(osp.join(osp.dirname(PACKAGE_DIR), 'setup.py'))
+    roots = [CONFIG_ROOT] if in_checkout and osp.isdir(CONFIG_ROOT) else []
+    if osp.isdir(PACKAGED_CONFIG_ROOT) and not any(
+            osp.samefile(PACKAGED_CONFIG_ROOT, root) for root in roots):
+        roots.append(PACKAGED_CONFIG_ROOT)
+    return roots
+
+
+def list_configs() -> List[str]:
+    """Names of all configs (``emov2_1m_in1k``, ``demo/uemo_demo``, ...), bases excluded."""
+    names = set()
+    for root in config_roots():
+        for path in glob.glob(osp.join(root, '**', '*.py'), recursive=True):
+            name = osp.relpath(path, root)[:-len('.py')]
+            if not name.startswith('_base_'):
+                names.add(name.replace(osp.sep, '/'))
+    return sorted(names)
+
+
+def find_config(name_or_path: str) -> str:
+    """The file of a config given by path, by name (``.py`` optional; ``emo_mm::`` prefix
+    allowed), e.g. ``'retinanet_emov2_5m_coco'`` or ``'demo/uemo_demo.py'``."""
+    if osp.isfile(name_or_path):
+        return name_or_path
+    name = name_or_path[len(PACKAGE_PREFIX):] if name_or_path.startswith(
+        PACKAGE_PREFIX) else name_or_path
+    name = name if name.endswith('.py') else name + '.py'
+    roots = config_roots()
+    for root in roots:
+        path = osp.join(root, name)
+        if osp.isfile(path):
+            return path
+    close = difflib.get_close_matches(name[:-len('.py')], list_configs(), n=3)
+    hint = f' Did you mean {", ".join(close)}?' if close else ''
+    where = ', '.join(roots) if roots else 'none found (emo_mm installed without its configs)'
+    raise FileNotFoundError(
+        f'No config {name_or_path!r}: not a file, and not a config name in {where}.{hint} '
+        'Pass a config file path, or a name from emo_mm.apis.list_configs().')
+
+
+def enable_config_prefix():
+    """Lets MMEngine resolve ``emo_mm::NAME`` in ``_base_`` lists (idempotent).
+
+    MMEngine 0.10 resolves ``package::path`` only for OpenMMLab's own packages, only for
+    paths with a folder (``pkg::folder/file.py``), through the installed package's
+    ``.mim/model-index.yml`` (so not in editable installs), and it stamps the package name
+    as registry scope on the inherited config. emo_mm's configs build mmpretrain / mmdet /
+    mmseg / mmaction2 models under their own ``default_scope``, so that scope would be
+    wrong. Here ``emo_mm::NAME`` is looked up like :func:`find_config` does and inherited
+    with no added scope, exactly as if the file were named by its path.
+    """
+    original = Config._get_cfg_path
+    if getattr(original, 'emo_mm_prefix', False):
+        return
+
+    def get_cfg_path(cfg_path: str, filename: str):
+        if cfg_path.startswith(PACKAGE_PREFIX):
+            return find_config(cfg_path), None
+        return original(cfg_path, filename)
+
+    get_cfg_path.emo_mm_prefix = True
+    Config._get_cfg_path = staticmethod(get_cfg_path)
+
+
+enable_config_prefix()
 
 
 def load_config(name_or_path: str) -> Config:
-    """Loads a config by path, or by name from ``configs/`` (``.py`` optional)."""
-    if osp.isfile(name_or_path):
-        return Config.fromfile(name_or_path)
-    name = name_or_path if name_or_path.endswith('.py') else name_or_path + '.py'
-    path = osp.join(CONFIG_ROOT, name)
-    if not osp.isfile(path):
-        raise FileNotFoundError(f'No config {name_or_path!r}: not a file and not in {CONFIG_ROOT}.')
-    return Config.fromfile(path)
+    """Loads a config by path, or by name from emo_mm's configs (``.py`` optional)."""
+    return Config.fromfile(find_config(name_or_path))
 
 
 def build_model(cfg: Union[Config, str]):

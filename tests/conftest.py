@@ -1,27 +1,47 @@
 import os
 import os.path as osp
+import sys
 
 import pytest
 import torch
 
+import reference_data
 from helpers import REPO
 
+# The suite must run from a clone alone: the authors' reference folder, which sits beside
+# the repository on the development machines (../shared/reference), must never be read.
+# Every file the test process opens is checked; the session fails if one lies there.
+_OUTSIDE = osp.realpath(osp.join(REPO, '..', 'shared')) + osp.sep
+_READ_OUTSIDE = []
 
-def _find_reference() -> str:
-    candidates = [os.environ.get('EMO_MM_REFERENCE', ''),
-                  osp.join(REPO, '..', 'shared', 'reference'), '/work/shared/reference']
-    for path in candidates:
-        if path and osp.isfile(osp.join(path, 'params_flops.json')):
-            return osp.abspath(path)
-    raise RuntimeError(
-        'The authors\' reference data (shared/reference: emov2_*_random.pth, *_io.pth, '
-        'params_flops.json, ...) was not found; parity cannot be checked. Point '
-        f'EMO_MM_REFERENCE at it. Looked in: {candidates}')
+
+def _audit(event, args):
+    if event == 'open' and isinstance(args[0], (str, bytes)):
+        path = osp.realpath(os.fsdecode(args[0]))
+        if path.startswith(_OUTSIDE):
+            _READ_OUTSIDE.append(path)
+
+
+sys.addaudithook(_audit)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _READ_OUTSIDE:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _READ_OUTSIDE:
+        terminalreporter.write_line(
+            f'error: tests read files outside the repository: {sorted(set(_READ_OUTSIDE))}; '
+            'test data must come from tests/data (session failed).', red=True, bold=True)
 
 
 @pytest.fixture(scope='session')
-def reference_dir() -> str:
-    return _find_reference()
+def reference_dir(tmp_path_factory) -> str:
+    """The authors' reference folder, rebuilt from tests/data (weights regenerated and
+    checked against the authors' checksums; outputs via reference_data.load_outputs)."""
+    return reference_data.materialise(str(tmp_path_factory.mktemp('reference')))
 
 
 @pytest.fixture(autouse=True)

@@ -1,11 +1,10 @@
 """Every downstream config builds a model of exactly the authors' logged size.
 
-The reference (../shared/reference/downstream_log_params.json, emov1/...) holds, for each
-run the authors logged, the total parameter count, per-part counts and every backbone
+The authors' log summaries (tests/data/downstream_log_params.json, emov1/...) hold, for
+each run they logged, the total parameter count, per-part counts and every backbone
 parameter's name and shape.
 """
 import glob
-import json
 import os.path as osp
 import re
 
@@ -13,6 +12,7 @@ import pytest
 
 from emo_mm.apis import build_model, load_config
 from helpers import REPO
+from reference_data import downstream_logs
 
 CONFIGS = sorted(glob.glob(osp.join(REPO, 'configs', '*_coco.py')) +
                  glob.glob(osp.join(REPO, 'configs', '*_ade20k.py')) +
@@ -25,12 +25,8 @@ V1_LOG_NAMES = {'retinanet': 'RetinaNet', 'ssdlite': 'SSDLite', 'deeplabv3': 'De
 
 
 @pytest.fixture(scope='module')
-def logs(reference_dir):
-    with open(osp.join(reference_dir, 'downstream_log_params.json')) as f:
-        v2 = json.load(f)
-    with open(osp.join(reference_dir, 'emov1', 'downstream_log_params.json')) as f:
-        v1 = json.load(f)
-    return v2, v1
+def logs():
+    return downstream_logs('emov2'), downstream_logs('emov1')
 
 
 def _expected(name, logs):

@@ -66,6 +66,7 @@ def _scalars(work_dir):
     return rows
 
 
+@pytest.mark.slow  # trains through the tools in subprocesses
 def test_resume_continues_where_it_stopped(demo_data, tmp_path):
     cfg = _tiny_config(tmp_path, 'tiny')
     train = [sys.executable, 'tools/train.py', cfg]
@@ -94,6 +95,7 @@ def test_resume_continues_where_it_stopped(demo_data, tmp_path):
                                    rtol=1e-4, atol=1e-9)
 
 
+@pytest.mark.slow  # trains through the tools in subprocesses
 def test_two_cpu_processes_stay_in_sync(demo_data, tmp_path):
     cfg = _tiny_config(tmp_path, 'dist',
                        custom_hooks="[dict(type='emo_mm.ParameterSyncCheckHook')]")
@@ -107,6 +109,7 @@ def test_two_cpu_processes_stay_in_sync(demo_data, tmp_path):
     assert _scalars(work_dir)[-1]['step'] == 4  # 16 images / (2 ranks x 4) x 2 epochs
 
 
+@pytest.mark.slow  # trains through the tools in subprocesses
 def test_test_tool_evaluates_and_draws(demo_data, tmp_path):
     cfg = _tiny_config(tmp_path, 'tiny', train_cfg='dict(max_epochs=1, val_interval=100)')
     work_dir = str(tmp_path / 'work')
@@ -213,6 +216,7 @@ def test_verify_checkpoint(tmp_path):
         verify_checkpoint(EMOv2('1M'), path)
 
 
+@pytest.mark.slow  # trains through the tools in subprocesses
 def test_mmdet_own_train_script(demo_data, tmp_path):
     """The same config file through mmdet's own tools/train.py (shipped in its wheel)."""
     import mmdet

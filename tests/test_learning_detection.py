@@ -13,6 +13,8 @@ from emo_mm.datasets.demo_backbone import pretrain_shapes_backbone
 from emo_mm.datasets.demo_data import make_coco_shapes
 from helpers import REPO, train_and_test
 
+pytestmark = pytest.mark.slow  # trains real configs for minutes; not in make test-fast
+
 
 @pytest.fixture(scope='module', autouse=True)
 def demo_data(monkeypatch_module):

@@ -15,6 +15,8 @@ import pytest
 from emo_mm.datasets.demo_data import make_ade20k_regions, make_hrf_vessels
 from helpers import REPO, train_and_test
 
+pytestmark = pytest.mark.slow  # trains real configs for minutes; not in make test-fast
+
 
 @pytest.fixture(scope='module', autouse=True)
 def demo_data(monkeypatch_module):

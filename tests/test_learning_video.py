@@ -12,6 +12,8 @@ import pytest
 from emo_mm.datasets.demo_data import make_motion_videos
 from helpers import REPO, train_and_test
 
+pytestmark = pytest.mark.slow  # trains real configs for minutes; not in make test-fast
+
 
 @pytest.fixture(scope='module', autouse=True)
 def demo_videos(monkeypatch_module):

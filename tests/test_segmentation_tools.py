@@ -45,6 +45,7 @@ def _config(tmp_path, base, data_root, **extra):
     return str(path)
 
 
+@pytest.mark.slow  # trains through the tools in subprocesses
 def test_train_test_and_overlays(ade, tmp_path):
     cfg = _config(tmp_path, 'deeplabv3_emov2_1m_demo.py', ade,
                   train_cfg='dict(max_iters=4, val_interval=100)',
@@ -61,6 +62,7 @@ def test_train_test_and_overlays(ade, tmp_path):
     assert len(overlays) == 24, overlays[:3]
 
 
+@pytest.mark.slow  # trains through the tools in subprocesses
 def test_slide_inference_on_sizes_not_multiple_of_crop(hrf):
     """Windows overlap and hang over the image edge: 100x140 with crop 64, stride 42."""
     import torch

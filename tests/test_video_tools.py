@@ -44,6 +44,7 @@ def _run(args):
     return result.stdout + result.stderr
 
 
+@pytest.mark.slow  # trains through the tools in subprocesses
 def test_train_and_test_tools(videos, tmp_path):
     cfg = _tiny(tmp_path)
     work = str(tmp_path / 'work')
@@ -53,6 +54,7 @@ def test_train_and_test_tools(videos, tmp_path):
     assert 'acc/top1' in log and 'acc/top5' in log
 
 
+@pytest.mark.slow  # trains through the tools in subprocesses
 def test_mmaction_own_train_script(videos, tmp_path):
     import mmaction
     script = osp.join(osp.dirname(mmaction.__file__), '.mim', 'tools', 'train.py')
