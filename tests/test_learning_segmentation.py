@@ -12,14 +12,14 @@ import os.path as osp
 
 import pytest
 
-from emo_mm.datasets.demo_data import make_ade20k_regions, make_hrf_vessels
+from emo_mm.demo.data import DEMO_SETTINGS, make_ade20k_regions, make_hrf_vessels
 from helpers import REPO, train_and_test
 
 
 @pytest.fixture(scope='module', autouse=True)
 def demo_data(monkeypatch_module):
-    make_ade20k_regions(osp.join(REPO, 'data', 'demo_ade20k'))
-    make_hrf_vessels(osp.join(REPO, 'data', 'demo_hrf'))
+    make_ade20k_regions(osp.join(REPO, DEMO_SETTINGS.demo_ade20k_root))
+    make_hrf_vessels(osp.join(REPO, DEMO_SETTINGS.demo_hrf_root))
     monkeypatch_module.chdir(REPO)
 
 
