@@ -1,5 +1,5 @@
 # U-EMO on HRF: UNet-S5-D16 built of i2RMBs, DeepLabv3 (ASPP) head + FCN auxiliary head,
-# 256x256 crops, slide inference (crop 256, stride 170), 40k iterations, mDice (spec 3).
+# 256x256 crops, slide inference (crop 256, stride 170), 40k iterations, mDice.
 # The authors' file: unet-emo2_5M-s5-d16_deeplabv3_hrf-256x256.py (no ImageNet weights).
 _base_ = [
     'mmseg::_base_/models/deeplabv3_unet_s5-d16.py',

@@ -1,4 +1,5 @@
-# V-EMO-5M on Kinetics-400: 4 frames (UniformSample), 160x160, decord (spec 4).
+# V-EMO-5M on Kinetics-400, as in the authors' training log: 4 frames (UniformSample),
+# 160x160, decord.
 # Recognizer3D + mmaction2's UniFormerHead on the pooled 288-d feature; AdamW 1e-4,
 # wd 0.05 (none on norms and biases), gradient clipping at 20; 200 epochs, 30 of linear
 # warm-up from 0.1x, cosine to 0.1x; 8 GPUs x 32 clips; top-1 / top-5 accuracy.

@@ -13,7 +13,7 @@ import torch
 
 from helpers import REPO
 from emo_mm.datasets.checks import DataError, check_coco_annotations
-from emo_mm.datasets.demo_data import make_coco_shapes
+from emo_mm.demo.data import DEMO_SETTINGS, make_coco_shapes
 from emo_mm.engine import prepare_train_config, verify_checkpoint
 from emo_mm.models.checkpoint import CheckpointError
 
@@ -23,13 +23,13 @@ ENV = dict(os.environ, OMP_NUM_THREADS='1', PYTHON=sys.executable)
 
 @pytest.fixture(scope='module')
 def demo_data():
-    return make_coco_shapes(osp.join(REPO, 'data', 'demo_coco'))
+    return make_coco_shapes(osp.join(REPO, DEMO_SETTINGS.demo_coco_root))
 
 
 def _tiny_config(tmp_path, name, **extra) -> str:
     """The demo config on 16 images, deterministic (no flip, no drop-path), logging each iter."""
     lines = [f"_base_ = [{DEMO!r}]",
-             "data_root = " + repr(osp.join(REPO, 'data', 'demo_coco') + '/'),
+             "data_root = " + repr(osp.join(REPO, DEMO_SETTINGS.demo_coco_root) + '/'),
              # from scratch: these test the tools, not learning (no pretrained file needed)
              "model = dict(backbone=dict(drop_path_rate=0., init_cfg=None), "
              "test_cfg=dict(score_thr=0.))",

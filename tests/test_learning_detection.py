@@ -9,8 +9,8 @@ import os.path as osp
 
 import pytest
 
-from emo_mm.datasets.demo_backbone import pretrain_shapes_backbone
-from emo_mm.datasets.demo_data import make_coco_shapes
+from emo_mm.demo.pretrain import SHAPES_BACKBONE, pretrain_shapes_backbone
+from emo_mm.demo.data import DEMO_SETTINGS, make_coco_shapes
 from helpers import REPO, train_and_test
 
 pytestmark = pytest.mark.slow  # trains real configs for minutes; not in make test-fast
@@ -18,8 +18,8 @@ pytestmark = pytest.mark.slow  # trains real configs for minutes; not in make te
 
 @pytest.fixture(scope='module', autouse=True)
 def demo_data(monkeypatch_module):
-    make_coco_shapes(osp.join(REPO, 'data', 'demo_coco'))
-    pretrain_shapes_backbone(osp.join(REPO, 'data', 'demo_shapes_backbone', 'emov2_1m_shapes.pth'))
+    make_coco_shapes(osp.join(REPO, DEMO_SETTINGS.demo_coco_root))
+    pretrain_shapes_backbone(osp.join(REPO, SHAPES_BACKBONE))
     monkeypatch_module.chdir(REPO)  # the demo configs use data/ relative to the repository
 
 
@@ -40,7 +40,7 @@ def _report(name, before, after, metric):
 
 
 # bbox mAP@0.5 after 6 epochs must exceed: EMOv2 starts from the shapes-pretrained backbone
-# (emo_mm/datasets/demo_backbone.py), EMOv1 from scratch.
+# (emo_mm/demo/pretrain.py), EMOv1 from scratch.
 RETINANET_AFTER = {'retinanet_emov2_1m_demo.py': 0.06, 'retinanet_emov1_1m_demo.py': 0.025}
 
 

@@ -12,7 +12,7 @@ import os.path as osp
 
 import pytest
 
-from emo_mm.datasets.demo_data import make_ade20k_regions, make_hrf_vessels
+from emo_mm.demo.data import DEMO_SETTINGS, make_ade20k_regions, make_hrf_vessels
 from helpers import REPO, train_and_test
 
 pytestmark = pytest.mark.slow  # trains real configs for minutes; not in make test-fast
@@ -20,8 +20,8 @@ pytestmark = pytest.mark.slow  # trains real configs for minutes; not in make te
 
 @pytest.fixture(scope='module', autouse=True)
 def demo_data(monkeypatch_module):
-    make_ade20k_regions(osp.join(REPO, 'data', 'demo_ade20k'))
-    make_hrf_vessels(osp.join(REPO, 'data', 'demo_hrf'))
+    make_ade20k_regions(osp.join(REPO, DEMO_SETTINGS.demo_ade20k_root))
+    make_hrf_vessels(osp.join(REPO, DEMO_SETTINGS.demo_hrf_root))
     monkeypatch_module.chdir(REPO)
 
 

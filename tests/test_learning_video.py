@@ -9,7 +9,7 @@ import os.path as osp
 
 import pytest
 
-from emo_mm.datasets.demo_data import make_motion_videos
+from emo_mm.demo.data import DEMO_SETTINGS, make_motion_videos
 from helpers import REPO, train_and_test
 
 pytestmark = pytest.mark.slow  # trains real configs for minutes; not in make test-fast
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow  # trains real configs for minutes; not in make te
 
 @pytest.fixture(scope='module', autouse=True)
 def demo_videos(monkeypatch_module):
-    make_motion_videos(osp.join(REPO, 'data', 'demo_kinetics'))
+    make_motion_videos(osp.join(REPO, DEMO_SETTINGS.demo_kinetics_root))
     monkeypatch_module.chdir(REPO)  # the demo configs use data/ relative to the repository
 
 

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from emo_mm.datasets.checks import DataError
-from emo_mm.datasets.demo_data import make_ade20k_regions, make_hrf_vessels
+from emo_mm.demo.data import (ADE_DEMO_CLASSES, DEMO_SETTINGS, make_ade20k_regions,
+                              make_hrf_vessels)
 from emo_mm.engine import prepare_train_config
 from helpers import REPO
 
@@ -19,12 +20,12 @@ ENV = dict(os.environ, OMP_NUM_THREADS='1')
 
 @pytest.fixture(scope='module')
 def ade():
-    return make_ade20k_regions(osp.join(REPO, 'data', 'demo_ade20k'))
+    return make_ade20k_regions(osp.join(REPO, DEMO_SETTINGS.demo_ade20k_root))
 
 
 @pytest.fixture(scope='module')
 def hrf():
-    return make_hrf_vessels(osp.join(REPO, 'data', 'demo_hrf'))
+    return make_hrf_vessels(osp.join(REPO, DEMO_SETTINGS.demo_hrf_root))
 
 
 def _run(args):
@@ -55,7 +56,7 @@ def test_train_test_and_overlays(ade, tmp_path):
     show = tmp_path / 'overlays'
     log = _run([sys.executable, 'tools/test.py', cfg, osp.join(work, 'iter_4.pth'),
                 '--work-dir', work, '--show-dir', str(show)])
-    for name in ('wall', 'building', 'sky', 'floor', 'tree'):
+    for name in ADE_DEMO_CLASSES:
         assert name in log  # the per-class IoU table
     assert 'mIoU' in log
     overlays = list(show.rglob('*.png'))

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from emo_mm.datasets.checks import DataError
-from emo_mm.datasets.demo_data import make_motion_videos
+from emo_mm.demo.data import DEMO_SETTINGS, make_motion_videos
 from emo_mm.engine import prepare_train_config
 from helpers import REPO
 
@@ -17,11 +17,11 @@ DEMO = osp.join(REPO, 'configs', 'demo', 'vemo_demo.py')
 
 @pytest.fixture(scope='module')
 def videos():
-    return make_motion_videos(osp.join(REPO, 'data', 'demo_kinetics'))
+    return make_motion_videos(osp.join(REPO, DEMO_SETTINGS.demo_kinetics_root))
 
 
 def _tiny(tmp_path, ann_train=None, extra=''):
-    root = osp.join(REPO, 'data', 'demo_kinetics')
+    root = osp.join(REPO, DEMO_SETTINGS.demo_kinetics_root)
     ann_train = ann_train or osp.join(root, 'kinetics_train_list_videos.txt')
     path = tmp_path / 'tiny.py'
     path.write_text(

@@ -10,14 +10,15 @@
 """
 import argparse
 
-from emo_mm.datasets import demo_backbone, demo_data
+from emo_mm.demo import data, pretrain
 
+# The default roots are those of configs/demo/_base_/demo_data.py (emo_mm.demo reads it).
 SETS = {
-    'coco': (demo_data.make_coco_shapes, 'data/demo_coco'),
-    'ade20k': (demo_data.make_ade20k_regions, 'data/demo_ade20k'),
-    'hrf': (demo_data.make_hrf_vessels, 'data/demo_hrf'),
-    'kinetics': (demo_data.make_motion_videos, 'data/demo_kinetics'),
-    'shapes_backbone': (demo_backbone.pretrain_shapes_backbone, demo_backbone.SHAPES_BACKBONE),
+    'coco': (data.make_coco_shapes, data.DEMO_SETTINGS.demo_coco_root),
+    'ade20k': (data.make_ade20k_regions, data.DEMO_SETTINGS.demo_ade20k_root),
+    'hrf': (data.make_hrf_vessels, data.DEMO_SETTINGS.demo_hrf_root),
+    'kinetics': (data.make_motion_videos, data.DEMO_SETTINGS.demo_kinetics_root),
+    'shapes_backbone': (pretrain.pretrain_shapes_backbone, pretrain.SHAPES_BACKBONE),
 }
 
 
@@ -25,7 +26,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('sets', nargs='+', choices=[*SETS, 'all'])
-    parser.add_argument('--root', help='output folder (checkpoint file for shapes_backbone; one set only)')
+    parser.add_argument('--root', help='output folder (checkpoint file for shapes_backbone; '
+                                       'one set only)')
     args = parser.parse_args()
     names = list(SETS) if 'all' in args.sets else args.sets
     if args.root and len(names) != 1:

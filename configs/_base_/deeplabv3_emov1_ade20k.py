@@ -1,6 +1,6 @@
-# DeepLabv3 with EMOv1 (iRMB) on ADE20K, 512x512, 80k iterations (EMOV1 spec
-# section 10): AdamW 1.2e-4, wd 0.01 (none on norms), poly decay (power 0.9) to 0, no
-# warm-up; 8 GPUs x 4 images.
+# DeepLabv3 with EMOv1 (iRMB) on ADE20K, 512x512, 80k iterations, as the EMOv1 authors
+# logged it: AdamW 1.2e-4, wd 0.01 (none on norms), poly decay (power 0.9) to 0, no
+# warm-up, no gradient clipping; 8 GPUs x 4 images.
 _base_ = ['./deeplabv3_emov2_ade20k.py']
 model = dict(backbone=dict(_delete_=True, type='emo_mm.EMO', arch='5M', window_size=16,
                            out_indices=(1, 2, 3, 4), frozen_stages=-1, norm_eval=False,

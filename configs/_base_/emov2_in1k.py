@@ -1,4 +1,5 @@
-# ImageNet-1k recipe of the EMOv2 authors (spec section 7) on mmpretrain's bases.
+# ImageNet-1k recipe of the EMOv2 authors (their emo2_224.py and training logs) on
+# mmpretrain's bases.
 # Per-variant files set `model.backbone.arch`, the head's in_channels and drop_path_rate.
 _base_ = [
     'mmpretrain::_base_/datasets/imagenet_bs64_swin_224.py',

@@ -1,22 +1,13 @@
-# Mask R-CNN-EMOv2, FPN, 1x on COCO 2017 (spec 6.3). Variants set arch, drop_path_rate,
-# the pretrained file and the FPN input widths.
+# Mask R-CNN-EMOv2, FPN, 1x on COCO 2017 (the authors' logged runs): mmdet's Mask R-CNN on
+# the shared EMOv2 FPN setting (emov2_fpn_coco.py); 4 GPUs x 4 images. Variants set arch,
+# drop_path_rate, the pretrained file and the FPN input widths.
 _base_ = [
     'mmdet::_base_/models/mask-rcnn_r50_fpn.py',
     'mmdet::_base_/datasets/coco_instance.py',
-    './emov2_coco_1x.py',
-    'mmdet::_base_/default_runtime.py',
+    './emov2_fpn_coco.py',
 ]
 model = dict(
-    backbone=dict(
-        _delete_=True,
-        type='emo_mm.EMOv2',
-        arch='5M',
-        window_size=10,
-        out_indices=(1, 2, 3, 4),
-        frozen_stages=1,
-        norm_eval=True,
-        drop_path_rate=0.05,
-        init_cfg=dict(type='Pretrained', checkpoint='pretrained/EMOv2_5M_224.pth')),
+    backbone=dict(_delete_=True, **_base_.emov2_backbone),
     neck=dict(in_channels=[48, 72, 160, 288]),
 )
 train_dataloader = dict(batch_size=4, num_workers=4)

@@ -1,5 +1,6 @@
-# RetinaNet-EMOv1 (iRMB), FPN, 1x on COCO 2017 (EMOV1 spec section 10): the EMOv2 setting
-# with the EMOv1 backbone, 8 GPUs x 4 images and a cosine schedule over all 12 epochs.
+# RetinaNet-EMOv1 (iRMB), FPN, 1x on COCO 2017, as the EMOv1 authors logged it: the EMOv2
+# setting with the EMOv1 backbone, no gradient clipping, 8 GPUs x 4 images and a cosine
+# schedule over all 12 epochs.
 _base_ = ['./retinanet_emov2_coco.py']
 model = dict(backbone=dict(type='emo_mm.EMO', window_size=7))
 optim_wrapper = dict(clip_grad=None)

@@ -1,11 +1,11 @@
 # DeepLabv3-EMOv2-1M on the generated ADE20K-format region set (learning tests).
 # Only data, schedule and batch settings differ from configs/deeplabv3_emov2_1m_ade20k.py,
-# and the backbone trains from scratch (no ImageNet checkpoint is bundled).
-_base_ = ['../deeplabv3_emov2_1m_ade20k.py']
+# and the backbone trains from scratch (no ImageNet checkpoint is bundled). The data root
+# and class names come from ./_base_/demo_data.py.
+_base_ = ['../deeplabv3_emov2_1m_ade20k.py', './_base_/demo_data.py']
 
-data_root = 'data/demo_ade20k'
-# The first five ADE20K class names: mmseg's ADE20KDataset keeps their ids 0..4.
-metainfo = dict(classes=('wall', 'building', 'sky', 'floor', 'tree'))
+data_root = _base_.demo_ade20k_root
+metainfo = dict(classes=_base_.demo_ade20k_classes)
 crop_size = (128, 128)
 model = dict(
     data_preprocessor=dict(size=crop_size),

@@ -1,16 +1,16 @@
 # RetinaNet-EMOv2-1M on the generated COCO-format shapes set (`make demo`, learning tests).
 # Only data, schedule and batch settings differ from configs/retinanet_emov2_1m_coco.py, and
 # the backbone starts from a stand-in for the ImageNet checkpoint: EMOv2-1M pretrained for
-# 1.5 CPU minutes on labelling generated shapes (emo_mm/datasets/demo_backbone.py; written
-# by `python tools/make_demo_data.py coco shapes_backbone`); nothing frozen, BatchNorm
-# statistics updated, since that pretraining is short.
-_base_ = ['../retinanet_emov2_1m_coco.py']
-backbone_checkpoint = 'data/demo_shapes_backbone/emov2_1m_shapes.pth'
+# 1.5 CPU minutes on labelling generated shapes (emo_mm/demo/pretrain.py; written by
+# `python tools/make_demo_data.py coco shapes_backbone`); nothing frozen, BatchNorm
+# statistics updated, since that pretraining is short. Paths and class names come from
+# ./_base_/demo_data.py.
+_base_ = ['../retinanet_emov2_1m_coco.py', './_base_/demo_data.py']
 
-data_root = 'data/demo_coco/'
-metainfo = dict(classes=('circle', 'square', 'triangle', 'star'))
+data_root = _base_.demo_coco_root + '/'  # mmdet appends file names to it as strings
+metainfo = dict(classes=_base_.demo_coco_classes)
 model = dict(
-    backbone=dict(init_cfg=dict(checkpoint=backbone_checkpoint), frozen_stages=-1,
+    backbone=dict(init_cfg=dict(checkpoint=_base_.demo_shapes_backbone), frozen_stages=-1,
                   norm_eval=False),
     bbox_head=dict(num_classes=4),
     test_cfg=dict(score_thr=0.05))

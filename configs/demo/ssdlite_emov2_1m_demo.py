@@ -2,15 +2,14 @@
 # Only data, schedule and batch settings differ from configs/ssdlite_emov2_1m_320_coco.py
 # (no Expand / MinIoURandomCrop zoom-out: the demo objects already span the anchor sizes),
 # and the backbone starts from the shapes-pretrained stand-in for the ImageNet checkpoint
-# (emo_mm/datasets/demo_backbone.py; `python tools/make_demo_data.py coco shapes_backbone`),
-# with its BatchNorm statistics updated.
-_base_ = ['../ssdlite_emov2_1m_320_coco.py']
-backbone_checkpoint = 'data/demo_shapes_backbone/emov2_1m_shapes.pth'
+# (emo_mm/demo/pretrain.py; `python tools/make_demo_data.py coco shapes_backbone`), with its
+# BatchNorm statistics updated. Paths and class names come from ./_base_/demo_data.py.
+_base_ = ['../ssdlite_emov2_1m_320_coco.py', './_base_/demo_data.py']
 
-data_root = 'data/demo_coco/'
-metainfo = dict(classes=('circle', 'square', 'triangle', 'star'))
+data_root = _base_.demo_coco_root + '/'  # mmdet appends file names to it as strings
+metainfo = dict(classes=_base_.demo_coco_classes)
 model = dict(
-    backbone=dict(init_cfg=dict(checkpoint=backbone_checkpoint), norm_eval=False),
+    backbone=dict(init_cfg=dict(checkpoint=_base_.demo_shapes_backbone), norm_eval=False),
     bbox_head=dict(num_classes=4))
 
 train_pipeline = [

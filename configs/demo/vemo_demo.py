@@ -6,9 +6,9 @@
 # RandAugment, 8 epochs.
 # Measured on 2 cores: top-1 0.17 -> 0.83 / 0.77 / 0.83 (seeds 0 / 1 / 2) in 70 s;
 # configs/demo/vemo_demo_single_frame.py, the same model on one repeated frame: 0.18.
-_base_ = ['../vemo_5m_k400.py']
+_base_ = ['../vemo_5m_k400.py', './_base_/demo_data.py']
 
-data_root = 'data/demo_kinetics'
+data_root = _base_.demo_kinetics_root
 size = 32
 model = dict(
     backbone=dict(

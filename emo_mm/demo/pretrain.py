@@ -4,9 +4,11 @@ The real detection configs fine-tune an ImageNet-pretrained backbone; trained fr
 in the few CPU minutes of a test, detectors barely start to learn. So the demo detection
 configs load this instead: the same backbone trained for about 1.5 CPU minutes to label
 every pixel of freshly generated shape images (background or one of the four shape classes,
-drawn like :func:`~emo_mm.datasets.demo_data.make_coco_shapes` draws them, but never its
-images). It is written once, like the demo data sets, and loaded through the configs'
-``init_cfg=dict(type='Pretrained', checkpoint=...)``.
+drawn by the same :func:`~emo_mm.demo.data.draw_shapes` as
+:func:`~emo_mm.demo.data.make_coco_shapes`, but never its images). It is written once, like
+the demo data sets, and loaded through the configs'
+``init_cfg=dict(type='Pretrained', checkpoint=...)``; its path is
+``demo_shapes_backbone`` of ``configs/demo/_base_/demo_data.py``.
 """
 import os.path as osp
 
@@ -15,23 +17,30 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .demo_data import (COCO_SHAPES_CLASSES, SHAPES_MAX_OBJECTS, SHAPES_RADIUS_RANGE, _draw_shapes,
-                        _generate_once, textured_background)
+from .data import (COCO_SHAPES_CLASSES, DEMO_SETTINGS, SHAPES_MAX_OBJECTS, SHAPES_RADIUS_RANGE,
+                   draw_shapes, generate_once, textured_background)
 
 #: Where the demo detection configs expect the checkpoint.
-SHAPES_BACKBONE = 'data/demo_shapes_backbone/emov2_1m_shapes.pth'
+SHAPES_BACKBONE = DEMO_SETTINGS.demo_shapes_backbone
 # mmdet's DetDataPreprocessor settings of the detection configs (RGB order, ImageNet stats).
 _MEAN = (123.675, 116.28, 103.53)
 _STD = (58.395, 57.12, 57.375)
 
 
-def _shape_batch(rng: np.random.RandomState, size: int, image_size: int):
+def shape_batch(rng: np.random.RandomState, size: int, image_size: int):
+    """A batch of generated shape images and their per-pixel labels.
+
+    Returns:
+        tuple[torch.Tensor, torch.Tensor]: Images (N, 3, S, S), RGB and normalised like the
+        detection configs' preprocessor does, and labels (N, S, S): 0 background, 1 + the
+        class index of the visible shape elsewhere.
+    """
     images, labels = [], []
     for _ in range(size):
         img = textured_background(rng, image_size, image_size)
         label_map = np.zeros((image_size, image_size), np.int64)  # 0 = background
-        for label, mask in _draw_shapes(rng, img, COCO_SHAPES_CLASSES, SHAPES_MAX_OBJECTS,
-                                        SHAPES_RADIUS_RANGE):
+        for label, mask in draw_shapes(rng, img, COCO_SHAPES_CLASSES, SHAPES_MAX_OBJECTS,
+                                       SHAPES_RADIUS_RANGE):
             label_map[mask] = label + 1
         images.append(img[..., ::-1])  # BGR -> RGB, as the detectors' preprocessor does
         labels.append(label_map)
@@ -78,7 +87,7 @@ def pretrain_shapes_backbone(path: str = SHAPES_BACKBONE,
                                                        pct_start=0.1)
         backbone.train()
         for _ in range(iters):
-            images, labels = _shape_batch(rng, batch_size, image_size)
+            images, labels = shape_batch(rng, batch_size, image_size)
             logits = sum(F.interpolate(head(feature), size=labels.shape[-2:], mode='bilinear',
                                        align_corners=False)
                          for head, feature in zip(heads, backbone(images)))
@@ -89,5 +98,5 @@ def pretrain_shapes_backbone(path: str = SHAPES_BACKBONE,
             schedule.step()
         torch.save(backbone.state_dict(), osp.join(tmp, osp.basename(path)))
 
-    _generate_once(osp.dirname(path) or '.', params, write)
+    generate_once(osp.dirname(path) or '.', params, write)
     return path

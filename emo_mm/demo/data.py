@@ -2,11 +2,18 @@
 
 They let the demo and the learning tests train real configs end to end on a CPU in
 minutes. Every set is a pure function of its arguments (fixed seeds, no downloads); a
-``.complete`` marker holding those arguments makes generation idempotent.
+``.complete`` marker holding those arguments makes generation idempotent
+(:func:`generate_once`).
 
 * :func:`make_coco_shapes`: COCO-format detection + instance segmentation. Shapes of
   several categories on textured backgrounds, varying in colour, size, rotation and
   placement, overlapping (masks hold the visible part only).
+* :func:`make_ade20k_regions`: ADE20K-layout semantic segmentation (textured regions).
+* :func:`make_hrf_vessels`: HRF-layout vessel segmentation (fundus-like images).
+* :func:`make_motion_videos`: Kinetics-layout videos whose class is the motion only.
+
+The default locations and the class names come from ``configs/demo/_base_/demo_data.py``,
+the file the demo configs inherit, so that the data and the configs agree by construction.
 """
 import json
 import os
@@ -17,15 +24,28 @@ from typing import Callable, Dict, List, Sequence, Tuple
 import cv2
 import numpy as np
 
-COCO_SHAPES_CLASSES = ('circle', 'square', 'triangle', 'star')
+from ..apis import load_config
+
+#: ``configs/demo/_base_/demo_data.py``: the demo sets' default roots and class names.
+DEMO_SETTINGS = load_config(osp.join('demo', '_base_', 'demo_data.py'))
+#: The shape kinds :func:`draw_shapes` can draw, in category order.
+COCO_SHAPES_CLASSES = tuple(DEMO_SETTINGS.demo_coco_classes)
 #: Shapes per image (1..this) and radius range (fraction of the image side) of the shapes set.
 SHAPES_MAX_OBJECTS = 4
 SHAPES_RADIUS_RANGE = (0.12, 0.35)
 _VERSION = 2
 
 
-def _generate_once(root: str, params: dict, write: Callable[[str], None]) -> str:
-    """Runs ``write(tmp_root)`` unless ``root`` already holds a set made with ``params``."""
+def generate_once(root: str, params: dict, write: Callable[[str], None]) -> str:
+    """Runs ``write(tmp_root)`` unless ``root`` already holds a set made with ``params``.
+
+    ``write`` fills a fresh ``<root>.tmp`` folder, which then replaces ``root`` together
+    with a ``.complete`` marker holding ``params``: an interrupted run never leaves a
+    half-written set that a later call would take as complete.
+
+    Returns:
+        str: ``root``.
+    """
     marker = osp.join(root, '.complete')
     stamp = json.dumps(dict(params, version=_VERSION), sort_keys=True)
     if osp.isfile(marker):
@@ -90,9 +110,26 @@ def _shape_polygon(rng: np.random.RandomState, kind: str, cx: float, cy: float,
     return np.stack([cx + r * np.cos(t), cy + r * np.sin(t)], axis=1)
 
 
-def _draw_shapes(rng, img: np.ndarray, classes: Sequence[str], max_objects: int,
-                 radius_range: Tuple[float, float]) -> List[Tuple[int, np.ndarray]]:
-    """Draws 1..max_objects shapes; returns (class index, visible mask) per shape."""
+def draw_shapes(rng: np.random.RandomState, img: np.ndarray, classes: Sequence[str],
+                max_objects: int,
+                radius_range: Tuple[float, float]) -> List[Tuple[int, np.ndarray]]:
+    """Draws 1..max_objects random shapes into ``img`` (in place).
+
+    Each shape gets a colour far from the background under it; a later shape occludes
+    earlier ones, and a placement that would hide more than half of an earlier shape is
+    retried (up to 10 times, then the shape is skipped).
+
+    Args:
+        rng: The random state every draw comes from (the result is a function of it).
+        img: A BGR uint8 image (H, W, 3), modified in place.
+        classes: Shape kinds to pick from (``'circle'``, ``'square'``, ``'triangle'``,
+            ``'star'``); the returned labels index this sequence.
+        max_objects: At most this many shapes (at least one is attempted).
+        radius_range: Radius range as fractions of the shorter image side.
+
+    Returns:
+        list[tuple[int, np.ndarray]]: ``(class index, visible boolean mask)`` per shape.
+    """
     height, width = img.shape[:2]
     drawn = []
     for _ in range(rng.randint(1, max_objects + 1)):
@@ -135,7 +172,7 @@ def _polygons(mask: np.ndarray) -> List[List[float]]:
     return [c.reshape(-1).astype(float).tolist() for c in contours if len(c) >= 3]
 
 
-def make_coco_shapes(root: str = 'data/demo_coco',
+def make_coco_shapes(root: str = DEMO_SETTINGS.demo_coco_root,
                      num_train: int = 96,
                      num_val: int = 24,
                      image_size: Tuple[int, int] = (128, 128),
@@ -163,7 +200,7 @@ def make_coco_shapes(root: str = 'data/demo_coco',
             for index in range(count):
                 height, width = image_size
                 img = textured_background(rng, height, width)
-                shapes = _draw_shapes(rng, img, classes, max_objects, radius_range)
+                shapes = draw_shapes(rng, img, classes, max_objects, radius_range)
                 name = f'{index:05d}.png'
                 cv2.imwrite(osp.join(tmp, split, name), img)
                 images.append(dict(id=index + 1, file_name=name, height=height, width=width))
@@ -181,7 +218,7 @@ def make_coco_shapes(root: str = 'data/demo_coco',
             with open(osp.join(tmp, 'annotations', f'instances_{split}.json'), 'w') as f:
                 json.dump(coco, f)
 
-    return _generate_once(root, params, write)
+    return generate_once(root, params, write)
 
 
 # ---------------------------------------------------------------------------------------
@@ -189,7 +226,7 @@ def make_coco_shapes(root: str = 'data/demo_coco',
 # ---------------------------------------------------------------------------------------
 #: The first five ADE20K class names, so that mmseg's ADE20KDataset takes the demo set with
 #: ``metainfo=dict(classes=ADE_DEMO_CLASSES)`` (their ADE indices are 0..4: no remapping).
-ADE_DEMO_CLASSES = ('wall', 'building', 'sky', 'floor', 'tree')
+ADE_DEMO_CLASSES = tuple(DEMO_SETTINGS.demo_ade20k_classes)
 
 
 def _class_texture(rng, label: int, height: int, width: int) -> np.ndarray:
@@ -219,7 +256,7 @@ def _region_map(rng, height: int, width: int, num_regions: int) -> np.ndarray:
                      axis=0)
 
 
-def make_ade20k_regions(root: str = 'data/demo_ade20k',
+def make_ade20k_regions(root: str = DEMO_SETTINGS.demo_ade20k_root,
                         num_train: int = 96,
                         num_val: int = 24,
                         image_size: Tuple[int, int] = (160, 200),
@@ -257,7 +294,7 @@ def make_ade20k_regions(root: str = 'data/demo_ade20k',
                             [cv2.IMWRITE_JPEG_QUALITY, 95])
                 cv2.imwrite(osp.join(tmp, 'annotations', split, name + '.png'), label)
 
-    return _generate_once(root, params, write)
+    return generate_once(root, params, write)
 
 
 # ---------------------------------------------------------------------------------------
@@ -279,7 +316,7 @@ def _vessel_tree(rng, mask: np.ndarray, start, angle: float, width: float, depth
         width = max(1.0, width * 0.93)
 
 
-def make_hrf_vessels(root: str = 'data/demo_hrf',
+def make_hrf_vessels(root: str = DEMO_SETTINGS.demo_hrf_root,
                      num_train: int = 16,
                      num_val: int = 4,
                      image_size: Tuple[int, int] = (100, 140),
@@ -323,7 +360,7 @@ def make_hrf_vessels(root: str = 'data/demo_hrf',
                             np.clip(img, 0, 255).astype(np.uint8))
                 cv2.imwrite(osp.join(tmp, 'annotations', split, name + '.png'), vessels)
 
-    return _generate_once(root, params, write)
+    return generate_once(root, params, write)
 
 
 # ---------------------------------------------------------------------------------------
@@ -378,7 +415,7 @@ def _motion_clip(rng, label: int, num_frames: int, height: int, width: int) -> L
     return frames
 
 
-def make_motion_videos(root: str = 'data/demo_kinetics',
+def make_motion_videos(root: str = DEMO_SETTINGS.demo_kinetics_root,
                        num_train: int = 480,
                        num_val: int = 60,
                        num_frames: int = 16,
@@ -416,4 +453,4 @@ def make_motion_videos(root: str = 'data/demo_kinetics',
             with open(osp.join(tmp, f'kinetics_{split}_list_videos.txt'), 'w') as f:
                 f.write('\n'.join(lines) + '\n')
 
-    return _generate_once(root, params, write)
+    return generate_once(root, params, write)
