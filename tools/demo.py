@@ -47,7 +47,9 @@ def main():
         randomness=dict(seed=args.seed),
         # no validation during training: the trained model is evaluated once, below
         train_cfg=dict(max_epochs=args.epochs, val_interval=args.epochs + 1))
-    cfg = prepare_train_config(CONFIG, work_dir=args.work_dir, cfg_options=options)
+    # The demo's own work dir: every run trains afresh (said here, not asked for).
+    cfg = prepare_train_config(CONFIG, work_dir=args.work_dir, cfg_options=options,
+                               overwrite=True)
     cosine = cfg.param_scheduler[1]  # decays to 0 at the last epoch, whatever their number
     cosine.update(end=args.epochs, T_max=args.epochs - cosine.get('begin', 0))
     runner = Runner.from_cfg(cfg)

@@ -2,7 +2,8 @@
 # One-command environment for emo_mm: `make setup` runs this.
 #
 # Creates .venv in the repository root and installs the pinned OpenMMLab 2.x stack
-# (requirements/*.txt, measured in ../shared/spec/STACK.md) plus emo_mm in editable mode.
+# (requirements/*.txt; the upstream breakages it works around are listed below and in
+# emo_mm/compat/__init__.py) plus emo_mm in editable mode.
 # Idempotent: every step checks what is already there.
 #
 # mmcv 2.1.0 has no wheels on PyPI, so it is compiled from the sdist. The compiled wheel is
