@@ -602,15 +602,15 @@ def _list_dir(path: str):
     return os.listdir(path)
 
 
-def insert_sample_guards(cfg: Config) -> None:
-    """Wraps every data set's pipeline in :class:`emo_mm.datasets.guard.SampleGuard`.
+def insert_sample_guards(cfg: Config, splits: Sequence[str] = ('train', 'val', 'test')) -> None:
+    """Wraps the data sets' pipelines of ``splits`` in :class:`emo_mm.datasets.guard.SampleGuard`.
 
     The guard names the file when a transform fails on a sample and checks labels against
     the model head's class count right after loading.
     """
     heads = _head_classes(cfg.get('model') or {})
     num_classes = heads[0][1] if heads else None
-    for split in ('train', 'val', 'test'):
+    for split in splits:
         loader = cfg.get(f'{split}_dataloader')
         if not loader:
             continue

@@ -58,16 +58,20 @@ def _check_init_cfgs(node, where: str) -> None:
             _check_init_cfgs(value, f'{where}[{i}]')
 
 
-def _finish(cfg: Config, trust: bool) -> None:
+def _finish(cfg: Config, trust: bool, splits) -> None:
     """What every Runner built by the tools gets: safe, atomic checkpoints; the upstream
-    fixes the config needs; per-sample guards in the pipelines."""
+    fixes the config needs; per-sample guards in the pipelines of the splits it runs.
+
+    Training guards train and val only: the test pipeline of the config the Runner saves
+    in the work dir stays as written, since the toolboxes' inferencers look their loading
+    transform up in it by type."""
     cfg.trust_checkpoint = bool(trust)
     hooks = list(cfg.get('custom_hooks') or [])
     if not any(h.get('type') in ('emo_mm.CheckpointSafetyHook', 'CheckpointSafetyHook')
                for h in hooks):
         hooks.append(dict(type='emo_mm.CheckpointSafetyHook'))
     cfg.custom_hooks = hooks
-    insert_sample_guards(cfg)
+    insert_sample_guards(cfg, splits)
     install_checkpoint_loader()
     compat.prepare_runner_config(cfg)
 
@@ -123,7 +127,7 @@ def prepare_train_config(config: str,
         cfg.auto_scale_lr.enable = True
     _resolve_resume(cfg, resume, trust, overwrite)
     check_data(cfg, ('train', 'val'))
-    _finish(cfg, trust)
+    _finish(cfg, trust, ('train', 'val'))
     return cfg
 
 
@@ -189,7 +193,7 @@ def prepare_test_config(config: str,
                                 else [cfg.test_evaluator]),
                               dict(type='DumpResults', out_file_path=out)]
     check_data(cfg, ('test', ))
-    _finish(cfg, trust)
+    _finish(cfg, trust, ('test', ))
     return cfg
 
 
