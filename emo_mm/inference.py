@@ -1,0 +1,167 @@
+"""Inference by name and with the toolboxes' own inferencers.
+
+After ``import emo_mm``:
+
+- mmpretrain's model hub knows emo_mm's ImageNet classifiers, so ``list_models('*emov2*')``,
+  ``get_model('emov2-5m_in1k', pretrained=True)`` and
+  ``ImageClassificationInferencer('emov2-5m_in1k', pretrained=True)`` work. The names and
+  weights come from ``configs/metafiles/emov{1,2}_in1k.yml``; they are read the first time
+  mmpretrain's hub is used, not at import. The authors' released weights (their key
+  layout) are converted to the mmpretrain classifier's on loading.
+- :func:`build_inferencer` picks the toolbox's inferencer for any emo_mm config or model
+  name (``DetInferencer``, ``MMSegInferencer``, ``ImageClassificationInferencer``).
+
+Checkpoints are read by MMEngine's loader, under the project's rules for which files may
+be unpickled (see :mod:`emo_mm.compat`).
+"""
+import os.path as osp
+import threading
+from typing import Optional
+
+PACKAGE_ROOT = osp.dirname(osp.abspath(__file__))
+#: Metafiles of the classifiers registered in mmpretrain's model hub (the others are
+#: detection / segmentation / video models, which mmpretrain cannot build).
+CLASSIFIER_METAFILES = ('configs/metafiles/emov2_in1k.yml', 'configs/metafiles/emov1_in1k.yml')
+#: Checkpoint-loader prefix of "the authors' classifier file at this URL, converted".
+AUTHORS_WEIGHTS = 'emo_mm_authors:'
+#: The inferencer of each toolbox (config ``default_scope``): module, class, and the names
+#: of its checkpoint argument and of the output-folder argument of its ``__call__``.
+INFERENCERS = {
+    'mmpretrain': ('mmpretrain', 'ImageClassificationInferencer', 'pretrained', 'show_dir'),
+    'mmdet': ('mmdet.apis', 'DetInferencer', 'weights', 'out_dir'),
+    'mmseg': ('mmseg.apis', 'MMSegInferencer', 'weights', 'out_dir'),
+}
+
+_lock = threading.Lock()
+_registered = False
+
+
+def model_zoo_root() -> str:
+    """The folder holding ``model-index.yml`` and ``configs/``.
+
+    An installed package carries them in ``emo_mm/.mim``; a source checkout has them at
+    the repository root.
+    """
+    mim = osp.join(PACKAGE_ROOT, '.mim')
+    if osp.isfile(osp.join(mim, 'model-index.yml')):
+        return mim
+    return osp.dirname(PACKAGE_ROOT)
+
+
+def install() -> None:
+    """Hooks :func:`register_classifiers` into mmpretrain's hub (cheap; called on import)."""
+    from .compat import after_import
+    after_import('mmpretrain.apis.model', _extend_model_hub)
+
+
+def _extend_model_hub(module) -> None:
+    hub = module.ModelHub
+    original = hub._register_mmpretrain_models
+    if getattr(original, '_emo_mm', False):
+        return
+
+    def register(cls):
+        original()
+        register_classifiers()
+
+    register._emo_mm = True
+    hub._register_mmpretrain_models = classmethod(register)
+
+
+def register_classifiers() -> None:
+    """Registers emo_mm's classifiers in mmpretrain's model hub (once per process)."""
+    global _registered
+    with _lock:
+        if _registered:
+            return
+        from mmengine.runner import CheckpointLoader
+        from mmpretrain.apis.model import ModelHub
+        root = model_zoo_root()
+        before = set(ModelHub._models_dict)
+        for path in CLASSIFIER_METAFILES:
+            full = osp.join(root, path)
+            if not osp.isfile(full):
+                raise FileNotFoundError(
+                    f'{full} is missing, so emo_mm\'s classifiers cannot be listed by name. '
+                    f'Reinstall emo_mm (its model zoo ships with the package).')
+            ModelHub.register_model_index(full, config_prefix=root)
+        for name in set(ModelHub._models_dict) - before:
+            metainfo = ModelHub._models_dict[name]
+            if metainfo.weights:
+                metainfo.weights = AUTHORS_WEIGHTS + metainfo.weights
+        CheckpointLoader.register_scheme(AUTHORS_WEIGHTS, load_authors_classifier, force=True)
+        _registered = True
+
+
+def fetch(url: str):
+    """Downloads (or reads from MMEngine's cache) a checkpoint; tests replace this."""
+    from .models.checkpoint import read_checkpoint
+    return read_checkpoint(url)
+
+
+def load_authors_classifier(filename: str, map_location=None) -> dict:
+    """Loads the authors' classifier file as an mmpretrain ``ImageClassifier`` checkpoint.
+
+    The authors' keys (``stage*``, ``norm.*``, ``head.*``) become ``backbone.*`` /
+    ``head.fc.*``; every tensor is kept, so nothing of the released model is lost.
+    """
+    from .models.checkpoint import authors_to_mmpretrain, extract_state_dict
+    url = filename[len(AUTHORS_WEIGHTS):]
+    state = extract_state_dict(fetch(url), url)
+    return {'state_dict': authors_to_mmpretrain(state)}
+
+
+def resolve_model(model: str) -> str:
+    """A config path, or a model name of ``model-index.yml`` -> its config path.
+
+    Names mmpretrain's hub knows (its own and emo_mm's classifiers) are returned unchanged.
+    """
+    if osp.isfile(model):
+        return model
+    import yaml
+    root = model_zoo_root()
+    with open(osp.join(root, 'model-index.yml')) as f:
+        index = yaml.safe_load(f)
+    names = {}
+    for path in index['Import']:
+        with open(osp.join(root, path)) as f:
+            for entry in yaml.safe_load(f).get('Models', []):
+                names[entry['Name'].lower()] = osp.join(root, entry['Config'])
+    config = names.get(model.lower())
+    if config is None:
+        raise ValueError(f'{model!r} is neither a config file nor a model of emo_mm\'s model '
+                         f'zoo; choose a config path or one of: {", ".join(sorted(names))}.')
+    return config
+
+
+def scope_of(model: str) -> str:
+    """The toolbox (``default_scope``) of a config path or model-zoo name."""
+    from mmengine.config import Config
+    return Config.fromfile(resolve_model(model)).get('default_scope')
+
+
+def build_inferencer(model: str, weights: Optional[str] = None, device: Optional[str] = None):
+    """The toolbox inferencer for an emo_mm config or model-zoo name.
+
+    Args:
+        model (str): Config path or a name from ``model-index.yml`` (``mim search emo_mm``).
+        weights (str, optional): Checkpoint to load (e.g. the ``epoch_12.pth`` of a
+            training run). For classifier names, ``'authors'`` loads the authors' released
+            weights. Without weights, the model keeps its initialisation.
+        device (str, optional): ``'cpu'``, ``'cuda:0'``, ... Defaults to the toolbox's
+            choice (CUDA when available).
+    """
+    import importlib
+    config = resolve_model(model)
+    scope = scope_of(config)
+    if scope not in INFERENCERS:
+        raise ValueError(f'{model}: no image inferencer for default_scope {scope!r} '
+                         f'(supported: {sorted(INFERENCERS)}).')
+    package, name, weights_arg, _ = INFERENCERS[scope]
+    inferencer = getattr(importlib.import_module(package), name)
+    if weights == 'authors':
+        if scope != 'mmpretrain' or osp.isfile(model):
+            raise ValueError("weights='authors' needs a classifier's model name "
+                             "(e.g. emov2-5m_in1k); give a checkpoint path otherwise.")
+        return inferencer(model, pretrained=True, device=device)
+    return inferencer(config, **{weights_arg: weights}, device=device)
