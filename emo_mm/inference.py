@@ -14,7 +14,10 @@ After ``import emo_mm``:
 Checkpoints are read by MMEngine's loader, under the project's rules for which files may
 be unpickled (see :mod:`emo_mm.compat`).
 """
+import importlib.abc
+import importlib.util
 import os.path as osp
+import sys
 import threading
 from typing import Optional
 
@@ -22,6 +25,8 @@ PACKAGE_ROOT = osp.dirname(osp.abspath(__file__))
 #: Metafiles of the classifiers registered in mmpretrain's model hub (the others are
 #: detection / segmentation / video models, which mmpretrain cannot build).
 CLASSIFIER_METAFILES = ('configs/metafiles/emov2_in1k.yml', 'configs/metafiles/emov1_in1k.yml')
+#: The mmpretrain module that holds the model hub.
+HUB_MODULE = 'mmpretrain.apis.model'
 #: Checkpoint-loader prefix of "the authors' classifier file at this URL, converted".
 AUTHORS_WEIGHTS = 'emo_mm_authors:'
 #: The inferencer of each toolbox (config ``default_scope``): module, class, and the names
@@ -49,9 +54,42 @@ def model_zoo_root() -> str:
 
 
 def install() -> None:
-    """Hooks :func:`register_classifiers` into mmpretrain's hub (cheap; called on import)."""
-    from .compat import after_import
-    after_import('mmpretrain.apis.model', _extend_model_hub)
+    """Makes mmpretrain's hub register emo_mm's classifiers on its first use.
+
+    Called by ``import emo_mm``; costs nothing: mmpretrain is not imported for it and the
+    metafiles are read only when the hub first lists or builds a model. If mmpretrain's
+    hub module is already imported it is extended now, otherwise right after its import.
+    """
+    module = sys.modules.get(HUB_MODULE)
+    if module is not None:
+        _extend_model_hub(module)
+    elif not any(isinstance(f, _HubImportWatcher) for f in sys.meta_path):
+        sys.meta_path.insert(0, _HubImportWatcher())
+
+
+class _HubImportWatcher(importlib.abc.MetaPathFinder):
+    """Extends mmpretrain's ``ModelHub`` right after ``mmpretrain.apis.model`` executes.
+
+    mmpretrain offers plugins no way to add their model index, and importing it eagerly
+    would cost ``import emo_mm`` seconds; so the watcher waits for mmpretrain's own import
+    of that one module, then leaves ``sys.meta_path``.
+    """
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != HUB_MODULE:
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(fullname)
+        if spec is None or spec.loader is None:
+            return spec
+        exec_module = spec.loader.exec_module
+
+        def exec_and_extend(module):
+            exec_module(module)
+            _extend_model_hub(module)
+
+        spec.loader.exec_module = exec_and_extend
+        return spec
 
 
 def _extend_model_hub(module) -> None:

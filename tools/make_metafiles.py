@@ -302,8 +302,8 @@ def flops_of(model, shape: tuple) -> int:
 
     from emo_mm.utils.flops import count_flops
     x = torch.rand(1, *shape)
-    if type(model).__name__ == 'Recognizer3D':  # one clip, through backbone and head
-        counts = count_flops(model, x[:, None], mode='tensor', stage='head')
+    if type(model).__name__ == 'Recognizer3D':  # (clips, C, T, H, W); backbone and head
+        counts = count_flops(model, x, mode='tensor', stage='head')
     elif hasattr(model, 'roi_head'):  # two-stage: the RPN needs the image's meta data
         from mmdet.structures import DetDataSample
         sample = DetDataSample(metainfo=dict(img_shape=shape[1:], ori_shape=shape[1:],
