@@ -94,9 +94,11 @@ def test_unknown_name_is_a_clear_error():
 # Checkpoints written by a (one-iteration) training run.
 # ---------------------------------------------------------------------------------------
 def _train_one_iteration(cfg: Config, work_dir: str) -> tuple:
-    """Trains ``cfg`` for one epoch of one batch; returns (config file, checkpoint)."""
+    """Trains ``cfg`` for one batch the way tools/train.py does (emo_mm's training set-up,
+    checkpoint hook included); returns (config file, checkpoint)."""
     from mmengine.runner import Runner
-    cfg.work_dir = work_dir
+
+    from emo_mm.engine import prepare_train_config
     cfg.train_dataloader.update(batch_size=2, num_workers=0, persistent_workers=False)
     cfg.train_dataloader.dataset.indices = 2
     cfg.train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=1, val_interval=100)
@@ -108,7 +110,7 @@ def _train_one_iteration(cfg: Config, work_dir: str) -> tuple:
     cfg.log_level = 'WARNING'
     config = osp.join(work_dir, 'config.py')
     cfg.dump(config)
-    Runner.from_cfg(cfg).train()
+    Runner.from_cfg(prepare_train_config(config, work_dir=work_dir)).train()
     checkpoint = osp.join(work_dir, 'epoch_1.pth')
     assert 'message_hub' in torch.load(checkpoint, weights_only=False)  # a full checkpoint
     return config, checkpoint
