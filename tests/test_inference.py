@@ -103,9 +103,8 @@ def _train_one_iteration(cfg: Config, work_dir: str) -> tuple:
     cfg.train_dataloader.dataset.indices = 2
     cfg.train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=1, val_interval=100)
     cfg.param_scheduler = []
-    for split in ('val', 'test'):
-        for key in (f'{split}_dataloader', f'{split}_cfg', f'{split}_evaluator'):
-            cfg[key] = None
+    for key in ('val_dataloader', 'val_cfg', 'val_evaluator'):  # test_*: the inferencers'
+        cfg[key] = None
     cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=1)
     cfg.log_level = 'WARNING'
     config = osp.join(work_dir, 'config.py')
