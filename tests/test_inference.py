@@ -107,8 +107,10 @@ def _train_one_iteration(cfg: Config, work_dir: str) -> tuple:
         cfg[key] = None
     cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=1)
     cfg.log_level = 'WARNING'
-    config = osp.join(work_dir, 'config.py')
+    # Beside the work dir: the Runner writes its own (processed) copy of the config there.
+    config = osp.join(work_dir, 'model_config.py')
     cfg.dump(config)
+    work_dir = osp.join(work_dir, 'work')
     Runner.from_cfg(prepare_train_config(config, work_dir=work_dir)).train()
     checkpoint = osp.join(work_dir, 'epoch_1.pth')
     assert 'message_hub' in torch.load(checkpoint, weights_only=False)  # a full checkpoint
