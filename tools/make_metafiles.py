@@ -115,6 +115,8 @@ ADE20K_V1 = {  # (mIoU, aAcc, mAcc)
                '2M': (34.5, 75.5, 44.9, '20221104_101802.log'),
                '5M': (38.2, 77.6, 49.0, '20221104_012908.log')},
 }
+KD_NOTE = ('Trained by the authors with knowledge distillation from a TResNet-L-v2 teacher, '
+           'which this config does not do (the model is the same).')
 #: Results that need a word about where they come from.
 NOTES = {
     'fpn_emov2_5m_ade20k': "The README's 42.4 mIoU; the training log ends (and peaks) at 42.26.",
@@ -140,7 +142,7 @@ def collection(name: str, family: str, dataset: str, architecture: list) -> Orde
 
 
 def model(name: str, collection_name: str, config: str, flops_input: tuple, results: list,
-          source: str, weights: str = None, log: str = None) -> OrderedDict:
+          source: str, weights: str = None, log: str = None, note: str = None) -> OrderedDict:
     """One ``Models`` entry; ``Metadata`` is filled in by :func:`measure`."""
     entry = OrderedDict(Name=name)
     entry['In Collection'] = collection_name
@@ -151,8 +153,8 @@ def model(name: str, collection_name: str, config: str, flops_input: tuple, resu
         for task, dataset, metrics in results]
     if results:
         entry['Results Source'] = source
-    if name in NOTES:
-        entry['Notes'] = NOTES[name]
+    if note or name in NOTES:
+        entry['Notes'] = note or NOTES[name]
     if weights:
         entry['Weights'] = weights
     if log:
@@ -174,14 +176,12 @@ def classification_files():
             v2_models.append(model(f'{name}_in1k', 'EMOv2', config, (3, 224, 224), [], ''))
             continue
         for suffix, accuracy, kd in (('', top1[0], ''), ('-kd', top1[1], '_KD')):
-            source = V2_README + (
-                '; trained with knowledge distillation from a TResNet-L-v2 teacher, which '
-                'this config does not do (its model is the same)' if kd else '')
             v2_models.append(model(
                 f'{name}{suffix}_in1k', 'EMOv2', config, (3, 224, 224),
                 [('Image Classification', 'ImageNet-1k', [('Top 1 Accuracy', accuracy)])],
-                source, weights=f'{V2_WEIGHTS}EMOv2_{variant}_224{kd}.pth',
-                log=v2_log(f'Cls/log_train_EMOv2_{variant}_224{kd}.txt')))
+                V2_README, weights=f'{V2_WEIGHTS}EMOv2_{variant}_224{kd}.pth',
+                log=v2_log(f'Cls/log_train_EMOv2_{variant}_224{kd}.txt'),
+                note=KD_NOTE if kd else None))
     v1 = [collection('EMOv1', 'emov1', 'ImageNet-1k', ['iRMB', 'Strided Window Attention'])]
     v1_models = [
         model(f'emov1-{variant.lower()}_in1k', 'EMOv1', f'emov1_{variant.lower()}_in1k',

@@ -52,7 +52,7 @@ def table(collection: dict, models: list) -> str:
     header = ['model', 'config', 'params', 'FLOPs', 'input', *metric_names, 'weights', 'log']
     align = ['---', '---', '---:', '---:', '---', *['---:'] * len(metric_names), '---', '---']
     lines = ['| ' + ' | '.join(header) + ' |', '|' + '|'.join(align) + '|']
-    notes = []
+    notes = OrderedDict()  # note -> the models it is about
     for m in models:
         metrics = {}
         for result in m.get('Results') or []:
@@ -66,7 +66,7 @@ def table(collection: dict, models: list) -> str:
                _link('authors\'', m.get('Weights')), _link('log', m.get('Training Log'))]
         lines.append('| ' + ' | '.join(row) + ' |')
         if m.get('Notes'):
-            notes.append(f'`{m["Name"]}`: {m["Notes"]}')
+            notes.setdefault(m['Notes'], []).append(f'`{m["Name"]}`')
     sources = list(OrderedDict.fromkeys(m['Results Source'] for m in models
                                         if m.get('Results Source')))
     paper = collection['Paper']
@@ -75,8 +75,8 @@ def table(collection: dict, models: list) -> str:
             '', *lines, '']
     if sources:
         text.append('Results: ' + '; '.join(sources) + '.')
-    if notes:
-        text.append(' '.join(notes))
+    for note, names in notes.items():
+        text.append(f'{", ".join(names)}: {note}')
     if sources or notes:
         text.append('')
     return '\n'.join(text)
