@@ -33,7 +33,8 @@ def test_registration_waits_for_the_model_hub():
             'from mmpretrain.apis.model import ModelHub\n'
             'print(inference._registered, len(ModelHub._models_dict))\n'
             'import mmpretrain\n'
-            "print(inference._registered, len(mmpretrain.list_models('emov2-5m')))\n")
+            "names = mmpretrain.list_models('emov2-5m')\n"
+            'print(inference._registered, len(names))\n')
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
                          cwd=REPO, check=True).stdout.split('\n')
     assert out[:2] == ['False 0', 'True 2'], out
