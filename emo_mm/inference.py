@@ -11,8 +11,8 @@ After ``import emo_mm``:
 - :func:`build_inferencer` picks the toolbox's inferencer for any emo_mm config or model
   name (``DetInferencer``, ``MMSegInferencer``, ``ImageClassificationInferencer``).
 
-Checkpoints are read by MMEngine's loader, under the project's rules for which files may
-be unpickled (see :mod:`emo_mm.compat`).
+Checkpoints are read by MMEngine's loader with torch's weights-only unpickling: emo_mm's
+own training checkpoints load, and a file that would run code is refused.
 """
 import importlib.abc
 import importlib.util
