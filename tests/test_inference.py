@@ -95,25 +95,26 @@ def test_unknown_name_is_a_clear_error():
 # Checkpoints written by a (one-iteration) training run.
 # ---------------------------------------------------------------------------------------
 def _train_one_iteration(cfg: Config, work_dir: str) -> tuple:
-    """Trains ``cfg`` for one batch the way tools/train.py does (emo_mm's training set-up,
+    """Trains ``cfg`` for one iteration the way tools/train.py does (emo_mm's training set-up,
     checkpoint hook included); returns (config file, checkpoint)."""
     from mmengine.runner import Runner
 
     from emo_mm.engine import prepare_train_config
     cfg.train_dataloader.update(batch_size=2, num_workers=0, persistent_workers=False)
     cfg.train_dataloader.dataset.indices = 2
-    cfg.train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=1, val_interval=100)
+    # Iteration-based: the segmentation configs sample without end (InfiniteSampler).
+    cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=1, val_interval=100)
     cfg.param_scheduler = []
     for key in ('val_dataloader', 'val_cfg', 'val_evaluator'):  # test_*: the inferencers'
         cfg[key] = None
-    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=1)
+    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=1, by_epoch=False)
     cfg.log_level = 'WARNING'
     # Beside the work dir: the Runner writes its own (processed) copy of the config there.
     config = osp.join(work_dir, 'model_config.py')
     cfg.dump(config)
     work_dir = osp.join(work_dir, 'work')
     Runner.from_cfg(prepare_train_config(config, work_dir=work_dir)).train()
-    checkpoint = osp.join(work_dir, 'epoch_1.pth')
+    checkpoint = osp.join(work_dir, 'iter_1.pth')
     assert 'message_hub' in torch.load(checkpoint, weights_only=False)  # a full checkpoint
     return config, checkpoint
 
