@@ -197,9 +197,14 @@ def build_inferencer(model: str, weights: Optional[str] = None, device: Optional
                          f'(supported: {sorted(INFERENCERS)}).')
     package, name, weights_arg, _ = INFERENCERS[scope]
     inferencer = getattr(importlib.import_module(package), name)
-    if weights == 'authors':
-        if scope != 'mmpretrain' or osp.isfile(model):
-            raise ValueError("weights='authors' needs a classifier's model name "
-                             "(e.g. emov2-5m_in1k); give a checkpoint path otherwise.")
-        return inferencer(model, pretrained=True, device=device)
-    return inferencer(config, **{weights_arg: weights}, device=device)
+    if weights == 'authors' and (scope != 'mmpretrain' or osp.isfile(model)):
+        raise ValueError("weights='authors' needs a classifier's model name "
+                         "(e.g. emov2-5m_in1k); give a checkpoint path otherwise.")
+    from mmengine.registry import DefaultScope
+
+    # A toolbox left as the current scope (e.g. mmdet after a DetInferencer) would build
+    # this inferencer's pipeline from the wrong registry.
+    with DefaultScope.overwrite_default_scope(scope):
+        if weights == 'authors':
+            return inferencer(model, pretrained=True, device=device)
+        return inferencer(config, **{weights_arg: weights}, device=device)
