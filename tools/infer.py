@@ -63,9 +63,9 @@ def main():
         results = [results]
     model = inferencer.model
     meta = getattr(model, 'dataset_meta', None) or getattr(model, '_dataset_meta', None) or {}
-    for sample in results:
-        print(f'{osp.basename(sample.get("img_path", "") or "")}: '
-              f'{summary(sample, meta.get("classes"))}')
+    for index, sample in enumerate(results):
+        source = osp.basename(sample.get('img_path') or '') or f'image {index}'
+        print(f'{source}: {summary(sample, meta.get("classes"))}')
     print(f'drawn predictions in {osp.abspath(args.out_dir)}')
 
 
