@@ -5,7 +5,7 @@
     python tools/infer.py demo.jpg --model configs/emov2_5m_in1k.py --weights epoch_300.pth
     # detection (mmdet) and segmentation (mmseg): config or model name + your checkpoint
     python tools/infer.py demo.jpg --model retinanet_emov2_5m_coco --weights epoch_12.pth
-    python tools/infer.py imgs/ --model configs/deeplabv3_emov2_5m_ade20k.py --weights iter_80000.pth
+    python tools/infer.py imgs/ --model deeplabv3_emov2_5m_ade20k --weights iter_80000.pth
 
 ``--model`` is a config file or a name of ``mim search emo_mm`` (``model-index.yml``); the
 inferencer is the toolbox's own (ImageClassificationInferencer, DetInferencer,
