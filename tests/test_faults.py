@@ -21,7 +21,7 @@ import torch
 
 from helpers import REPO
 from emo_mm.datasets.checks import DataError, check_data, set_data_root
-from emo_mm.datasets.demo_data import (make_ade20k_regions, make_coco_shapes,
+from emo_mm.demo.data import (make_ade20k_regions, make_coco_shapes,
                                        make_motion_videos)
 from emo_mm.engine import prepare_train_config
 from emo_mm.engine.errors import UserError

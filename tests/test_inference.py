@@ -13,7 +13,7 @@ import yaml
 from mmengine.config import Config
 
 import emo_mm  # noqa: F401  (applies emo_mm.compat, hooks the model names in)
-from emo_mm.datasets.demo_data import make_ade20k_regions, make_coco_shapes
+from emo_mm.demo.data import make_ade20k_regions, make_coco_shapes
 from helpers import REPO, build_classifier
 
 DATA = osp.join(REPO, 'data')
