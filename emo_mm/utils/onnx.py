@@ -115,7 +115,8 @@ def _quiet_tracer():
     import warnings
     with warnings.catch_warnings():
         warnings.filterwarnings('ignore', category=torch.jit.TracerWarning)
-        warnings.filterwarnings('ignore', category=DeprecationWarning, module='torch.onnx')
+        warnings.filterwarnings('ignore', message='You are using the legacy TorchScript',
+                                category=DeprecationWarning)
         yield
 
 
