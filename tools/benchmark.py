@@ -66,8 +66,8 @@ class Entry:
     Attributes:
         build: Returns the whole model; ``model(*inputs)`` must run it.
         source: Where the implementation comes from (shown in the table).
-        backbone: Returns the bare multi-scale backbone (``--input`` runs); None if the
-            model has none.
+        backbone: ``backbone((H, W))`` returns the bare multi-scale backbone for that
+            input size (``--input`` runs); None if the model has none.
         inputs: ``inputs(batch, (H, W), device)`` -> tuple of input tensors.
         default_size: (H, W) of runs without ``--input``.
     """
@@ -83,7 +83,7 @@ def _emo_classifier(config: str) -> nn.Module:
     return TensorOutput(build_model(load_config(config)))
 
 
-def _emo_backbone(config: str, **overrides) -> nn.Module:
+def _emo_backbone(config: str, size=None, **overrides) -> nn.Module:
     """The classifier config's backbone as detectors use it: four outputs, no final
     norm, and the overrides (EMOv2's downstream window is 10)."""
     from emo_mm.apis import load_config
@@ -94,18 +94,22 @@ def _emo_backbone(config: str, **overrides) -> nn.Module:
     return MODELS.build(cfg.model.backbone)
 
 
-def _timm(name: str, features_only: bool = False) -> nn.Module:
+def _timm(name: str, features_only: bool = False, size: Tuple[int, int] = None) -> nn.Module:
     try:
         import timm
     except ImportError as error:
         raise ImportError('timm is not installed; it is a benchmark dependency '
                           '(requirements).') from error
-    if features_only:
+    if not features_only:
+        return timm.create_model(name, pretrained=False)
+    try:
+        # Models whose attention is built for one resolution (EfficientFormerV2) take it.
+        return timm.create_model(name, pretrained=False, features_only=True, img_size=size)
+    except TypeError:
         return timm.create_model(name, pretrained=False, features_only=True)
-    return timm.create_model(name, pretrained=False)
 
 
-def _mmpretrain(name: str, backbone_only: bool = False) -> nn.Module:
+def _mmpretrain(name: str, size=None, backbone_only: bool = False) -> nn.Module:
     from mmpretrain import get_model
     model = get_model(name, pretrained=False)
     return model.backbone if backbone_only else TensorOutput(model)
@@ -113,17 +117,17 @@ def _mmpretrain(name: str, backbone_only: bool = False) -> nn.Module:
 
 def emo_entry(config: str, **backbone_overrides) -> Entry:
     return Entry(functools.partial(_emo_classifier, config), 'emo_mm',
-                 functools.partial(_emo_backbone, config, **backbone_overrides))
+                 lambda size: _emo_backbone(config, size, **backbone_overrides))
 
 
 def timm_entry(name: str) -> Entry:
     return Entry(functools.partial(_timm, name), f'timm {name}',
-                 functools.partial(_timm, name, features_only=True))
+                 lambda size: _timm(name, features_only=True, size=size))
 
 
 def mmpretrain_entry(name: str) -> Entry:
     return Entry(functools.partial(_mmpretrain, name), f'mmpretrain {name}',
-                 functools.partial(_mmpretrain, name, backbone_only=True))
+                 lambda size: _mmpretrain(name, size, backbone_only=True))
 
 
 MODEL_TABLE: Dict[str, Entry] = {
@@ -277,12 +281,11 @@ def measure(name: str, entry: Entry, setting: Setting, args, size, flops_cache) 
                deploy='off', compile='on' if setting.compile else 'off',
                precision=args.amp if args.amp and setting.backend == 'torch' else 'fp32',
                params=None, flops=None, images_per_s={}, first_call_s={}, error=None)
-    builder = entry.backbone if args.task == 'backbone' else entry.build
-    if builder is None:
+    if args.task == 'backbone' and entry.backbone is None:
         row['error'] = 'no bare backbone defined for this model'
         return row
     torch.manual_seed(0)
-    model = builder()
+    model = entry.backbone(size) if args.task == 'backbone' else entry.build()
     if args.eager_attention:
         from emo_mm.models import set_fused_attention
         set_fused_attention(model, False)

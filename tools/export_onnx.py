@@ -80,14 +80,18 @@ def build(cfg, backbone_only: bool, out_indices):
                              f'drop --backbone-only.')
         if out_indices is not None:
             backbone.out_indices = tuple(out_indices)
-        return MODELS.build(backbone).eval()
+        model = MODELS.build(backbone)
+        model.eval()  # some mmpretrain backbones' train() returns None
+        return model
     if out_indices is not None:
         raise SystemExit('--out-indices selects backbone outputs: add --backbone-only.')
     if not model_type.endswith('ImageClassifier'):
         raise SystemExit(f'Only classifiers export whole; {model_type or "this model"} has '
                          f'pre/post-processing outside the network. Export its backbone '
                          f'with --backbone-only.')
-    return MODELS.build(cfg.model).eval()
+    model = MODELS.build(cfg.model)
+    model.eval()
+    return model
 
 
 def load_weights(model, checkpoint: str, backbone_only: bool) -> None:

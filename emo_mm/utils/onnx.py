@@ -177,10 +177,11 @@ def export_onnx(model: nn.Module,
     if not osp.isdir(folder):
         raise FileNotFoundError(f'Folder {folder} of the ONNX output does not exist; create it '
                                 f'or choose another --out.')
-    model = model.eval()
+    model.eval()  # not `model = model.eval()`: some mmpretrain backbones' train() returns None
     deployed = switch_to_deploy(model) if deploy else []
     _eager_attention(model)
-    wrapper = TensorOutput(model).eval()
+    wrapper = TensorOutput(model)
+    wrapper.eval()
     example = torch.rand(1, in_channels, *trace_size)
     with torch.no_grad():
         names = output_names(wrapper(example))
@@ -243,7 +244,8 @@ def verify_onnx(path: str,
         outputs) and ``output_shapes``.
     """
     session = onnx_session(path, threads)
-    wrapper = TensorOutput(model).eval()
+    wrapper = TensorOutput(model)
+    wrapper.eval()
     generator = torch.Generator().manual_seed(seed)
     results = []
     for shape in shapes:
