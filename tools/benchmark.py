@@ -394,7 +394,7 @@ def format_table(rows: List[dict], batch_sizes: Sequence[int], baseline: str) ->
                ('compile', 8, '<'), ('prec', 5, '<'), ('params M', 9, '>'),
                ('GFLOPs', 8, '>')]
     for batch in batch_sizes:
-        columns += [(f'bs{batch} img/s', 12, '>'), (f'x {baseline}'[:14], 14, '>')]
+        columns += [(f'bs{batch} img/s', 12, '>'), (f'x {baseline}'[:15], 17, '>')]
     line = ''.join(f'{title:{align}{width}}' for title, width, align in columns)
     out = [line, '-' * len(line)]
     for row in rows:
