@@ -1,121 +1,525 @@
-"""Inference throughput of EMO classifiers and peers from the installed toolboxes, side by side.
+"""Throughput of EMO models and their peers, side by side, in one run.
 
-    python tools/benchmark.py                                  # defaults below
-    python tools/benchmark.py --models EMOv2-5M EMOv1-5M edgenext-small --batch-sizes 1 16
-    python tools/benchmark.py --device cuda --batch-sizes 1 64 256
+    python tools/benchmark.py                                   # CPU, 224x224 classifiers
+    python tools/benchmark.py --threads 2 --models EMOv2-1M EMOv2-5M EdgeNeXt-S \\
+        --backend torch onnxruntime --deploy both --baseline EdgeNeXt-S
+    python tools/benchmark.py --device cuda --amp fp16 --compile both --batch-sizes 256
+    python tools/benchmark.py --device cuda --amp fp16 --train --batch-sizes 128
+    python tools/benchmark.py --input 800x1344 --batch-sizes 1      # bare backbones
+    python tools/benchmark.py --list                                # every model name
 
-Every model is an ImageNet classifier at 224x224 in eval mode under inference_mode, timed
-for at least --min-time seconds after warm-up; img/s and the ratio to the first model
-(or --baseline) are printed for each batch size. Nothing here asserts a speed.
+Every row is one model under one setting (backend x deploy x compile); for each batch
+size it gives images per second and the ratio to the ``--baseline`` model under the same
+setting. Classifiers run at 224x224 unless ``--input`` is given, which benchmarks the bare
+backbones (multi-scale feature extractors, as detectors and segmentors use them) at that
+size. Each cell is timed for at least ``--min-time`` seconds after ``--warmup`` runs (a
+compiled model compiles during warm-up; the compile time is printed). Models are built
+with random weights (``pretrained=False``): speed does not depend on the values.
+
+Settings:
+    --backend torch|onnxruntime  onnxruntime rows export the model to ONNX (batch axis
+                                 dynamic, traced at the input size) and run it on the
+                                 CPUExecutionProvider.
+    --deploy [on|off|both]       calls ``switch_to_deploy()`` where the model has it
+                                 (timm: ``reparameterize_model``); ``n/a`` where not.
+    --compile [on|off|both]      ``torch.compile`` (default mode; torch backend only).
+    --amp fp16|bf16              autocast (torch backend; onnxruntime rows stay fp32).
+    --train                      forward + backward + AdamW step instead of inference.
+
+Nothing here asserts a speed; the figures depend on the machine and on what else runs
+on it (the load average is printed in the header).
 """
 import argparse
+import dataclasses
+import datetime
+import functools
+import json
+import os
+import platform
+import sys
+import tempfile
 import time
+import traceback
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
+import torch.nn as nn
 
 import emo_mm  # noqa: F401  (first: applies emo_mm.compat)
-
-from emo_mm.apis import build_model, load_config
 from emo_mm.utils.flops import count_flops
+from emo_mm.utils.onnx import TensorOutput, export_onnx, onnx_session, switch_to_deploy
 
-#: peers: display name -> mmpretrain model-index name (architectures only, no weights)
-PEERS = {
-    'edgenext-small': 'edgenext-small_3rdparty_in1k',
-    'edgenext-xsmall': 'edgenext-xsmall_3rdparty_in1k',
-    'mobilenet-v2': 'mobilenet-v2_8xb32_in1k',
-    'mobilenet-v3-small': 'mobilenet-v3-small_8xb128_in1k',
-    'mobilevit-s': 'mobilevit-small_3rdparty_in1k',
-    'efficientformer-l1': 'efficientformer-l1_3rdparty_8xb128_in1k',
-    'resnet50': 'resnet50_8xb32_in1k',
+
+# ---------------------------------------------------------------------------------------
+# The model table. An entry says how to build the whole model (for 224x224 runs) and,
+# optionally, its bare backbone (for --input runs); adding a model is adding an entry.
+# ---------------------------------------------------------------------------------------
+def image_batch(batch: int, size: Tuple[int, int], device: str) -> Tuple[torch.Tensor, ...]:
+    """The default inputs: one (N, 3, H, W) image batch."""
+    return (torch.rand(batch, 3, *size, device=device), )
+
+
+@dataclasses.dataclass
+class Entry:
+    """How to build one benchmarked model.
+
+    Attributes:
+        build: Returns the whole model; ``model(*inputs)`` must run it.
+        source: Where the implementation comes from (shown in the table).
+        backbone: ``backbone((H, W))`` returns the bare multi-scale backbone for that
+            input size (``--input`` runs); None if the model has none.
+        inputs: ``inputs(batch, (H, W), device)`` -> tuple of input tensors.
+        default_size: (H, W) of runs without ``--input``.
+    """
+    build: Callable[[], nn.Module]
+    source: str
+    backbone: Optional[Callable[[], nn.Module]] = None
+    inputs: Callable = image_batch
+    default_size: Tuple[int, int] = (224, 224)
+
+
+def _emo_classifier(config: str) -> nn.Module:
+    from emo_mm.apis import build_model, load_config
+    return TensorOutput(build_model(load_config(config)))
+
+
+def _emo_backbone(config: str, size=None, **overrides) -> nn.Module:
+    """The classifier config's backbone as detectors use it: four outputs, no final
+    norm, and the overrides (EMOv2's downstream window is 10)."""
+    from emo_mm.apis import load_config
+    from mmengine.registry import MODELS, init_default_scope
+    cfg = load_config(config)
+    init_default_scope(cfg.get('default_scope', 'mmengine'))
+    cfg.model.backbone.update(out_indices=(1, 2, 3, 4), final_norm=False, **overrides)
+    return MODELS.build(cfg.model.backbone)
+
+
+def _timm(name: str, features_only: bool = False, size: Tuple[int, int] = None) -> nn.Module:
+    try:
+        import timm
+    except ImportError as error:
+        raise ImportError('timm is not installed; it is a benchmark dependency '
+                          '(requirements).') from error
+    if not features_only:
+        return timm.create_model(name, pretrained=False)
+    try:
+        # Models whose attention is built for one resolution (EfficientFormerV2) take it.
+        return timm.create_model(name, pretrained=False, features_only=True, img_size=size)
+    except TypeError:
+        return timm.create_model(name, pretrained=False, features_only=True)
+
+
+def _mmpretrain(name: str, size=None, backbone_only: bool = False) -> nn.Module:
+    from mmpretrain import get_model
+    model = get_model(name, pretrained=False)
+    return model.backbone if backbone_only else TensorOutput(model)
+
+
+def emo_entry(config: str, **backbone_overrides) -> Entry:
+    return Entry(functools.partial(_emo_classifier, config), 'emo_mm',
+                 lambda size: _emo_backbone(config, size, **backbone_overrides))
+
+
+def timm_entry(name: str) -> Entry:
+    return Entry(functools.partial(_timm, name), f'timm {name}',
+                 lambda size: _timm(name, features_only=True, size=size))
+
+
+def mmpretrain_entry(name: str) -> Entry:
+    return Entry(functools.partial(_mmpretrain, name), f'mmpretrain {name}',
+                 lambda size: _mmpretrain(name, size, backbone_only=True))
+
+
+MODEL_TABLE: Dict[str, Entry] = {
+    **{f'EMOv2-{v}': emo_entry(f'emov2_{v.lower()}_in1k', window_size=10)
+       for v in ('1M', '2M', '5M', '20M', '50M')},
+    **{f'EMOv1-{v}': emo_entry(f'emov1_{v.lower()}_in1k') for v in ('1M', '2M', '5M', '6M')},
+    'EdgeNeXt-S': timm_entry('edgenext_small'),
+    'EdgeNeXt-XS': timm_entry('edgenext_x_small'),
+    'EdgeNeXt-XXS': timm_entry('edgenext_xx_small'),
+    'MobileNetV2': timm_entry('mobilenetv2_100'),
+    'MobileNetV3-L': timm_entry('mobilenetv3_large_100'),
+    'EfficientFormerV2-S1': timm_entry('efficientformerv2_s1'),
+    'FastViT-T8': timm_entry('fastvit_t8'),
+    'MobileViT-S': timm_entry('mobilevit_s'),
+    'EdgeNeXt-S/mmpretrain': mmpretrain_entry('edgenext-small_3rdparty_in1k'),
+    'MobileNetV2/mmpretrain': mmpretrain_entry('mobilenet-v2_8xb32_in1k'),
+    'EfficientFormer-L1/mmpretrain': mmpretrain_entry('efficientformer-l1_3rdparty_8xb128_in1k'),
+    'ResNet-50/mmpretrain': mmpretrain_entry('resnet50_8xb32_in1k'),
 }
-DEFAULT_MODELS = ['EMOv2-1M', 'EMOv2-2M', 'EMOv2-5M', 'EMOv2-20M', 'edgenext-small',
-                  'mobilenet-v2', 'resnet50']
+DEFAULT_MODELS = ['EMOv2-1M', 'EMOv2-5M', 'EdgeNeXt-XXS', 'EdgeNeXt-S', 'MobileNetV2',
+                  'EfficientFormerV2-S1', 'FastViT-T8']
 
 
-def parse_args():
+def lookup(name: str) -> Entry:
+    """A table entry, or ``timm:NAME`` / ``mmpretrain:NAME`` for any model of those."""
+    if name in MODEL_TABLE:
+        return MODEL_TABLE[name]
+    prefix, _, rest = name.partition(':')
+    if rest and prefix == 'timm':
+        return timm_entry(rest)
+    if rest and prefix == 'mmpretrain':
+        return mmpretrain_entry(rest)
+    raise SystemExit(f'Unknown model {name!r}. Use one of {list(MODEL_TABLE)} (see --list), '
+                     f'or timm:<timm model name> / mmpretrain:<model-index name>.')
+
+
+# ---------------------------------------------------------------------------------------
+# Settings and measurement.
+# ---------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    backend: str
+    deploy: bool
+    compile: bool
+
+    def label(self) -> str:
+        return f'{self.backend}, deploy {"on" if self.deploy else "off"}, compile ' \
+               f'{"on" if self.compile else "off"}'
+
+
+def settings_of(args) -> List[Setting]:
+    choice = {'off': [False], 'on': [True], 'both': [False, True]}
+    settings = []
+    for backend in args.backend:
+        for deploy in choice[args.deploy]:
+            # onnxruntime runs its own graph optimisations; torch.compile does not apply.
+            for compiled in (choice[args.compile] if backend == 'torch' else [False]):
+                settings.append(Setting(backend, deploy, compiled))
+    return settings
+
+
+def apply_deploy(model: nn.Module) -> str:
+    """Deploy mode where the model has one: 'on' or 'n/a'."""
+    if switch_to_deploy(model):
+        return 'on'
+    if any(hasattr(m, 'reparameterize') for m in model.modules()):
+        from timm.utils.model import reparameterize_model  # timm's re-parameterisable blocks
+        reparameterize_model(model)
+        return 'on'
+    return 'n/a'
+
+
+def _sync(device: str) -> None:
+    if device.startswith('cuda'):
+        torch.cuda.synchronize()
+
+
+def _timed(step: Callable[[], None], batch: int, device: str, warmup: int,
+           min_time: float) -> Tuple[float, float]:
+    """(images per second over >= min_time s, seconds of the first warm-up call)."""
+    start = time.perf_counter()
+    step()
+    _sync(device)
+    first = time.perf_counter() - start
+    for _ in range(max(warmup - 1, 0)):
+        step()
+    _sync(device)
+    runs, start = 0, time.perf_counter()
+    while True:
+        step()
+        runs += 1
+        _sync(device)
+        elapsed = time.perf_counter() - start
+        if elapsed >= min_time and runs >= 3:
+            return batch * runs / elapsed, first
+
+
+def _first_tensors(outputs) -> List[torch.Tensor]:
+    if isinstance(outputs, torch.Tensor):
+        return [outputs]
+    if isinstance(outputs, dict):
+        outputs = list(outputs.values())
+    flat = []
+    for item in outputs:
+        flat += _first_tensors(item)
+    return flat
+
+
+def torch_step(model: nn.Module, inputs, args) -> Callable[[], None]:
+    """One inference call, or one training step (forward, backward, AdamW step)."""
+    autocast = (functools.partial(torch.autocast, device_type=args.device.split(':')[0],
+                                  dtype=dict(fp16=torch.float16, bf16=torch.bfloat16)[args.amp])
+                if args.amp else None)
+
+    def context():
+        return autocast() if autocast else _null()
+
+    if not args.train:
+        @torch.inference_mode()
+        def infer():
+            with context():
+                model(*inputs)
+        return infer
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
+    scaler = torch.amp.GradScaler(args.device.split(':')[0],
+                                  enabled=args.amp == 'fp16' and args.device.startswith('cuda'))
+
+    def train_step():
+        optimizer.zero_grad(set_to_none=True)
+        with context():
+            # Any scalar of every output makes backward reach every parameter it used.
+            loss = sum(out.float().mean() for out in _first_tensors(model(*inputs)))
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    return train_step
+
+
+class _null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def measure(name: str, entry: Entry, setting: Setting, args, size, flops_cache) -> dict:
+    """Builds one model under one setting and times every batch size."""
+    row = dict(model=name, source=entry.source, backend=setting.backend,
+               deploy='off', compile='on' if setting.compile else 'off',
+               precision=args.amp if args.amp and setting.backend == 'torch' else 'fp32',
+               params=None, flops=None, images_per_s={}, first_call_s={}, error=None)
+    if args.task == 'backbone' and entry.backbone is None:
+        row['error'] = 'no bare backbone defined for this model'
+        return row
+    torch.manual_seed(0)
+    model = entry.backbone(size) if args.task == 'backbone' else entry.build()
+    if args.eager_attention:
+        from emo_mm.models import set_fused_attention
+        set_fused_attention(model, False)
+    model.eval()
+    if name not in flops_cache:
+        counts = count_flops(model, *entry.inputs(1, size, 'cpu'))
+        flops_cache[name] = (counts['params'], counts['flops'])
+    row['params'], row['flops'] = flops_cache[name]
+    if setting.deploy:
+        row['deploy'] = apply_deploy(model)
+    if setting.backend == 'onnxruntime':
+        return _measure_onnxruntime(model, entry, row, args, size)
+    model.to(args.device)
+    model.train(args.train)
+    runner = torch.compile(model) if setting.compile else model
+    for batch in args.batch_sizes:
+        inputs = entry.inputs(batch, size, args.device)
+        speed, first = _timed(torch_step(runner, inputs, args), batch, args.device,
+                              args.warmup, args.min_time)
+        row['images_per_s'][batch], row['first_call_s'][batch] = speed, first
+    return row
+
+
+def _measure_onnxruntime(model, entry, row, args, size) -> dict:
+    import numpy as np
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, 'model.onnx')
+        # Traced at the benchmarked size with a dynamic batch: the graph a deployment
+        # for this one input size would use (deploy mode was applied above).
+        export_onnx(model, path, trace_size=size, deploy=False, dynamic_spatial=False)
+        session = onnx_session(path, args.threads)
+        for batch in args.batch_sizes:
+            feeds = {session.get_inputs()[0].name:
+                     np.ascontiguousarray(entry.inputs(batch, size, 'cpu')[0].numpy())}
+            speed, first = _timed(lambda: session.run(None, feeds), batch, 'cpu',
+                                  args.warmup, args.min_time)
+            row['images_per_s'][batch], row['first_call_s'][batch] = speed, first
+    return row
+
+
+# ---------------------------------------------------------------------------------------
+# Report.
+# ---------------------------------------------------------------------------------------
+def device_name(device: str) -> str:
+    if device.startswith('cuda'):
+        return torch.cuda.get_device_name(torch.device(device))
+    name = platform.processor() or 'unknown CPU'
+    try:
+        with open('/proc/cpuinfo') as info:
+            for line in info:
+                if line.startswith('model name'):
+                    name = line.split(':', 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f'{name}, {os.cpu_count()} logical cores'
+
+
+def header(args, size) -> dict:
+    versions = {'torch': torch.__version__}
+    for package in ('onnxruntime', 'timm', 'mmpretrain'):
+        try:
+            versions[package] = __import__(package).__version__
+        except ImportError:
+            versions[package] = 'not installed'
+    return dict(
+        date=datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC'),
+        versions=versions, device=args.device, device_name=device_name(args.device),
+        torch_threads=torch.get_num_threads(),
+        onnxruntime_threads=args.threads or 'onnxruntime default',
+        load_average=[round(v, 2) for v in os.getloadavg()],
+        task=args.task, mode='train step (forward, backward, AdamW)' if args.train else
+        'inference (eval, inference_mode)', input=f'{size[0]}x{size[1]}',
+        precision=args.amp or 'fp32', attention='eager' if args.eager_attention else 'auto',
+        batch_sizes=args.batch_sizes, baseline=args.baseline, min_time_s=args.min_time,
+        warmup=args.warmup)
+
+
+def format_header(head: dict) -> str:
+    versions = ', '.join(f'{k} {v}' for k, v in head['versions'].items())
+    load = ' '.join(str(v) for v in head['load_average'])
+    return '\n'.join([
+        f'emo_mm benchmark, {head["date"]}: {versions}',
+        f'device {head["device"]} ({head["device_name"]}); threads: torch '
+        f'{head["torch_threads"]}, onnxruntime {head["onnxruntime_threads"]}; load average '
+        f'{load} (1/5/15 min)',
+        f'{head["task"]} at {head["input"]}, {head["mode"]}, {head["precision"]}, EMO attention '
+        f'{head["attention"]}; >= {head["min_time_s"]} s per cell after {head["warmup"]} '
+        f'warm-up calls; ratios: img/s over {head["baseline"]} under the same setting',
+    ])
+
+
+def add_ratios(rows: List[dict], baseline: str) -> None:
+    reference = {(r['backend'], r['deploy_requested'], r['compile']): r for r in rows
+                 if r['model'] == baseline}
+    for row in rows:
+        base = reference.get((row['backend'], row['deploy_requested'], row['compile']))
+        row['ratio'] = {}
+        for batch, speed in row['images_per_s'].items():
+            ref = base['images_per_s'].get(batch) if base else None
+            row['ratio'][batch] = speed / ref if ref else None
+
+
+def format_table(rows: List[dict], batch_sizes: Sequence[int], baseline: str) -> str:
+    columns = [('model', 22, '<'), ('backend', 12, '<'), ('deploy', 7, '<'),
+               ('compile', 8, '<'), ('prec', 5, '<'), ('params M', 9, '>'),
+               ('GFLOPs', 8, '>')]
+    for batch in batch_sizes:
+        columns += [(f'bs{batch} img/s', 12, '>'), (f'x {baseline}'[:15], 17, '>')]
+    line = ''.join(f'{title:{align}{width}}' for title, width, align in columns)
+    out = [line, '-' * len(line)]
+    for row in rows:
+        cells = [row['model'][:21], row['backend'], row['deploy'], row['compile'],
+                 row['precision'],
+                 f'{row["params"] / 1e6:.2f}' if row['params'] is not None else '-',
+                 f'{row["flops"] / 1e9:.3f}' if row['flops'] is not None else '-']
+        for batch in batch_sizes:
+            speed = row['images_per_s'].get(batch)
+            ratio = row.get('ratio', {}).get(batch)
+            cells += ['error' if row['error'] else f'{speed:.1f}' if speed else '-',
+                      f'{ratio:.2f}' if ratio else '-']
+        out.append(''.join(f'{cell:{align}{width}}'
+                           for cell, (_, width, align) in zip(cells, columns)))
+    return '\n'.join(out)
+
+
+def parse_size(text: str) -> Tuple[int, int]:
+    try:
+        height, width = (int(v) for v in text.lower().split('x'))
+        if height > 0 and width > 0:
+            return height, width
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(f'--input takes HxW (positive ints), e.g. 800x1344; got '
+                                     f'{text!r}.')
+
+
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--models', nargs='+', default=DEFAULT_MODELS,
-                        help=f'EMOv2-<1M|2M|5M|20M|50M>, EMOv1-<1M|2M|5M|6M> or one of '
-                        f'{list(PEERS)}')
+                        help='names from the model table (--list), timm:NAME or '
+                        'mmpretrain:NAME')
+    parser.add_argument('--list', action='store_true', help='print the model table and exit')
+    parser.add_argument('--device', default='cpu', help='cpu, cuda or cuda:N')
+    parser.add_argument('--backend', nargs='+', default=['torch'],
+                        choices=['torch', 'onnxruntime'])
+    parser.add_argument('--deploy', nargs='?', const='on', default='off',
+                        choices=['on', 'off', 'both'])
+    parser.add_argument('--compile', nargs='?', const='on', default='off',
+                        choices=['on', 'off', 'both'])
+    parser.add_argument('--amp', nargs='?', const='fp16', default=None, choices=['fp16', 'bf16'])
+    parser.add_argument('--train', action='store_true',
+                        help='time forward + backward + optimizer step')
+    parser.add_argument('--input', type=parse_size, default=None,
+                        help='HxW; benchmarks the bare backbones (e.g. 800x1344)')
+    parser.add_argument('--task', choices=['classifier', 'backbone'], default=None,
+                        help='default: classifier, backbone when --input is given')
     parser.add_argument('--batch-sizes', type=int, nargs='+', default=[1, 16])
-    parser.add_argument('--size', type=int, default=224)
     parser.add_argument('--threads', type=int, default=None,
-                        help='torch intra-op threads (default: torch\'s choice)')
-    parser.add_argument('--device', default='cpu')
+                        help='intra-op threads of torch and onnxruntime (default: their own)')
+    parser.add_argument('--baseline', default=None,
+                        help='model the ratios refer to (default: the first of --models)')
     parser.add_argument('--min-time', type=float, default=3.0,
-                        help='seconds of timed runs per model and batch size')
-    parser.add_argument('--warmup', type=int, default=3)
-    parser.add_argument('--baseline', default=None, help='model the ratios refer to')
+                        help='seconds of timed calls per cell')
+    parser.add_argument('--warmup', type=int, default=3, help='untimed calls per cell')
     parser.add_argument('--eager-attention', action='store_true',
-                        help='time EMO attention on the eager path instead of fused SDPA')
-    return parser.parse_args()
+                        help='EMO attention on the eager path instead of the automatic choice')
+    parser.add_argument('--json', default=None, help='also write header and rows to this file')
+    args = parser.parse_args(argv)
+    args.task = args.task or ('backbone' if args.input else 'classifier')
+    args.baseline = args.baseline or args.models[0]
+    if args.baseline not in args.models:
+        parser.error(f'--baseline {args.baseline!r} is not among --models {args.models}.')
+    if min(args.batch_sizes) < 1:
+        parser.error('--batch-sizes must be positive.')
+    if args.device.startswith('cuda'):
+        if not torch.cuda.is_available():
+            parser.error('--device cuda: no CUDA device is visible to torch.')
+        if 'onnxruntime' in args.backend:
+            parser.error('--backend onnxruntime runs on the CPU only (CPUExecutionProvider); '
+                         'use --device cpu for it.')
+    elif args.device != 'cpu':
+        parser.error(f'--device {args.device!r}: use cpu, cuda or cuda:N.')
+    if args.train and 'onnxruntime' in args.backend:
+        parser.error('--train times PyTorch training steps; drop onnxruntime from --backend.')
+    return args
 
 
-def build(name: str, eager: bool):
-    family, _, arch = name.partition('-')
-    if family.lower() in ('emov2', 'emov1') and arch:
-        cfg = load_config(f'{family.lower()}_{arch.lower()}_in1k')
-        if eager:
-            cfg.model.backbone.fused_attn = False
-        return build_model(cfg)
-    if name in PEERS:
-        from mmpretrain import get_model
-        return get_model(PEERS[name], pretrained=False)
-    raise SystemExit(f'Unknown model {name!r}; use EMOv2-<variant>, EMOv1-<variant> or one '
-                     f'of {list(PEERS)}.')
-
-
-@torch.inference_mode()
-def throughput(model, batch: int, size: int, device: str, warmup: int, min_time: float):
-    x = torch.rand(batch, 3, size, size, device=device)
-    sync = torch.cuda.synchronize if device.startswith('cuda') else (lambda: None)
-    for _ in range(warmup):
-        model(x, mode='tensor')
-    sync()
-    runs, start = 0, time.perf_counter()
-    while True:
-        model(x, mode='tensor')
-        runs += 1
-        sync()
-        elapsed = time.perf_counter() - start
-        if elapsed >= min_time and runs >= 3:
-            return batch * runs / elapsed
-
-
-def main():
-    args = parse_args()
+def main(argv=None) -> List[dict]:
+    args = parse_args(argv)
+    if args.list:
+        for name, entry in MODEL_TABLE.items():
+            print(f'{name:<30}{entry.source}')
+        return []
+    entries = {name: lookup(name) for name in args.models}
     if args.threads:
         torch.set_num_threads(args.threads)
-    baseline = args.baseline or args.models[0]
-    if baseline not in args.models:
-        raise SystemExit(f'--baseline {baseline!r} is not among --models.')
-    print(f'torch {torch.__version__}, device {args.device}, threads '
-          f'{torch.get_num_threads()}, input {args.size}x{args.size}, eval, '
-          f'attention {"eager" if args.eager_attention else "fused (SDPA)"}')
-    rows = {}
-    for name in args.models:
-        model = build(name, args.eager_attention).eval()
-        counts = count_flops(model, torch.rand(1, 3, args.size, args.size), mode='tensor')
-        model.to(args.device)
-        speeds = [throughput(model, b, args.size, args.device, args.warmup, args.min_time)
-                  for b in args.batch_sizes]
-        rows[name] = (counts['params'], counts['flops'], speeds)
-        print(f'  measured {name}: ' + ', '.join(
-            f'bs{b} {s:.1f} img/s' for b, s in zip(args.batch_sizes, speeds)), flush=True)
-
-    head = f'{"model":<22}{"params (M)":>11}{"FLOPs (G)":>11}'
-    for b in args.batch_sizes:
-        head += f'{f"bs{b} img/s":>14}{f"x {baseline}":>16}'
-    print('\n' + head)
-    print('-' * len(head))
-    base = rows[baseline][2]
-    for name, (params, flops, speeds) in rows.items():
-        line = f'{name:<22}{params / 1e6:>11.2f}{flops / 1e9:>11.3f}'
-        for speed, ref in zip(speeds, base):
-            line += f'{speed:>14.1f}{speed / ref:>16.2f}'
-        print(line)
+    if args.device.startswith('cuda'):
+        torch.backends.cudnn.benchmark = True
+    size = args.input or entries[args.models[0]].default_size
+    head = header(args, size)
+    print(format_header(head), flush=True)
+    rows, flops_cache = [], {}
+    for setting in settings_of(args):
+        for name, entry in entries.items():
+            try:
+                row = measure(name, entry, setting, args, size, flops_cache)
+            except Exception as error:  # one failing model must not hide the others
+                row = dict(model=name, source=entry.source, backend=setting.backend,
+                           deploy='?', compile='on' if setting.compile else 'off',
+                           precision=args.amp or 'fp32', params=None, flops=None,
+                           images_per_s={}, first_call_s={},
+                           error=f'{type(error).__name__}: {error}'.splitlines()[0][:300])
+                if os.environ.get('EMO_MM_BENCHMARK_DEBUG'):
+                    traceback.print_exc()
+            row['deploy_requested'] = setting.deploy
+            rows.append(row)
+            speeds = ', '.join(f'bs{b} {s:.1f} img/s (first call {row["first_call_s"][b]:.2f} s)'
+                               for b, s in row['images_per_s'].items())
+            print(f'  {name} [{setting.label()}]: {row["error"] or speeds}', flush=True)
+    add_ratios(rows, args.baseline)
+    print()
+    print(format_table(rows, args.batch_sizes, args.baseline))
+    failed = [r for r in rows if r['error']]
+    for row in failed:
+        print(f'error: {row["model"]} [{row["backend"]}]: {row["error"]}')
+    if args.json:
+        with open(args.json, 'w') as file:
+            json.dump(dict(header=head, rows=rows), file, indent=1, default=str)
+        print(f'wrote {args.json}')
+    return rows
 
 
 if __name__ == '__main__':
     main()
+    sys.exit(0)

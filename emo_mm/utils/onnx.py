@@ -1,0 +1,269 @@
+"""ONNX export of emo_mm models (classifiers and bare backbones) and its check against
+onnxruntime.
+
+>>> from emo_mm.apis import build_model, load_config
+>>> from emo_mm.utils.onnx import export_onnx, verify_onnx
+>>> model = build_model(load_config('emov2_1m_in1k')).eval()
+>>> export_onnx(model, 'emov2_1m.onnx')                         # doctest: +SKIP
+>>> verify_onnx('emov2_1m.onnx', model, [(1, 3, 224, 224), (2, 3, 193, 257)])  # doctest: +SKIP
+
+Batch, height and width are dynamic axes of the exported graph. The model is traced
+once, at :data:`TRACE_SIZE`, an input size whose feature maps need window padding in
+every attention stage of every EMO configuration, so the traced graph holds the padding
+and cropping operations; their amounts are computed from the input shape inside the
+graph (a pad of zero where none is needed), which :func:`verify_onnx` checks on sizes
+that need padding and sizes that do not.
+"""
+import contextlib
+import os
+import os.path as osp
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+
+#: ONNX operator set of the exported graphs. 17 has LayerNormalization as one operator
+#: and is run by every onnxruntime release of the last years.
+DEFAULT_OPSET = 17
+
+#: (H, W) the model is traced at. At strides 16 and 32 it gives 17x22 and 9x11 maps:
+#: not multiples of 7, 8 or 10 (the windows of every EMO config), so each attention stage
+#: pads and crops while tracing and the graph keeps those operations.
+TRACE_SIZE = (272, 344)
+
+
+class TensorOutput(nn.Module):
+    """Runs an OpenMMLab model in ``mode='tensor'`` (raw outputs, no data samples).
+
+    An mmpretrain ``ImageClassifier`` then returns its class scores (before softmax), a
+    backbone its feature maps; modules without ``mode`` are called as they are.
+
+    Args:
+        model (nn.Module): The model to wrap.
+    """
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor):
+        if _takes_mode(self.model):
+            return self.model(images, mode='tensor')
+        return self.model(images)
+
+
+def _takes_mode(model: nn.Module) -> bool:
+    from mmengine.model import BaseModel
+    return isinstance(model, BaseModel)
+
+
+def switch_to_deploy(model: nn.Module) -> List[str]:
+    """Calls ``switch_to_deploy()`` on ``model`` or, where it has none, on its outermost
+    submodules that have one (mmpretrain's convention for re-parameterisable modules).
+
+    Returns:
+        list[str]: Names of the switched modules (``''`` is ``model`` itself); empty
+        when nothing in ``model`` has a deploy mode.
+    """
+    switched = []
+    # Collected first: switching may replace the children of a switched module.
+    for name, module in list(model.named_modules()):
+        if any(name == done or done == '' or name.startswith(done + '.') for done in switched):
+            continue
+        method = getattr(module, 'switch_to_deploy', None)
+        if callable(method):
+            method()
+            switched.append(name)
+    return switched
+
+
+def _eager_attention(model: nn.Module) -> None:
+    """Routes EMO attention through its eager path (same outputs as the fused one).
+
+    The fused path fills the window padding of the 1x1 projections with their bias
+    through ``expand_as`` into a fresh tensor, which the tracer records with the trace
+    size's shape; the eager path pads with ``F.pad``, whose amounts stay computed from
+    the input. ONNX has no fused attention kernel to lose: onnxruntime fuses the
+    MatMul-Softmax-MatMul chain itself.
+    """
+    for module in model.modules():
+        if hasattr(module, 'fused_attn'):
+            module.fused_attn = False
+
+
+def output_names(outputs) -> List[str]:
+    """ONNX output names: ``output`` for one tensor, ``output0..N`` for a tuple."""
+    if isinstance(outputs, torch.Tensor):
+        return ['output']
+    return [f'output{i}' for i in range(len(outputs))]
+
+
+def _flatten(outputs) -> List[torch.Tensor]:
+    if isinstance(outputs, torch.Tensor):
+        return [outputs]
+    flat = []
+    for item in outputs:
+        flat += _flatten(item)
+    return flat
+
+
+@contextlib.contextmanager
+def _quiet_tracer():
+    """Silences TracerWarnings about shape comparisons: each one is a branch the trace
+    size fixes on purpose (see :data:`TRACE_SIZE`), and :func:`verify_onnx` checks the
+    graph on other sizes."""
+    import warnings
+    with warnings.catch_warnings():
+        warnings.filterwarnings('ignore', category=torch.jit.TracerWarning)
+        warnings.filterwarnings('ignore', message='You are using the legacy TorchScript',
+                                category=DeprecationWarning)
+        yield
+
+
+@contextlib.contextmanager
+def _positive_movedim():
+    """Makes ``Tensor.movedim`` / ``torch.movedim`` receive non-negative dims while tracing.
+
+    The TorchScript exporter writes a negative ``movedim`` dim into the ONNX Transpose
+    permutation as it is (``perm=[0, -1, 1, 2]``), which onnxruntime rejects; the
+    channel LayerNorm of EMO blocks moves the channel axis with ``movedim(1, -1)``.
+    """
+    original_method, original_function = torch.Tensor.movedim, torch.movedim
+
+    def positive(tensor, dims):
+        if isinstance(dims, int):
+            return dims % tensor.dim()
+        return type(dims)(d % tensor.dim() for d in dims)
+
+    def movedim_method(self, source, destination):
+        return original_method(self, positive(self, source), positive(self, destination))
+
+    def movedim_function(tensor, source, destination):
+        return original_function(tensor, positive(tensor, source), positive(tensor, destination))
+
+    torch.Tensor.movedim, torch.movedim = movedim_method, movedim_function
+    try:
+        yield
+    finally:
+        torch.Tensor.movedim, torch.movedim = original_method, original_function
+
+
+def export_onnx(model: nn.Module,
+                path: str,
+                in_channels: int = 3,
+                trace_size: Tuple[int, int] = TRACE_SIZE,
+                opset: int = DEFAULT_OPSET,
+                deploy: bool = True,
+                dynamic_spatial: bool = True) -> Dict[str, object]:
+    """Exports ``model`` (eval mode) to ``path`` with dynamic batch, height and width.
+
+    Args:
+        model (nn.Module): A classifier, a backbone, or any module taking an image batch.
+        path (str): Output ``.onnx`` file; its folder must exist.
+        in_channels (int): Input channels. Defaults to 3.
+        trace_size (tuple[int, int]): (H, W) of the example input. Defaults to
+            :data:`TRACE_SIZE`.
+        opset (int): ONNX operator set. Defaults to :data:`DEFAULT_OPSET`.
+        deploy (bool): Switch the model to deploy mode first where it has one.
+        dynamic_spatial (bool): Dynamic height and width. False fixes them to
+            ``trace_size`` (the batch stays dynamic): a graph for one input size, without
+            the shape arithmetic and the zero-size padding a dynamic one carries.
+
+    Returns:
+        dict: ``deployed`` (names of the switched modules), ``inputs`` and ``outputs``
+        (graph input / output names), ``opset``.
+    """
+    folder = osp.dirname(osp.abspath(path))
+    if not osp.isdir(folder):
+        raise FileNotFoundError(f'Folder {folder} of the ONNX output does not exist; create it '
+                                f'or choose another --out.')
+    model.eval()  # not `model = model.eval()`: some mmpretrain backbones' train() returns None
+    deployed = switch_to_deploy(model) if deploy else []
+    _eager_attention(model)
+    wrapper = TensorOutput(model)
+    wrapper.eval()
+    example = torch.rand(1, in_channels, *trace_size)
+    with torch.no_grad():
+        names = output_names(wrapper(example))
+    dynamic_axes = {'input': {0: 'batch', 2: 'height', 3: 'width'} if dynamic_spatial else
+                    {0: 'batch'}}
+    # Output maps' sizes follow the input's; naming them per output keeps them apart.
+    for i, name in enumerate(names):
+        dynamic_axes[name] = {0: 'batch'}
+    with torch.no_grad(), _quiet_tracer(), _positive_movedim():
+        torch.onnx.export(wrapper, (example, ), path, input_names=['input'],
+                          output_names=names, dynamic_axes=dynamic_axes,
+                          opset_version=opset, dynamo=False)
+    return dict(deployed=deployed, inputs=['input'], outputs=names, opset=opset)
+
+
+def onnx_session(path: str, threads: Optional[int] = None):
+    """An onnxruntime CPU session for ``path`` (``threads`` intra-op threads)."""
+    try:
+        import onnxruntime as ort
+    except ImportError as error:  # pragma: no cover - depends on the environment
+        raise ImportError('onnxruntime is not installed; `pip install onnxruntime` (pinned in '
+                          'requirements) to run or verify ONNX models.') from error
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    return ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
+
+
+def relative_error(actual, expected) -> float:
+    """max |actual - expected| / max |expected|."""
+    actual = torch.as_tensor(actual, dtype=torch.float64)
+    expected = torch.as_tensor(expected, dtype=torch.float64)
+    if actual.shape != expected.shape:
+        raise ValueError(f'Output shapes differ: ONNX {tuple(actual.shape)}, PyTorch '
+                         f'{tuple(expected.shape)}.')
+    return ((actual - expected).abs().max() / expected.abs().max().clamp_min(1e-30)).item()
+
+
+def verify_onnx(path: str,
+                model: nn.Module,
+                shapes: Sequence[Sequence[int]],
+                tolerance: Optional[float] = 1e-4,
+                threads: Optional[int] = None,
+                seed: int = 0) -> List[dict]:
+    """Runs ``path`` with onnxruntime and ``model`` with PyTorch on random inputs.
+
+    Args:
+        path (str): The exported ONNX file.
+        model (nn.Module): The model it was exported from (in the same mode: deployed if
+            the export deployed it).
+        shapes (list[tuple]): Input shapes (N, C, H, W) to compare on.
+        tolerance (float, optional): Largest allowed relative error (max abs difference
+            over max abs reference, per output); exceeding it raises. None only reports.
+        threads (int, optional): onnxruntime intra-op threads.
+        seed (int): Seed of the random inputs.
+
+    Returns:
+        list[dict]: Per shape: ``shape``, ``error`` (the largest relative error over the
+        outputs) and ``output_shapes``.
+    """
+    session = onnx_session(path, threads)
+    wrapper = TensorOutput(model)
+    wrapper.eval()
+    generator = torch.Generator().manual_seed(seed)
+    results = []
+    for shape in shapes:
+        images = torch.rand(*shape, generator=generator)
+        with torch.no_grad():
+            expected = _flatten(wrapper(images))
+        actual = session.run(None, {'input': images.numpy()})
+        if len(actual) != len(expected):
+            raise AssertionError(f'{path} gives {len(actual)} outputs, the model '
+                                 f'{len(expected)}.')
+        error = max(relative_error(a, e) for a, e in zip(actual, expected))
+        results.append(dict(shape=tuple(shape), error=error,
+                            output_shapes=[tuple(a.shape) for a in actual]))
+        if tolerance is not None and not error <= tolerance:
+            raise AssertionError(f'{path} differs from PyTorch on input {tuple(shape)}: '
+                                 f'relative error {error:.3g} > {tolerance:g}.')
+    return results
+
+
+def model_size_mb(path: str) -> float:
+    return os.path.getsize(path) / 2**20

@@ -1,0 +1,74 @@
+"""tools/benchmark.py runs end to end (CLI smoke test; nothing here checks a speed)."""
+import importlib.util
+import json
+import os.path as osp
+
+import pytest
+
+from helpers import REPO
+
+
+def _load_tool():
+    spec = importlib.util.spec_from_file_location(
+        'benchmark_tool', osp.join(REPO, 'tools', 'benchmark.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope='module')
+def tool():
+    return _load_tool()
+
+
+def test_inference_rows_header_and_json(tool, tmp_path, capsys):
+    pytest.importorskip('onnxruntime')
+    path = tmp_path / 'bench.json'
+    rows = tool.main(['--models', 'EMOv2-1M', 'timm:does_not_exist', '--batch-sizes', '1', '2',
+                      '--backend', 'torch', 'onnxruntime', '--deploy', 'both',
+                      '--min-time', '0', '--warmup', '1', '--threads', '1',
+                      '--json', str(path)])
+    printed = capsys.readouterr().out
+    # 2 models x (torch, onnxruntime) x (deploy off, on)
+    assert len(rows) == 8
+    emo = [r for r in rows if r['model'] == 'EMOv2-1M']
+    assert all(r['error'] is None for r in emo)
+    assert {(r['backend'], r['deploy_requested']) for r in emo} == {
+        ('torch', False), ('torch', True), ('onnxruntime', False), ('onnxruntime', True)}
+    for row in emo:
+        assert set(row['images_per_s']) == {1, 2} and min(row['images_per_s'].values()) > 0
+        assert row['ratio'] == {1: 1.0, 2: 1.0}  # the baseline against itself
+        assert row['params'] > 1e6
+    assert all(r['deploy'] in ('on', 'n/a') for r in emo if r['deploy_requested'])
+    # A model that cannot be built is reported, not fatal.
+    failed = [r for r in rows if r['model'] == 'timm:does_not_exist']
+    assert failed and all(r['error'] for r in failed)
+    assert 'error: timm:does_not_exist' in printed
+    for text in ('threads: torch 1, onnxruntime 1', 'torch ', 'load average',
+                 'bs1 img/s', 'x EMOv2-1M', 'classifier at 224x224'):
+        assert text in printed
+    saved = json.loads(path.read_text())
+    assert saved['header']['torch_threads'] == 1 and len(saved['rows']) == 8
+
+
+def test_backbone_training_step(tool, capsys):
+    rows = tool.main(['--models', 'EMOv2-1M', '--input', '64x96', '--train',
+                      '--batch-sizes', '2', '--min-time', '0', '--warmup', '1'])
+    printed = capsys.readouterr().out
+    assert rows[0]['error'] is None and rows[0]['images_per_s'][2] > 0
+    assert 'backbone at 64x96, train step' in printed
+
+
+@pytest.mark.parametrize('argv,message', [
+    (['--models', 'NoSuchNet'], 'Unknown model'),
+    (['--models', 'EMOv2-1M', '--baseline', 'EMOv2-5M'], None),
+    (['--models', 'EMOv2-1M', '--input', '224'], None),
+    (['--models', 'EMOv2-1M', '--train', '--backend', 'onnxruntime'], None),
+])
+def test_bad_arguments_exit_with_a_message(tool, argv, message):
+    with pytest.raises(SystemExit) as info:
+        tool.main(argv)
+    if message:
+        assert message in str(info.value)
+    else:
+        assert info.value.code == 2  # argparse usage error, message on stderr
