@@ -4,8 +4,6 @@ import logging
 import pytest
 import torch
 
-import emo_mm.models.blocks as blocks
-import emo_mm.models.layers as layers
 from emo_mm.apis import load_config
 from emo_mm.engine.compile import CompileHook, compiled_target, enable_compile
 from emo_mm.models import EMO, VEMO, EMOv2
@@ -52,26 +50,8 @@ def test_fullgraph_compile_matches_eager(fused):
         assert relative_error(a, e) < 1e-5
 
 
-def _window_grid_nonnegative(spatial_size, window_size):
-    """``layers.window_grid`` with the ceiling written ``(size + win - 1) // win``.
-
-    With symbolic sizes (``dynamic=True``) the model's ``-(-size // win)`` makes dynamo
-    emit a guard that fails on the very input it was made for ("Guard failed on the same
-    frame it was created"), so the compile raises. TODO(lead): make this the body of
-    ``emo_mm.models.layers.window_grid``, then drop the monkeypatch.
-    """
-    windows, lengths = [], []
-    for size, win in zip(spatial_size, window_size):
-        win = size if win <= 0 else win
-        windows.append((size + win - 1) // win)
-        lengths.append(win)
-    return tuple(windows), tuple(lengths)
-
-
 @pytest.mark.slow
-def test_dynamic_compile_reuses_the_graph_across_sizes(monkeypatch):
-    monkeypatch.setattr(layers, 'window_grid', _window_grid_nonnegative)
-    monkeypatch.setattr(blocks, 'window_grid', _window_grid_nonnegative)
+def test_dynamic_compile_reuses_the_graph_across_sizes():
     graphs = []
 
     def counting_backend(graph_module, example_inputs):

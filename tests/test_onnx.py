@@ -6,8 +6,6 @@ import os.path as osp
 import pytest
 import torch
 
-import emo_mm.models.blocks as blocks
-import emo_mm.models.layers as layers
 from emo_mm.models import EMO, EMOv2
 from emo_mm.utils.onnx import TRACE_SIZE, export_onnx, switch_to_deploy, verify_onnx
 from helpers import REPO, build_classifier
@@ -17,29 +15,6 @@ pytest.importorskip('onnxruntime', reason='onnxruntime is a test dependency (req
 #: Sizes that need window padding in some stage and sizes that need none (224: 14x14 and
 #: 7x7 maps at strides 16 / 32), odd ones, and a batch of 2.
 CHECK_SHAPES = [(1, 3, 224, 224), (2, 3, 256, 320), (1, 3, 193, 257), (1, 3, 97, 131)]
-
-
-def _window_grid_nonnegative(spatial_size, window_size):
-    """``layers.window_grid`` with the ceiling division written ``(size + win - 1) // win``.
-
-    The model's ``-(-size // win)`` floors a negative number. Traced for ONNX, integer
-    division becomes ONNX ``Div``, which truncates toward zero, so the graph counts
-    ``floor(size / win)`` windows (17 -> 2 instead of 3) at every size but multiples of
-    the window. TODO(lead): make this the body of ``emo_mm.models.layers.window_grid``,
-    then drop this fixture.
-    """
-    windows, lengths = [], []
-    for size, win in zip(spatial_size, window_size):
-        win = size if win <= 0 else win
-        windows.append((size + win - 1) // win)
-        lengths.append(win)
-    return tuple(windows), tuple(lengths)
-
-
-@pytest.fixture(autouse=True)
-def nonnegative_window_grid(monkeypatch):
-    monkeypatch.setattr(layers, 'window_grid', _window_grid_nonnegative)
-    monkeypatch.setattr(blocks, 'window_grid', _window_grid_nonnegative)
 
 
 def test_trace_size_pads_every_attention_stage():

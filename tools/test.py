@@ -43,6 +43,9 @@ def parse_args():
                         help='override config entries')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    parser.add_argument('--compile', action='store_true',
+                        help='torch.compile the backbone (dynamic shapes: varying input '
+                        'sizes reuse graphs instead of recompiling each)')
     parser.add_argument('--debug', action='store_true', help='show tracebacks of errors')
     args = parser.parse_args()
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
@@ -58,6 +61,9 @@ def main():
                               trust_checkpoint=args.trust_checkpoint)
     if args.deploy:
         cfg.custom_hooks = [*cfg.get('custom_hooks', []), dict(type='emo_mm.SwitchToDeployHook')]
+    if args.compile:
+        from emo_mm.engine.compile import enable_compile
+        enable_compile(cfg)
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
     trusted = [args.checkpoint] if cfg.trust_checkpoint else []

@@ -48,6 +48,9 @@ def parse_args():
                         help='override config entries, e.g. train_cfg.max_epochs=3')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    parser.add_argument('--compile', action='store_true',
+                        help='torch.compile the backbone (dynamic shapes: varying input '
+                        'sizes reuse graphs instead of recompiling each)')
     parser.add_argument('--debug', action='store_true', help='show tracebacks of errors')
     args = parser.parse_args()
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
@@ -65,6 +68,9 @@ def main():
                                data_root=args.data_root, trust_checkpoint=args.trust_checkpoint,
                                overwrite=args.overwrite)
     _work_dir.append(cfg.work_dir)
+    if args.compile:
+        from emo_mm.engine.compile import enable_compile
+        enable_compile(cfg)
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
     trusted = [cfg.load_from] if cfg.trust_checkpoint and cfg.get('load_from') else []

@@ -56,7 +56,10 @@ def window_grid(spatial_size: Sequence[int],
     windows, lengths = [], []
     for size, win in zip(spatial_size, window_size):
         win = size if win <= 0 else win
-        windows.append(-(-size // win))  # ceil division
+        # Ceiling division on non-negative numbers: traced for ONNX, ``//`` becomes Div,
+        # which truncates toward zero (``-(-size // win)`` would floor), and under
+        # torch.compile with symbolic sizes the negated form makes guards that fail.
+        windows.append((size + win - 1) // win)
         lengths.append(win)
     return tuple(windows), tuple(lengths)
 
@@ -168,7 +171,8 @@ def map_from_merged(x: torch.Tensor, spatial_size: Sequence[int],
     """(B, heads, D, *pairs) or (B, *pairs, heads, D) -> (B, C, *S), a view if contiguous."""
     batch = x.shape[0]
     if channels_last:
-        return x.reshape(batch, *spatial_size, -1).movedim(-1, 1)
+        x = x.reshape(batch, *spatial_size, -1)
+        return x.permute(0, x.dim() - 1, *range(1, x.dim() - 1))
     return x.reshape(batch, -1, *spatial_size)
 
 

@@ -37,8 +37,11 @@ class ChannelLayerNorm(nn.Module):
         self.norm = nn.LayerNorm(num_channels, eps=eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # movedim gives views; layer_norm needs the channel axis last.
-        return self.norm(x.movedim(1, -1)).movedim(-1, 1)
+        # Permuted views; layer_norm needs the channel axis last. Non-negative dims keep
+        # the ONNX export's Transpose valid.
+        last = x.dim() - 1
+        y = self.norm(x.permute(0, *range(2, last + 1), 1))
+        return y.permute(0, last, *range(1, last))
 
 
 def build_norm(kind: str, num_channels: int, spatial_dims: int = 2) -> nn.Module:

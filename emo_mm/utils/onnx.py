@@ -120,34 +120,6 @@ def _quiet_tracer():
         yield
 
 
-@contextlib.contextmanager
-def _positive_movedim():
-    """Makes ``Tensor.movedim`` / ``torch.movedim`` receive non-negative dims while tracing.
-
-    The TorchScript exporter writes a negative ``movedim`` dim into the ONNX Transpose
-    permutation as it is (``perm=[0, -1, 1, 2]``), which onnxruntime rejects; the
-    channel LayerNorm of EMO blocks moves the channel axis with ``movedim(1, -1)``.
-    """
-    original_method, original_function = torch.Tensor.movedim, torch.movedim
-
-    def positive(tensor, dims):
-        if isinstance(dims, int):
-            return dims % tensor.dim()
-        return type(dims)(d % tensor.dim() for d in dims)
-
-    def movedim_method(self, source, destination):
-        return original_method(self, positive(self, source), positive(self, destination))
-
-    def movedim_function(tensor, source, destination):
-        return original_function(tensor, positive(tensor, source), positive(tensor, destination))
-
-    torch.Tensor.movedim, torch.movedim = movedim_method, movedim_function
-    try:
-        yield
-    finally:
-        torch.Tensor.movedim, torch.movedim = original_method, original_function
-
-
 def export_onnx(model: nn.Module,
                 path: str,
                 in_channels: int = 3,
@@ -190,7 +162,7 @@ def export_onnx(model: nn.Module,
     # Output maps' sizes follow the input's; naming them per output keeps them apart.
     for i, name in enumerate(names):
         dynamic_axes[name] = {0: 'batch'}
-    with torch.no_grad(), _quiet_tracer(), _positive_movedim():
+    with torch.no_grad(), _quiet_tracer():
         torch.onnx.export(wrapper, (example, ), path, input_names=['input'],
                           output_names=names, dynamic_axes=dynamic_axes,
                           opset_version=opset, dynamo=False)
