@@ -212,3 +212,65 @@ def test_classifier_free_guidance():
     partial = classifier_free_guidance(net, x, t, y, 4, 4.0, 3, guided_channels=2)
     torch.testing.assert_close(partial[:, :2], guided[:, :2])
     torch.testing.assert_close(partial[:, 2:], cond[:, 2:])
+
+
+def _tiny_model(**sample_cfg):
+    from emo_mm.generation import DiffusionModel
+    return DiffusionModel(TinyDenoiser(num_classes=4), sample_cfg=dict(steps=5, **sample_cfg),
+                          data_preprocessor=dict(type='emo_mm.DiffusionDataPreprocessor',
+                                                 mean=127.5, std=127.5, quantize=True))
+
+
+def test_diffusion_model_loss_and_predict():
+    from mmengine.structures import BaseDataElement
+    torch.manual_seed(0)
+    model = _tiny_model(cfg_scale=2.0, clip_denoised=True)
+    images = [torch.randint(0, 256, (3, 8, 8), dtype=torch.uint8) for _ in range(4)]
+    samples = [BaseDataElement(gt_label=i % 4, sample_idx=i) for i in range(4)]
+    data = model.data_preprocessor(dict(inputs=images, data_samples=samples), training=True)
+    assert data['inputs'].abs().max() <= 1
+    losses = model(**data, mode='loss')
+    assert set(losses) == {'loss', 'mse', 'vb'} and losses['loss'].requires_grad
+    losses['loss'].backward()
+    model.eval()
+    out = model(None, samples, mode='predict')
+    assert [o.gt_label for o in out] == [0, 1, 2, 3]
+    assert out[0].pred_image.dtype == torch.uint8 and out[0].pred_image.shape == (3, 8, 8)
+    # the sample of data set index 2 does not depend on its batch
+    again = model(None, samples[2:3], mode='predict')
+    torch.testing.assert_close(again[0].pred_image.float(), out[2].pred_image.float(), atol=1,
+                               rtol=0)
+    with pytest.raises(ValueError, match='Class labels must be in 0..3'):
+        model(None, [BaseDataElement(gt_label=4)], mode='predict')
+    with pytest.raises(ValueError, match='learn_sigma'):
+        from emo_mm.generation import DiffusionModel
+        DiffusionModel(TinyDenoiser(), learn_sigma=False)
+
+
+def test_latent_dataset(tmp_path):
+    from emo_mm.generation import LatentDataset
+    np.save(tmp_path / 'latents.npy', np.random.randn(5, 4, 2, 2).astype(np.float16))
+    np.save(tmp_path / 'labels.npy', np.arange(5, dtype=np.int64))
+    (tmp_path / 'classes.txt').write_text('\n'.join(f'c{i}' for i in range(5)))
+    dataset = LatentDataset(str(tmp_path), num_classes=5)
+    item = dataset[3]
+    assert item['inputs'].dtype == torch.float32 and item['inputs'].shape == (4, 2, 2)
+    assert item['data_samples'].gt_label == 3 and dataset.metainfo['classes'][3] == 'c3'
+    with pytest.raises(ValueError, match='outside the 3 classes'):
+        LatentDataset(str(tmp_path), num_classes=3)
+    np.save(tmp_path / 'labels.npy', np.arange(4, dtype=np.int64))
+    with pytest.raises(ValueError, match='expected 5 integer labels'):
+        LatentDataset(str(tmp_path))
+    with pytest.raises(FileNotFoundError, match='latents.npy'):
+        LatentDataset(str(tmp_path / 'missing'))
+
+
+def test_frechet_distance_closed_form():
+    from emo_mm.generation.metrics import frechet_distance
+    # diagonal covariances: |m1 - m2|^2 + sum (s1 - s2)^2 over the standard deviations
+    m1, m2 = np.array([0., 1.]), np.array([1., 3.])
+    c1, c2 = np.diag([4., 9.]), np.diag([1., 1.])
+    assert frechet_distance(m1, c1, m2, c2) == pytest.approx(5 + 1 + 4)
+    rotation = np.array([[0.6, -0.8], [0.8, 0.6]])
+    c3 = rotation @ np.diag([2., 0.5]) @ rotation.T
+    assert frechet_distance(m1, c3, m1, c3) == pytest.approx(0, abs=1e-9)

@@ -13,6 +13,7 @@
 The classifier ("judge") trains once per data set in seconds and is cached next to the
 data (``<data_root>/judge_classifier.pth``), keyed by the data set's generation stamp.
 """
+import os
 import os.path as osp
 from typing import List, Optional, Sequence
 
@@ -96,7 +97,9 @@ def load_judge(data_root: str, epochs: int = 10, seed: int = 0):
     if cached is None or cached['key'] != key:
         cached = _train_judge(data_root, epochs, seed)
         cached['key'] = key
-        torch.save(cached, path)
+        tmp = f'{path}.{os.getpid()}.tmp'  # written whole, then moved: no partial file
+        torch.save(cached, tmp)
+        os.replace(tmp, path)
     model = JudgeClassifier(len(cached['classes']))
     model.load_state_dict(cached['state_dict'])
     return dict(cached, model=model.eval())
