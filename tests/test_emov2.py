@@ -147,21 +147,28 @@ def test_drop_path_schedule():
     assert not blocks[0].has_skip and blocks[1].has_skip
 
 
-def test_fused_and_eager_attention_agree():
-    """The fused path (convs before padding, torch SDPA) equals the eager reference."""
+@pytest.mark.parametrize('size', [(100, 150), (224, 224)])
+def test_attention_paths_agree(size):
+    """SDPA (True) and the automatic path (None: convs before padding, kernel by device;
+    on CPU two matmuls; identical partitions computed once) equal the eager reference
+    (False, the authors' order). 100x150 pads every stage; at 224 stage 4 is one window
+    of 7x7, where the contiguous and strided partitions coincide."""
     model = EMOv2('2M', window_size=7).eval()
     for module in model.modules():
         if isinstance(module, I2RMB):
             module.ls.gamma.data.fill_(0.7)  # make every block matter
-    x = torch.randn(2, 3, 100, 150)  # stage3 7x10 and stage4 4x5: padding everywhere
-    set_fused_attention(model, True)
-    fused = model(x)
-    set_fused_attention(model, False)
-    eager = model(x)
-    assert not any(m.fused_attn for m in model.modules() if isinstance(m, WindowAttention))
-    for a, b in zip(fused, eager):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    x = torch.randn(2, 3, *size)
+    outs = {}
+    for path in (True, None, False):
+        set_fused_attention(model, path)
+        with torch.no_grad():
+            outs[path] = model(x)
+    assert all(m.fused_attn is False for m in model.modules() if isinstance(m, WindowAttention))
+    for path in (True, None):
+        for a, b in zip(outs[path], outs[False]):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
     assert EMOv2('1M', fused_attn=False).stage3[1].eops[0].fused_attn is False
+    assert EMOv2('1M').stage3[1].eops[0].fused_attn is None
 
 
 def test_spanning_is_sum_of_partitions():

@@ -4,12 +4,19 @@
     python tools/get_flops.py 5M --shape 512 --window 8    # the authors' 512 setting
     python tools/get_flops.py 5M --backbone --window 10    # detection backbone alone
     python tools/get_flops.py configs/retinanet_emov2_5m_coco.py --shape 800 1333
+    python tools/get_flops.py DEMO-S-2 DEMO-B-2 DEMO-L-2 DEMO-XL-2 DiT-S-2 DiT-B-2 DiT-L-2 DiT-XL-2
+    python tools/get_flops.py configs/dit/demo-s-2_imagenet256.py     # its denoiser
+
+Diffusion denoisers (D-EMO, DiT) are counted on 32x32x4 latents (256x256 images; --shape
+sets the latent size) at one timestep and label, built on the meta device (shapes only,
+so even XL-2 takes a second; the counts equal a real build's).
 
 FLOPs follow the papers' (fvcore) convention: one per multiply-accumulate of conv,
 linear and attention matmuls, plus 2 per element of BatchNorm and 5 of LayerNorm.
 """
 import argparse
 import os.path as osp
+import re
 
 import torch
 
@@ -20,19 +27,27 @@ from emo_mm.apis import build_model, load_config
 from emo_mm.utils.flops import count_flops
 
 FAMILIES = {'emov2': 'emov2_{}_in1k', 'emov1': 'emov1_{}_in1k'}
+#: D-EMO / DiT denoisers by name, e.g. DEMO-S-2, DiT-XL-2.
+DENOISER_NAME = re.compile(r'^(demo|dit)-((?:s|b|l|xl)-\d+)$', re.IGNORECASE)
+DENOISER_TYPES = {'demo': ('emo_mm.DEMO', 'D-EMO'), 'dit': ('emo_mm.DiT', 'DiT')}
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('models', nargs='+',
-                        help='variant names (1M, 2M, 5M, 20M, 50M; EMOv1: v1-5M) or config files')
+                        help='variant names (1M, 2M, 5M, 20M, 50M; EMOv1: v1-5M; '
+                        'DEMO-S-2 ... DEMO-XL-2, DiT-S-2 ... DiT-XL-2) or config files')
     parser.add_argument('--shape', type=int, nargs='+', default=None,
                         help='input H [W] (default 224 for variants; required for configs '
                         'without a fixed size: 800 1333 for COCO, 512 512 for ADE20K)')
     parser.add_argument('--window', type=int, default=None,
                         help='attention window (default: the config\'s; 7 for classifiers)')
     parser.add_argument('--backbone', action='store_true', help='count the backbone only')
+    parser.add_argument('--split-matmul', action='store_true',
+                        help='also print the attention matmuls (q k^T, A v) and the FLOPs '
+                        'without them (how fused attention kernels are often left uncounted, '
+                        'e.g. the EMOv2 table\'s DiT figures)')
     return parser.parse_args()
 
 
@@ -45,9 +60,42 @@ def resolve(name: str):
     return FAMILIES[family].format(arch.lower()), label
 
 
+def measure_denoiser(denoiser_cfg: dict, label: str, args):
+    """Params and FLOPs of a diffusion denoiser net(x, t, y) on latents, built on meta."""
+    from mmengine.registry import MODELS, init_default_scope
+    init_default_scope('emo_mm')
+    denoiser_cfg = dict(denoiser_cfg)
+    if args.shape:
+        if len(set(args.shape)) != 1:
+            raise SystemExit('Denoisers take square latents: give one --shape value.')
+        denoiser_cfg['input_size'] = args.shape[0]
+    if args.window is not None:
+        if 'DEMO' not in denoiser_cfg['type']:
+            raise SystemExit('--window applies to D-EMO only (DiT attends globally).')
+        arch = denoiser_cfg.get('arch', 'S-2')
+        arch = dict(MODELS.get(denoiser_cfg['type']).resolve_arch(arch))
+        arch['window_size'] = args.window
+        denoiser_cfg['arch'] = arch
+    with torch.device('meta'):
+        model = MODELS.build(denoiser_cfg).eval()
+        size = model.input_size
+        inputs = (torch.zeros(1, model.in_channels, size, size), torch.tensor([500]),
+                  torch.tensor([0]))
+    counts = count_flops(model, *inputs)
+    window = model.arch.get('window_size', '-')
+    return label, (size, size), window, counts
+
+
 def measure(name: str, args):
+    match = DENOISER_NAME.match(name)
+    if match and not osp.isfile(name):
+        family, arch = match.group(1).lower(), match.group(2).upper()
+        type_name, display = DENOISER_TYPES[family]
+        return measure_denoiser(dict(type=type_name, arch=arch), f'{display}-{arch}', args)
     config, label = resolve(name)
     cfg = load_config(config)
+    if cfg.model.get('denoiser') is not None:  # a diffusion model: count its network
+        return measure_denoiser(cfg.model.denoiser, label, args)
     if args.window is not None:
         cfg.model.backbone.window_size = args.window
     model = build_model(cfg).eval()
@@ -68,6 +116,8 @@ def main():
     args = parse_args()
     header = (f'{"model":<28}{"input":>10}{"window":>8}{"params":>14}{"MACs":>16}'
               f'{"BN+LN":>12}{"FLOPs":>16}{"FLOPs (G)":>11}')
+    if args.split_matmul:
+        header += f'{"matmul (G)":>12}{"w/o matmul (G)":>16}'
     print(header)
     print('-' * len(header))
     for name in args.models:
@@ -75,7 +125,9 @@ def main():
         if args.backbone:
             label += ' (backbone)'
         print(f'{label:<28}{f"{h}x{w}":>10}{window:>8}{c["params"]:>14,}{c["macs"]:>16,}'
-              f'{c["bn"] + c["ln"]:>12,}{c["flops"]:>16,}{c["flops"] / 1e9:>11.3f}')
+              f'{c["bn"] + c["ln"]:>12,}{c["flops"]:>16,}{c["flops"] / 1e9:>11.3f}'
+              + (f'{c["matmul"] / 1e9:>12.3f}{(c["flops"] - c["matmul"]) / 1e9:>16.3f}'
+                 if args.split_matmul else ''))
 
 
 if __name__ == '__main__':

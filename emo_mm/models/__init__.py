@@ -1,13 +1,15 @@
 """Models of emo_mm, registered in the ``emo_mm`` scope on import.
 
 Layers: ``layers`` (convs, norms, folds) < ``attention`` (the window attention) < ``blocks``
-(iRMB, i2RMB) < ``backbones`` (one file per family on ``backbones/base.py``).
+(iRMB, i2RMB) < ``backbones`` (one file per family on ``backbones/base.py``) and ``dit``
+(the DiT / D-EMO denoisers).
 """
 from .attention import MIXERS, WindowAttention, attention_path, set_fused_attention
 from .backbones import EMO, VEMO, EMOBackbone, EMOv2, I2RMBBackbone, inflate_2d_state
 from .blocks import I2RMB, IRMB, MetaMobileBlock
 from .checkpoint import (CheckpointError, authors_to_mmpretrain, load_pretrained,
                          mmpretrain_to_authors)
+from .dit import DEMO, DEMOBlock, DiffusionTransformer, DiT, DiTBlock, convert_official_dit
 from .layers import reparameterize
 
 
@@ -34,5 +36,6 @@ __all__ = [
     'EMO', 'EMOv2', 'VEMO', 'UEMO', 'EMOBackbone', 'I2RMBBackbone', 'I2RMBConvBlock',
     'inflate_2d_state', 'I2RMB', 'IRMB', 'MetaMobileBlock', 'WindowAttention', 'MIXERS',
     'set_fused_attention', 'attention_path', 'switch_to_deploy', 'reparameterize',
+    'DiT', 'DEMO', 'DiffusionTransformer', 'DiTBlock', 'DEMOBlock', 'convert_official_dit',
     'CheckpointError', 'load_pretrained', 'authors_to_mmpretrain', 'mmpretrain_to_authors'
 ]

@@ -100,9 +100,9 @@ def crop(x: torch.Tensor, spatial: Sequence[int]) -> torch.Tensor:
     return x[(Ellipsis, ) + tuple(slice(0, s) for s in spatial)]
 
 
-def partition_heads(x: torch.Tensor, num_heads: int, windows, lengths,
-                    strided: bool) -> torch.Tensor:
-    """(B, heads*D, *S) -> (B * num_windows, heads, tokens_per_window, D)."""
+def _window_view(x: torch.Tensor, num_heads: int, windows, lengths,
+                 strided: bool) -> torch.Tensor:
+    """(B, heads*D, *S) -> permuted view (B, *windows, heads, *lengths, D), no copy."""
     B, C = x.shape[:2]
     nd = len(windows)
     # (outer, inner) sizes per axis: strided windows are the inner (fast) factor.
@@ -113,8 +113,33 @@ def partition_heads(x: torch.Tensor, num_heads: int, windows, lengths,
     # index the w-factor.
     win_axes = [4 + 2 * d if strided else 3 + 2 * d for d in range(nd)]
     tok_axes = [3 + 2 * d if strided else 4 + 2 * d for d in range(nd)]
-    x = x.permute(0, *win_axes, 1, *tok_axes, 2)
-    return x.reshape(B * math.prod(windows), num_heads, math.prod(lengths), C // num_heads)
+    return x.permute(0, *win_axes, 1, *tok_axes, 2)
+
+
+def partition_heads(x: torch.Tensor, num_heads: int, windows, lengths,
+                    strided: bool) -> torch.Tensor:
+    """(B, heads*D, *S) -> (B * num_windows, heads, tokens_per_window, D)."""
+    B, C = x.shape[:2]
+    return _window_view(x, num_heads, windows, lengths, strided).reshape(
+        B * math.prod(windows), num_heads, math.prod(lengths), C // num_heads)
+
+
+def partition_heads_stacked(x: torch.Tensor, num_heads: int, windows, lengths,
+                            partitions: Sequence[bool]) -> torch.Tensor:
+    """Several partitions of one map in one batch, each copied once:
+    (B, heads*D, *S) -> (P * B * num_windows, heads, tokens_per_window, D)."""
+    if len(partitions) == 1:
+        return partition_heads(x, num_heads, windows, lengths, partitions[0])
+    B, C = x.shape[:2]
+    views = [_window_view(x, num_heads, windows, lengths, strided) for strided in partitions]
+    return torch.stack(views).view(len(partitions) * B * math.prod(windows), num_heads,
+                                   math.prod(lengths), C // num_heads)
+
+
+def same_windows(windows, lengths) -> bool:
+    """Whether contiguous and strided partitions group the tokens identically (every axis
+    holds one window, or windows of one token): then their attention outputs are equal."""
+    return all(n == 1 or w == 1 for n, w in zip(windows, lengths))
 
 
 def merge_heads(x: torch.Tensor, batch: int, windows, lengths, strided: bool,
@@ -176,8 +201,10 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float,
     if fused:
         drop = attn_drop.p if attn_drop.training else 0.
         return F.scaled_dot_product_attention(q, k, v, dropout_p=drop, scale=scale)
-    attn = ((q @ k.transpose(-2, -1)) * scale).softmax(dim=-1)
-    return attn_drop(attn) @ v
+    # The scale rides in the GEMM (alpha) instead of a pass over the logits.
+    logits = torch.baddbmm(q.new_zeros(()), q.flatten(0, -3), k.flatten(0, -3).transpose(-2, -1),
+                           beta=0., alpha=scale).view(*q.shape[:-1], k.shape[-2])
+    return attn_drop(logits.softmax(dim=-1)) @ v
 
 
 def set_fused_attention(model: nn.Module, fused: Optional[bool]) -> None:
@@ -245,14 +272,24 @@ def window_attention(x: torch.Tensor,
     # Merge back into the memory layout the block runs in, so the residual adds and the
     # depth-wise conv that follow do not mix layouts.
     channels_last = is_channels_last(values)
+    partitions = tuple(partitions)
+    repeats = 1
+    if not reference and len(partitions) > 1 and same_windows(windows, lengths):
+        # Both partitions are the same windows in the same token order: the sum is twice
+        # one of them, bit for bit. (The reference path keeps the authors' computation,
+        # which FLOP counting sees.)
+        partitions, repeats = partitions[:1], len(partitions)
+    q_w, k_w, v_w = (partition_heads_stacked(t, num_heads, windows, lengths, partitions)
+                     for t in (q, k, values))
+    y = attention(q_w, k_w, v_w, scale, fused, attn_drop)
+    y = y.view(len(partitions), -1, *y.shape[1:])
     out = None
-    for strided in partitions:
-        q_w, k_w, v_w = (partition_heads(t, num_heads, windows, lengths, strided)
-                         for t in (q, k, values))
-        y = attention(q_w, k_w, v_w, scale, fused, attn_drop)
-        y = merge_heads(y, batch, windows, lengths, strided, channels_last)
+    for part, strided in zip(y, partitions):
+        part = merge_heads(part, batch, windows, lengths, strided, channels_last)
         # A later partition is added to the first's (contiguous) map viewed its way.
-        out = y.contiguous() if out is None else out.view(y.shape) + y
+        out = part.contiguous() if out is None else out.view(part.shape).add_(part)
+    if repeats > 1:
+        out = out.mul_(repeats)
     out = map_from_merged(out, values.shape[2:], channels_last)
     if values_first:
         return crop(out, spatial)
