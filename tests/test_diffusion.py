@@ -274,3 +274,23 @@ def test_frechet_distance_closed_form():
     rotation = np.array([[0.6, -0.8], [0.8, 0.6]])
     c3 = rotation @ np.diag([2., 0.5]) @ rotation.T
     assert frechet_distance(m1, c3, m1, c3) == pytest.approx(0, abs=1e-9)
+
+
+def test_imagenet_configs_build_the_diffusion_model(tmp_path):
+    import os.path as osp
+
+    from mmengine.config import Config
+    from mmengine.registry import DATASETS, MODELS, init_default_scope
+
+    from emo_mm.generation import DiffusionModel, LatentDataset
+    repo = osp.dirname(osp.dirname(osp.abspath(__file__)))
+    cfg = Config.fromfile(osp.join(repo, 'configs', 'dit', 'demo-s-2_imagenet256.py'))
+    init_default_scope(cfg.default_scope)
+    with torch.device('meta'):
+        model = MODELS.build(cfg.model)
+    assert isinstance(model, DiffusionModel) and model.diffusion.num_timesteps == 1000
+    assert model.sample_cfg['steps'] == 250 and model.num_classes == 1000
+    np.save(tmp_path / 'latents.npy', np.zeros((2, 4, 32, 32), np.float16))
+    np.save(tmp_path / 'labels.npy', np.array([0, 999]))
+    dataset = DATASETS.build(dict(cfg.train_dataloader.dataset, data_root=str(tmp_path)))
+    assert isinstance(dataset, LatentDataset) and len(dataset) == 2

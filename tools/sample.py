@@ -103,9 +103,9 @@ def main():
     args = parse_args()
     from mmengine.config import Config
     from mmengine.registry import MODELS, init_default_scope
-    from mmengine.runner import load_checkpoint
 
     from emo_mm.engine import verify_checkpoint
+    from emo_mm.models.checkpoint import extract_state_dict, read_checkpoint
     cfg = Config.fromfile(args.config)
     init_default_scope(cfg.get('default_scope', 'emo_mm'))
     model = MODELS.build(cfg.model)
@@ -115,7 +115,9 @@ def main():
     if not osp.isfile(args.checkpoint):
         raise SystemExit(f'Checkpoint {args.checkpoint!r} does not exist.')
     verify_checkpoint(model, args.checkpoint)
-    load_checkpoint(model, args.checkpoint, map_location='cpu', strict=True)
+    # a Runner checkpoint (with its message hub) of a training run, read as tools/test.py does
+    model.load_state_dict(extract_state_dict(read_checkpoint(args.checkpoint, weights_only=False),
+                                             args.checkpoint), strict=True)
     model.to(args.device).eval()
     num_classes = model.num_classes
     bad = [c for c in args.classes if not 0 <= c < num_classes]

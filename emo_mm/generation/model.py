@@ -51,9 +51,9 @@ class DiffusionDataPreprocessor(BaseDataPreprocessor):
         super().__init__(non_blocking)
         if not 0.0 <= hflip_prob <= 1.0:
             raise ValueError(f'hflip_prob must be in [0, 1], got {hflip_prob}.')
+        if std is not None and 0 in torch.as_tensor(std, device='cpu').flatten().tolist():
+            raise ValueError(f'std must be non-zero, got {std}.')
         mean, std = _channel_stats(mean), _channel_stats(std)
-        if std is not None and (std == 0).any():
-            raise ValueError('std must be non-zero.')
         self.register_buffer('mean', mean if mean is not None else torch.zeros(1, 1, 1), False)
         self.register_buffer('std', std if std is not None else torch.ones(1, 1, 1), False)
         self.hflip_prob = hflip_prob
