@@ -2,8 +2,10 @@
 # 3 colours) for a few CPU minutes: the generation demo and learning test. DiT's diffusion
 # (1000 linear-beta steps, noise MSE + learned-variance VLB, label dropout 0.1, EMA), with
 # what minutes on a CPU need: a 4-block D-EMO of width 96 on 4x4 patches (8x8 tokens),
-# a higher learning rate with warm-up, a short EMA, and 25 respaced DDPM steps with
-# classifier-free guidance for evaluation.
+# a higher learning rate with warm-up, a short EMA, and 25 DDIM steps (eta 0) with
+# classifier-free guidance scale 4 for evaluation. On the seed-0 checkpoint of 1000
+# iterations these gave class accuracy 0.339 (DDIM 50 steps: 0.333, DDPM 100 steps: 0.261,
+# DDPM 25 steps at scale 2: 0.172).
 #   python -m emo_mm.generation.demo_data          # data/demo_gen_shapes (seconds)
 #   python tools/train.py configs/dit/demo-tiny_shapes32.py
 #   python tools/sample.py configs/dit/demo-tiny_shapes32.py \
@@ -26,7 +28,8 @@ model = dict(
     beta_schedule='linear',
     learn_sigma=True,
     # pixels in [-1, 1]: predicted images are clipped to that range at every step
-    sample_cfg=dict(sampler='ddpm', steps=25, cfg_scale=2.0, clip_denoised=True, seed=0),
+    sample_cfg=dict(sampler='ddim', steps=25, eta=0.0, cfg_scale=4.0, clip_denoised=True,
+                    seed=0),
     data_preprocessor=dict(type='emo_mm.DiffusionDataPreprocessor', mean=127.5, std=127.5,
                            hflip_prob=0.5, quantize=True),
 )

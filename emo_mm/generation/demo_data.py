@@ -11,8 +11,6 @@ the background's grey level vary. Folders: ``<root>/{train,val}/<colour>_<shape>
 import os
 import os.path as osp
 import sys
-from typing import Tuple
-
 import cv2
 import numpy as np
 
@@ -76,14 +74,6 @@ def make_class_shapes(root: str = GEN_SHAPES_ROOT, per_class_train: int = 300,
                     cv2.imwrite(osp.join(folder, f'{i:05d}.png'), image[..., ::-1])
 
     return _generate_once(root, params, write)
-
-
-def class_counts(root: str = GEN_SHAPES_ROOT) -> Tuple[int, int]:
-    """(train, val) images per class of a generated set."""
-    counts = []
-    for split in ('train', 'val'):
-        counts.append(len(os.listdir(osp.join(root, split, CLASSES[0]))))
-    return tuple(counts)
 
 
 if __name__ == '__main__':

@@ -52,7 +52,8 @@ def cosine_betas(num_timesteps: int, max_beta: float = 0.999) -> np.ndarray:
 BETA_SCHEDULES = {'linear': linear_betas, 'cosine': cosine_betas}
 
 
-def space_timesteps(num_timesteps: int, section_counts: Union[int, str, Sequence[int]]) -> List[int]:
+def space_timesteps(num_timesteps: int,
+                    section_counts: Union[int, str, Sequence[int]]) -> List[int]:
     """The steps kept when sampling with fewer steps (improved DDPM's respacing rule).
 
     Args:
