@@ -4,7 +4,9 @@ Every OpenMMLab 2.x toolbox's registries are children of the same roots, so a co
 any toolbox reaches emo_mm's modules as ``type='emo_mm.EMOv2'``: MMEngine imports
 ``emo_mm.registry`` for the scope and then the ``locations`` below, which register them.
 """
+from mmengine.registry import DATASETS as MMENGINE_DATASETS
 from mmengine.registry import HOOKS as MMENGINE_HOOKS
+from mmengine.registry import METRICS as MMENGINE_METRICS
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import TRANSFORMS as MMENGINE_TRANSFORMS
 from mmengine.registry import Registry
@@ -21,7 +23,12 @@ class _ModelRegistry(Registry):
 
 
 MODELS = _ModelRegistry('model', parent=MMENGINE_MODELS, scope='emo_mm',
-                        locations=['emo_mm.models'])
+                        locations=['emo_mm.models', 'emo_mm.generation'])
 HOOKS = Registry('hook', parent=MMENGINE_HOOKS, scope='emo_mm', locations=['emo_mm.engine'])
 TRANSFORMS = Registry('transform', parent=MMENGINE_TRANSFORMS, scope='emo_mm',
                       locations=['emo_mm.datasets.guard'])
+# The generation demo's data sets and metric (configs with default_scope='emo_mm').
+DATASETS = Registry('dataset', parent=MMENGINE_DATASETS, scope='emo_mm',
+                    locations=['emo_mm.generation'])
+METRICS = Registry('metric', parent=MMENGINE_METRICS, scope='emo_mm',
+                   locations=['emo_mm.generation'])
