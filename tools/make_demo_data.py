@@ -10,6 +10,7 @@
 """
 import argparse
 
+from emo_mm.generation.demo_data import GEN_SHAPES_ROOT, make_class_shapes
 from emo_mm.demo import data, pretrain
 
 # The default roots are those of configs/demo/_base_/demo_data.py (emo_mm.demo reads it).
@@ -19,6 +20,7 @@ SETS = {
     'hrf': (data.make_hrf_vessels, data.DEMO_SETTINGS.demo_hrf_root),
     'kinetics': (data.make_motion_videos, data.DEMO_SETTINGS.demo_kinetics_root),
     'shapes_backbone': (pretrain.pretrain_shapes_backbone, pretrain.SHAPES_BACKBONE),
+    'gen_shapes': (make_class_shapes, GEN_SHAPES_ROOT),
 }
 
 

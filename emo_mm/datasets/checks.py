@@ -32,6 +32,9 @@ LAYOUT_HINTS = {
                   'images/{training,validation}/*.png and annotations/{training,validation}/*.png',
     'VideoDataset': 'videos plus a "<video> <label>" list per split, as mmaction2\'s Kinetics '
                     'preparation scripts write them',
+    'ClassImageDataset': 'one folder of images per class under <split>/ (the generation demo '
+                         'set: python tools/make_demo_data.py gen_shapes)',
+    'LatentDataset': 'latents.npy and labels.npy written by tools/extract_latents.py',
 }
 
 

@@ -14,7 +14,7 @@ import sys
 import cv2
 import numpy as np
 
-from ..datasets.demo_data import _generate_once
+from ..demo.data import generate_once
 
 SHAPES = ('circle', 'square', 'triangle')
 #: RGB centres of the colours; each image jitters them by up to COLOUR_JITTER per channel.
@@ -73,7 +73,7 @@ def make_class_shapes(root: str = GEN_SHAPES_ROOT, per_class_train: int = 300,
                     image = draw_shape_image(rng, label, size)
                     cv2.imwrite(osp.join(folder, f'{i:05d}.png'), image[..., ::-1])
 
-    return _generate_once(root, params, write)
+    return generate_once(root, params, write)
 
 
 if __name__ == '__main__':
