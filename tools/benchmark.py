@@ -130,6 +130,24 @@ def mmpretrain_entry(name: str) -> Entry:
                  lambda size: _mmpretrain(name, size, backbone_only=True))
 
 
+def _denoiser(kind: str, arch: str) -> nn.Module:
+    from emo_mm.models.dit import DEMO, DiT
+    return (DEMO if kind == 'DEMO' else DiT)(arch)
+
+
+def latent_batch(batch: int, size: Tuple[int, int], device: str) -> Tuple[torch.Tensor, ...]:
+    """A denoiser's inputs: 4-channel latents, a mid-schedule timestep, class 0."""
+    return (torch.randn(batch, 4, *size, device=device),
+            torch.full((batch, ), 500, device=device),
+            torch.zeros(batch, dtype=torch.long, device=device))
+
+
+def denoiser_entry(kind: str, arch: str) -> Entry:
+    # 32x32 latents: 256x256 images through the Stable Diffusion VAE.
+    return Entry(functools.partial(_denoiser, kind, arch), 'emo_mm', inputs=latent_batch,
+                 default_size=(32, 32))
+
+
 MODEL_TABLE: Dict[str, Entry] = {
     **{f'EMOv2-{v}': emo_entry(f'emov2_{v.lower()}_in1k', window_size=10)
        for v in ('1M', '2M', '5M', '20M', '50M')},
@@ -146,6 +164,8 @@ MODEL_TABLE: Dict[str, Entry] = {
     'MobileNetV2/mmpretrain': mmpretrain_entry('mobilenet-v2_8xb32_in1k'),
     'EfficientFormer-L1/mmpretrain': mmpretrain_entry('efficientformer-l1_3rdparty_8xb128_in1k'),
     'ResNet-50/mmpretrain': mmpretrain_entry('resnet50_8xb32_in1k'),
+    **{f'{kind}-{arch}': denoiser_entry(kind, arch)
+       for kind in ('DEMO', 'DiT') for arch in ('S-2', 'B-2', 'L-2', 'XL-2')},
 }
 DEFAULT_MODELS = ['EMOv2-1M', 'EMOv2-5M', 'EdgeNeXt-XXS', 'EdgeNeXt-S', 'MobileNetV2',
                   'EfficientFormerV2-S1', 'FastViT-T8']
