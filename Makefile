@@ -3,7 +3,7 @@ PY := .venv/bin/python
 STAMP := .venv/.emo_mm-setup-done
 SETUP_INPUTS := tools/setup_env.sh setup.py $(wildcard requirements/*.txt)
 
-.PHONY: setup test test-fast test-clone demo benchmark flops clean-data
+.PHONY: setup test test-all test-fast test-clone demo benchmark flops clean-data
 
 setup: $(STAMP)
 
@@ -17,6 +17,11 @@ $(STAMP): $(SETUP_INPUTS)
 PYTEST_ARGS ?=
 
 test: setup
+	$(PY) -m pytest tests -m "not extended" $(PYTEST_ARGS)
+
+# Everything, the extended checks included (inductor compile, dynamic-shape recompiles,
+# the DiT generation comparison: several more minutes).
+test-all: setup
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
 # Parity, shapes, config builds and errors in a few minutes: the tests marked slow

@@ -51,6 +51,7 @@ def test_fullgraph_compile_matches_eager(fused):
 
 
 @pytest.mark.slow
+@pytest.mark.extended
 def test_dynamic_compile_reuses_the_graph_across_sizes():
     graphs = []
 
@@ -71,6 +72,7 @@ def test_dynamic_compile_reuses_the_graph_across_sizes():
 
 
 @pytest.mark.slow
+@pytest.mark.extended
 def test_inductor_compile_matches_eager():
     model = EMOv2('1M', window_size=7).eval()
     compiled = torch.compile(model, fullgraph=True)

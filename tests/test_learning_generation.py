@@ -48,6 +48,7 @@ def test_demo_generates_the_classes(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.extended
 def test_dit_block_at_equal_parameters(tmp_path):
     """The same run with DiT's block (574,572 parameters against D-EMO's 598,848)."""
     before, after = _train('dit-tiny_shapes32.py', tmp_path, 1000)
