@@ -99,6 +99,17 @@ def test_bad_input_errors():
     with pytest.raises(ValueError, match='expects NCHW'):
         model(torch.rand(3, 64, 64))
     assert EMOv2('1M', in_channels=1).eval()(torch.rand(1, 1, 32, 32))[0].shape[1] == 32
+    # dtypes and values a user can get wrong, caught before any layer runs
+    with pytest.raises(TypeError, match='floating-point input, got torch.uint8'):
+        model(torch.zeros(1, 3, 32, 32, dtype=torch.uint8))
+    with pytest.raises(TypeError, match='float32 weights but got torch.float64'):
+        model(torch.rand(1, 3, 32, 32, dtype=torch.float64))
+    for bad in (2.5, (7, 7, 7), 'ten'):
+        with pytest.raises(ValueError, match='window_size must be'):
+            EMOv2('1M', window_size=bad)
+    for bad in (0, -1, 2.0):
+        with pytest.raises(ValueError, match='in_channels must be a positive int'):
+            EMOv2('1M', in_channels=bad)
     with pytest.raises(ValueError, match='out_indices entry 5 is out of range'):
         EMOv2('1M', out_indices=(1, 5))
     with pytest.raises(ValueError, match='out of range'):
