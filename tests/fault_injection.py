@@ -72,6 +72,9 @@ def install(kind: str) -> None:
 
 
 if __name__ == '__main__':
+    # Ctrl-C as in a terminal: a process started in the background by a non-interactive
+    # shell (CI runners, `make test &`) inherits SIGINT ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     kind, script = sys.argv[1], sys.argv[2]
     sys.argv = [script] + sys.argv[3:]
     sys.path.insert(0, os.path.dirname(os.path.abspath(script)))
