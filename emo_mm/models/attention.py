@@ -32,7 +32,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .layers import ConvNormAct
+from .layers import ConvNormAct, memory_format_of
 
 #: Token mixers of the EMO blocks: partitions summed (``False`` contiguous, ``True``
 #: strided). The authors' ``hybrid_eops`` selector in brackets.
@@ -66,10 +66,7 @@ def window_grid(spatial_size: Sequence[int],
 
 def is_channels_last(x: torch.Tensor) -> bool:
     """Whether a 4-D / 5-D tensor is stored channels-last (and not also contiguous)."""
-    if x.dim() not in (4, 5) or x.is_contiguous():
-        return False
-    fmt = torch.channels_last if x.dim() == 4 else torch.channels_last_3d
-    return x.is_contiguous(memory_format=fmt)
+    return memory_format_of(x) is not torch.contiguous_format
 
 
 def pad_to_windows(x: torch.Tensor, windows, lengths,
@@ -86,11 +83,8 @@ def pad_to_windows(x: torch.Tensor, windows, lengths,
     if fill is None:
         # F.pad takes (before, after) pairs, last axis first.
         return F.pad(x, [p for s, t in zip(reversed(spatial), reversed(padded)) for p in (0, t - s)])
-    fmt = torch.contiguous_format
-    if is_channels_last(x):
-        fmt = torch.channels_last if x.dim() == 4 else torch.channels_last_3d
     out = torch.empty((x.shape[0], x.shape[1], *padded), dtype=x.dtype, device=x.device,
-                      memory_format=fmt)
+                      memory_format=memory_format_of(x))
     out.copy_(fill.view(1, -1, *([1] * len(spatial))).expand_as(out))
     out[(Ellipsis, ) + tuple(slice(0, s) for s in spatial)] = x
     return out
@@ -278,10 +272,12 @@ def window_attention(x: torch.Tensor,
     channels_last = is_channels_last(values)
     partitions = tuple(partitions)
     repeats = 1
-    if not reference and len(partitions) > 1 and same_windows(windows, lengths):
+    dropout_active = attn_drop.training and attn_drop.p > 0
+    if (not reference and not dropout_active and len(partitions) > 1
+            and same_windows(windows, lengths)):
         # Both partitions are the same windows in the same token order: the sum is twice
         # one of them, bit for bit. (The reference path keeps the authors' computation,
-        # which FLOP counting sees.)
+        # which FLOP counting sees; attention dropout draws a mask per partition.)
         partitions, repeats = partitions[:1], len(partitions)
     q_w, k_w, v_w = (partition_heads_stacked(t, num_heads, windows, lengths, partitions)
                      for t in (q, k, values))

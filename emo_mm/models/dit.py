@@ -315,6 +315,15 @@ class FinalLayer(nn.Module):
 # ---------------------------------------------------------------------------------------
 # The network.
 # ---------------------------------------------------------------------------------------
+#: DiT's sizes (hidden width, depth, heads, patch), which D-EMO keeps.
+DIT_SIZES = {
+    'S-2': dict(hidden=384, depth=12, heads=6, patch_size=2),
+    'B-2': dict(hidden=768, depth=12, heads=12, patch_size=2),
+    'L-2': dict(hidden=1024, depth=24, heads=16, patch_size=2),
+    'XL-2': dict(hidden=1152, depth=28, heads=16, patch_size=2),
+}
+
+
 class DiffusionTransformer(BaseModule):
     """A class-conditional DiT-style denoiser with DiT or D-EMO blocks.
 
@@ -559,12 +568,7 @@ class DiT(DiffusionTransformer):
     """
 
     block = 'dit'
-    arch_settings = {
-        'S-2': dict(hidden=384, depth=12, heads=6, patch_size=2),
-        'B-2': dict(hidden=768, depth=12, heads=12, patch_size=2),
-        'L-2': dict(hidden=1024, depth=24, heads=16, patch_size=2),
-        'XL-2': dict(hidden=1152, depth=28, heads=16, patch_size=2),
-    }
+    arch_settings = DIT_SIZES
     block_defaults = dict(mlp_ratio=4.0)
 
     def make_block(self, setting, fused_attn):
@@ -592,12 +596,7 @@ class DEMO(DiffusionTransformer):
     """
 
     block = 'demo'
-    arch_settings = {
-        'S-2': dict(hidden=384, depth=12, heads=6, patch_size=2),
-        'B-2': dict(hidden=768, depth=12, heads=12, patch_size=2),
-        'L-2': dict(hidden=1024, depth=24, heads=16, patch_size=2),
-        'XL-2': dict(hidden=1152, depth=28, heads=16, patch_size=2),
-    }
+    arch_settings = DIT_SIZES
     block_defaults = dict(exp_ratio=4.0, window_size=8, dw_kernel=5)
 
     def make_block(self, setting, fused_attn):

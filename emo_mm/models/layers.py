@@ -216,16 +216,16 @@ def _conv_like(conv: nn.Module, weight: torch.Tensor, bias: torch.Tensor) -> nn.
     with torch.no_grad():
         fused.weight.copy_(weight)
         fused.bias.copy_(bias)
-    return fused.to(memory_format=_memory_format(conv.weight))
+    return fused.to(memory_format=memory_format_of(conv.weight))
 
 
-def _memory_format(weight: torch.Tensor):
-    if weight.dim() == 4 and weight.is_contiguous(memory_format=torch.channels_last) \
-            and not weight.is_contiguous():
-        return torch.channels_last
-    if weight.dim() == 5 and weight.is_contiguous(memory_format=torch.channels_last_3d) \
-            and not weight.is_contiguous():
-        return torch.channels_last_3d
+def memory_format_of(x: torch.Tensor) -> torch.memory_format:
+    """The layout a 4-D / 5-D tensor is stored in: channels-last (when it is that and not
+    also plain contiguous) or contiguous."""
+    if x.dim() in (4, 5) and not x.is_contiguous():
+        fmt = torch.channels_last if x.dim() == 4 else torch.channels_last_3d
+        if x.is_contiguous(memory_format=fmt):
+            return fmt
     return torch.contiguous_format
 
 
