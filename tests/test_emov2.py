@@ -158,13 +158,15 @@ def test_drop_path_schedule():
     assert not blocks[0].has_skip and blocks[1].has_skip
 
 
+@pytest.mark.parametrize('channels_last', [True, False], ids=['channels_last', 'nchw'])
 @pytest.mark.parametrize('size', [(100, 150), (224, 224)])
-def test_attention_paths_agree(size):
+def test_attention_paths_agree(size, channels_last):
     """SDPA (True) and the automatic path (None: convs before padding, kernel by device;
-    on CPU two matmuls; identical partitions computed once) equal the eager reference
-    (False, the authors' order). 100x150 pads every stage; at 224 stage 4 is one window
-    of 7x7, where the contiguous and strided partitions coincide."""
-    model = EMOv2('2M', window_size=7).eval()
+    on CPU two matmuls, on channels-first maps in the (heads, D, tokens) layout; identical
+    partitions computed once) equal the eager reference (False, the authors' order).
+    100x150 pads every stage; at 224 stage 4 is one window of 7x7, where the contiguous
+    and strided partitions coincide."""
+    model = EMOv2('2M', window_size=7, channels_last=channels_last).eval()
     for module in model.modules():
         if isinstance(module, I2RMB):
             module.ls.gamma.data.fill_(0.7)  # make every block matter
@@ -211,8 +213,30 @@ def test_strided_windows_group_the_right_tokens():
     assert set(strided[1, 0].tolist()) == set(grid[0::2, 1::2].flatten().tolist())
     assert set(close[1, 0].tolist()) == set(grid[0:3, 4:8].flatten().tolist())
     for flag, parts in ((True, strided), (False, close)):
-        back = merge_heads(parts[:, :, :, None], 1, windows, lengths, flag).reshape(1, 1, 6, 8)
+        back = merge_heads(parts[:, :, :, None], windows, lengths, flag).reshape(1, 1, 6, 8)
         assert torch.equal(back, x)
+        # the channels-outer layout (heads, D, tokens) holds the same tokens in the same order
+        inner = partition_heads(x, 1, windows, lengths, strided=flag, tokens_inner=True)
+        assert torch.equal(inner[:, :, 0], parts)
+        back = merge_heads(inner, windows, lengths, flag, tokens_inner=True)
+        assert torch.equal(back.reshape(1, 1, 6, 8), x)
+
+
+def test_attention_paths_agree_in_training():
+    """Gradients too: each memory layout and attention path gives the reference's."""
+    x = torch.randn(2, 3, 100, 150)
+    grads = {}
+    for channels_last in (True, False):
+        for path in (None, False):
+            torch.manual_seed(0)
+            model = EMOv2('1M', window_size=7, channels_last=channels_last,
+                          fused_attn=path).train()
+            image = x.clone().requires_grad_()
+            sum(o.square().mean() for o in model(image)).backward()
+            grads[channels_last, path] = (image.grad, model.stage3[1].eops[0].qk.conv.weight.grad)
+    for key, (image_grad, weight_grad) in grads.items():
+        torch.testing.assert_close(image_grad, grads[False, False][0], rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(weight_grad, grads[False, False][1], rtol=1e-4, atol=1e-6)
 
 
 def test_gradients_flow():

@@ -66,6 +66,21 @@ def test_emov1_backbone_exports(tmp_path):
     verify_onnx(path, model, [(1, 3, 112, 144), (1, 3, 65, 99)], tolerance=1e-4)
 
 
+def test_fixed_size_export_has_no_shape_arithmetic(tmp_path):
+    """dynamic_spatial=False (torch.export): any batch, one size, no Shape operators."""
+    import onnx
+    model = EMOv2('1M', window_size=7, out_indices=(3, 4)).eval()
+    for module in model.modules():
+        if hasattr(module, 'gamma'):
+            torch.nn.init.uniform_(module.gamma, 0.5, 1.0)
+    path = str(tmp_path / 'fixed.onnx')
+    info = export_onnx(model, path, trace_size=(100, 130), dynamic_spatial=False)
+    assert info['opset'] >= 18
+    ops = {node.op_type for node in onnx.load(path).graph.node}
+    assert 'Shape' not in ops and 'MatMul' in ops, sorted(ops)
+    verify_onnx(path, model, [(1, 3, 100, 130), (3, 3, 100, 130)], tolerance=1e-4)
+
+
 def test_verify_detects_a_wrong_graph(tmp_path):
     # The check must be able to fail: a graph traced without dynamic height and width
     # cannot run a different size, and one of another model differs in value.
@@ -116,3 +131,18 @@ def test_export_tool_cli(tmp_path, capsys):
         tool.main(['configs/retinanet_emov2_1m_coco.py', '--out', str(tmp_path / 'x.onnx')])
     with pytest.raises(SystemExit):
         tool.main(['emov2_1m_in1k', '--out', str(tmp_path / 'x.onnx'), '--check', '224x224'])
+
+
+def test_export_tool_fixed_size(tmp_path, capsys):
+    tool = _load_tool('export_onnx')
+    out = tmp_path / 'fixed.onnx'
+    status = tool.main(['emov2_1m_in1k', '--out', str(out), '--backbone-only',
+                        '--out-indices', '4', '--input-size', '96x112'])
+    printed = capsys.readouterr().out
+    assert status == 0, printed
+    assert 'input size fixed to 96x112' in printed
+    assert printed.count('relative error') == 2 and 'input 2x3x96x112' in printed
+    with pytest.raises(SystemExit):  # a fixed-size graph cannot be checked at another size
+        tool.main(['emov2_1m_in1k', '--out', str(out), '--input-size', '96x112',
+                   '--check', '1x64x64'])
+    assert 'runs that size only' in capsys.readouterr().err

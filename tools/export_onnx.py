@@ -6,9 +6,11 @@
         --out-indices 1 2 3 4 --out emov2_5m_backbone.onnx
     python tools/export_onnx.py configs/retinanet_emov2_5m_coco.py CKPT --backbone-only \\
         --out retinanet_backbone.onnx
+    python tools/export_onnx.py emov2_5m_in1k CKPT --input-size 224x224 --out emov2_5m_224.onnx
 
-The graph has one input ``input`` (N, C, H, W) whose batch, height and width are dynamic,
-and outputs ``output`` (a classifier's class scores before softmax) or ``output0..K`` (the
+The graph has one input ``input`` (N, C, H, W) whose batch, height and width are dynamic
+(``--input-size HxW``: one fixed size and a dynamic batch, exported with torch.export: a
+smaller graph without shape arithmetic, the faster one in onnxruntime), and outputs ``output`` (a classifier's class scores before softmax) or ``output0..K`` (the
 backbone's feature maps). Deploy mode (``switch_to_deploy()``) is applied where the model
 has it, unless ``--no-deploy``. After export the file is run with onnxruntime on the
 ``--check`` sizes and compared with PyTorch (relative error: max |diff| / max |ref|); the
@@ -59,13 +61,25 @@ def parse_args(argv=None):
     parser.add_argument('--trace-size', type=lambda t: parse_size(t, 2),
                         default=TRACE_SIZE, help='HxW of the example input (default '
                         f'{TRACE_SIZE[0]}x{TRACE_SIZE[1]}: pads in every attention stage)')
+    parser.add_argument('--input-size', type=lambda t: parse_size(t, 2), default=None,
+                        help='HxW: export for this size only (dynamic batch); checked at '
+                        'batches 1 and 2 of it unless --check is given')
     parser.add_argument('--check', nargs='*', type=lambda t: parse_size(t, 3),
-                        default=[parse_size(s, 3) for s in DEFAULT_CHECKS],
+                        default=None,
                         help='NxHxW input sizes to compare with onnxruntime (none: skip). '
                         f'Default: {" ".join(DEFAULT_CHECKS)}')
     parser.add_argument('--tolerance', type=float, default=1e-4,
                         help='largest relative error accepted by the check')
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.check is None:
+        args.check = ([parse_size(s, 3) for s in DEFAULT_CHECKS] if args.input_size is None
+                      else [(n, *args.input_size) for n in (1, 2)])
+    elif args.input_size is not None:
+        wrong = ['x'.join(map(str, c)) for c in args.check if tuple(c[1:]) != args.input_size]
+        if wrong:
+            parser.error(f'--check {" ".join(wrong)}: a graph exported with --input-size '
+                         f'{"x".join(map(str, args.input_size))} runs that size only.')
+    return args
 
 
 def build(cfg, backbone_only: bool, out_indices):
@@ -113,11 +127,14 @@ def main(argv=None):
     model = build(cfg, args.backbone_only, args.out_indices)
     if args.checkpoint:
         load_weights(model, args.checkpoint, args.backbone_only)
-    info = export_onnx(model, args.out, trace_size=args.trace_size, opset=args.opset,
-                       deploy=not args.no_deploy)
+    fixed = args.input_size is not None
+    info = export_onnx(model, args.out, trace_size=args.input_size if fixed else args.trace_size,
+                       opset=args.opset, deploy=not args.no_deploy, dynamic_spatial=not fixed)
     deployed = ', '.join(n or type(model).__name__ for n in info['deployed']) or 'n/a'
+    axes = (f'batch (input size fixed to {"x".join(map(str, args.input_size))})' if fixed else
+            'batch, height, width')
     print(f'Exported {type(model).__name__} to {args.out} (opset {info["opset"]}, outputs '
-          f'{info["outputs"]}, deploy mode: {deployed}; dynamic axes: batch, height, width).')
+          f'{info["outputs"]}, deploy mode: {deployed}; dynamic axes: {axes}).')
     if args.check:
         in_channels = cfg.model.get('backbone', cfg.model).get('in_channels', 3)
         shapes = [(n, in_channels, h, w) for n, h, w in args.check]

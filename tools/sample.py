@@ -35,6 +35,10 @@ def parse_args():
     parser.add_argument('--scale', type=int, default=3, help='pixel upscaling of the grid')
     parser.add_argument('--vae', help='diffusers AutoencoderKL folder (latent models only)')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--trust-checkpoint', action='store_true',
+                        help='unpickle the checkpoint fully (it may run code: only for files '
+                        'you trust); by default only tensors and plain values are read')
+    parser.add_argument('--debug', action='store_true', help='show tracebacks of user errors')
     args = parser.parse_args()
     if not args.out.lower().endswith('.png'):
         parser.error(f'--out must be a .png file, got {args.out!r}.')
@@ -104,28 +108,26 @@ def main():
     from mmengine.config import Config
     from mmengine.registry import MODELS, init_default_scope
 
-    from emo_mm.engine import verify_checkpoint
-    from emo_mm.models.checkpoint import extract_state_dict, read_checkpoint
+    from emo_mm.engine import UserError, safe_load, verify_checkpoint
+    from emo_mm.models.checkpoint import extract_state_dict
     cfg = Config.fromfile(args.config)
     init_default_scope(cfg.get('default_scope', 'emo_mm'))
     model = MODELS.build(cfg.model)
     if not hasattr(model, 'generate'):
-        raise SystemExit(f'{args.config}: model {type(model).__name__} is not a diffusion '
+        raise UserError(f'{args.config}: model {type(model).__name__} is not a diffusion '
                          'model (emo_mm.DiffusionModel).')
-    if not osp.isfile(args.checkpoint):
-        raise SystemExit(f'Checkpoint {args.checkpoint!r} does not exist.')
-    verify_checkpoint(model, args.checkpoint)
-    # a Runner checkpoint (with its message hub) of a training run, read as tools/test.py does
-    model.load_state_dict(extract_state_dict(read_checkpoint(args.checkpoint, weights_only=False),
+    # a Runner checkpoint of a training run: tensors and plain values only, unless trusted
+    verify_checkpoint(model, args.checkpoint, trust=args.trust_checkpoint)
+    model.load_state_dict(extract_state_dict(safe_load(args.checkpoint, trust=True),
                                              args.checkpoint), strict=True)
     model.to(args.device).eval()
     num_classes = model.num_classes
     bad = [c for c in args.classes if not 0 <= c < num_classes]
     if bad:
-        raise SystemExit(f'--classes {bad}: the model has classes 0..{num_classes - 1}.')
+        raise UserError(f'--classes {bad}: the model has classes 0..{num_classes - 1}.')
     latent = model.denoiser.in_channels != 3
     if latent and not args.vae:
-        raise SystemExit(f'The model generates {model.denoiser.in_channels}-channel latents; '
+        raise UserError(f'The model generates {model.denoiser.in_channels}-channel latents; '
                          'pass --vae PATH (the diffusers AutoencoderKL that encoded them).')
     overrides = {k: v for k, v in dict(sampler=args.sampler, steps=args.steps, eta=args.eta,
                                        cfg_scale=args.cfg_scale).items() if v is not None}
@@ -148,4 +150,5 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    from emo_mm.engine import run_cli
+    run_cli(main)

@@ -97,9 +97,10 @@ def crop(x: torch.Tensor, spatial: Sequence[int]) -> torch.Tensor:
     return x[(Ellipsis, ) + tuple(slice(0, s) for s in spatial)]
 
 
-def _window_view(x: torch.Tensor, num_heads: int, windows, lengths,
-                 strided: bool) -> torch.Tensor:
-    """(B, heads*D, *S) -> permuted view (B, *windows, heads, *lengths, D), no copy."""
+def _window_view(x: torch.Tensor, num_heads: int, windows, lengths, strided: bool,
+                 tokens_inner: bool = False) -> torch.Tensor:
+    """(B, heads*D, *S) -> permuted view (B, *windows, heads, *lengths, D), no copy;
+    with ``tokens_inner`` (B, *windows, heads, D, *lengths)."""
     B, C = x.shape[:2]
     nd = len(windows)
     # (outer, inner) sizes per axis: strided windows are the inner (fast) factor.
@@ -110,27 +111,35 @@ def _window_view(x: torch.Tensor, num_heads: int, windows, lengths,
     # index the w-factor.
     win_axes = [4 + 2 * d if strided else 3 + 2 * d for d in range(nd)]
     tok_axes = [3 + 2 * d if strided else 4 + 2 * d for d in range(nd)]
+    if tokens_inner:
+        return x.permute(0, *win_axes, 1, 2, *tok_axes)
     return x.permute(0, *win_axes, 1, *tok_axes, 2)
 
 
-def partition_heads(x: torch.Tensor, num_heads: int, windows, lengths,
-                    strided: bool) -> torch.Tensor:
-    """(B, heads*D, *S) -> (B * num_windows, heads, tokens_per_window, D)."""
-    B, C = x.shape[:2]
-    return _window_view(x, num_heads, windows, lengths, strided).reshape(
-        B * math.prod(windows), num_heads, math.prod(lengths), C // num_heads)
+def partition_heads(x: torch.Tensor, num_heads: int, windows, lengths, strided: bool,
+                    tokens_inner: bool = False) -> torch.Tensor:
+    """(B, heads*D, *S) -> (B * num_windows, heads, tokens_per_window, D), or with
+    ``tokens_inner`` (B * num_windows, heads, D, tokens_per_window)."""
+    return partition_heads_stacked(x, num_heads, windows, lengths, (strided, ), tokens_inner)
 
 
 def partition_heads_stacked(x: torch.Tensor, num_heads: int, windows, lengths,
-                            partitions: Sequence[bool]) -> torch.Tensor:
+                            partitions: Sequence[bool],
+                            tokens_inner: bool = False) -> torch.Tensor:
     """Several partitions of one map in one batch, each copied once:
-    (B, heads*D, *S) -> (P * B * num_windows, heads, tokens_per_window, D)."""
-    if len(partitions) == 1:
-        return partition_heads(x, num_heads, windows, lengths, partitions[0])
+    (B, heads*D, *S) -> (P * B * num_windows, heads, tokens_per_window, D), or with
+    ``tokens_inner`` (P * B * num_windows, heads, D, tokens_per_window).
+
+    ``tokens_inner`` suits channels-first maps: the copy then reads runs of a window's
+    row instead of one element per channel plane.
+    """
     B, C = x.shape[:2]
-    views = [_window_view(x, num_heads, windows, lengths, strided) for strided in partitions]
-    return torch.stack(views).view(len(partitions) * B * math.prod(windows), num_heads,
-                                   math.prod(lengths), C // num_heads)
+    inner = (C // num_heads, math.prod(lengths))
+    views = [_window_view(x, num_heads, windows, lengths, strided, tokens_inner)
+             for strided in partitions]
+    # -1 for the leading (batch) axis: an exported graph then needs no batch arithmetic.
+    stacked = views[0] if len(views) == 1 else torch.stack(views)
+    return stacked.reshape(-1, num_heads, *(inner if tokens_inner else inner[::-1]))
 
 
 def same_windows(windows, lengths) -> bool:
@@ -139,42 +148,50 @@ def same_windows(windows, lengths) -> bool:
     return all(n == 1 or w == 1 for n, w in zip(windows, lengths))
 
 
-def merge_heads(x: torch.Tensor, batch: int, windows, lengths, strided: bool,
-                channels_last: bool = False) -> torch.Tensor:
+def merge_heads(x: torch.Tensor, windows, lengths, strided: bool,
+                channels_last: bool = False, tokens_inner: bool = False) -> torch.Tensor:
     """Inverse of :func:`partition_heads`, returned as a permuted view.
 
-    (B * num_windows, heads, tokens, D) -> view with shape
-    (B, heads, D, outer_0, inner_0, outer_1, inner_1, ...), or with ``channels_last``
-    (B, outer_0, inner_0, ..., heads, D). Made contiguous, it is the map in that memory
-    layout; see :func:`map_from_merged`.
+    (B * num_windows, heads, tokens, D) (or, with ``tokens_inner``, (B * num_windows,
+    heads, D, tokens)) -> view with shape (B, heads, D, outer_0, inner_0, outer_1,
+    inner_1, ...), or with ``channels_last`` (B, outer_0, inner_0, ..., heads, D). Made
+    contiguous, it is the map in that memory layout; see :func:`map_from_merged`.
     """
     nd = len(windows)
-    heads, dim = x.shape[1], x.shape[3]
-    x = x.view(batch, *windows, heads, *lengths, dim)
-    # Axes of this view: 0 B, 1..nd windows, nd+1 heads, nd+2..2nd+1 tokens, 2nd+2 D.
+    if tokens_inner:
+        heads, dim = x.shape[1], x.shape[2]
+        x = x.view(-1, *windows, heads, dim, *lengths)
+        # Axes: 0 B, 1..nd windows, nd+1 heads, nd+2 D, nd+3..2nd+2 tokens.
+        tok_axes = [nd + 3 + d for d in range(nd)]
+        channel = [nd + 1, nd + 2]
+    else:
+        heads, dim = x.shape[1], x.shape[3]
+        x = x.view(-1, *windows, heads, *lengths, dim)
+        # Axes: 0 B, 1..nd windows, nd+1 heads, nd+2..2nd+1 tokens, 2nd+2 D.
+        tok_axes = [nd + 2 + d for d in range(nd)]
+        channel = [nd + 1, 2 * nd + 2]
     spatial = []
     for d in range(nd):
-        win_axis, tok_axis = 1 + d, nd + 2 + d
+        win_axis, tok_axis = 1 + d, tok_axes[d]
         spatial += [tok_axis, win_axis] if strided else [win_axis, tok_axis]
-    channel = [nd + 1, 2 * nd + 2]
     return x.permute(0, *spatial, *channel) if channels_last else x.permute(0, *channel, *spatial)
 
 
-def map_from_merged(x: torch.Tensor, spatial_size: Sequence[int],
+def map_from_merged(x: torch.Tensor, spatial_size: Sequence[int], channels: int,
                     channels_last: bool) -> torch.Tensor:
     """(B, heads, D, *pairs) or (B, *pairs, heads, D) -> (B, C, *S), a view if contiguous."""
-    batch = x.shape[0]
     if channels_last:
-        x = x.reshape(batch, *spatial_size, -1)
+        x = x.reshape(-1, *spatial_size, channels)
         return x.permute(0, x.dim() - 1, *range(1, x.dim() - 1))
-    return x.reshape(batch, -1, *spatial_size)
+    return x.reshape(-1, channels, *spatial_size)
 
 
 # ---------------------------------------------------------------------------------------
 # The attention kernel and its switch.
 # ---------------------------------------------------------------------------------------
-def sdpa_pays(q: torch.Tensor, v: torch.Tensor) -> bool:
-    """Whether torch's fused ``scaled_dot_product_attention`` beats two batched matmuls.
+def sdpa_pays(x: torch.Tensor, dim_head: int) -> bool:
+    """Whether torch's fused ``scaled_dot_product_attention`` beats two batched matmuls
+    for heads of ``dim_head`` channels on ``x``'s device.
 
     Measured, not assumed: on CPUs torch has a fused kernel only for equal q/k and v
     widths, and even then the EMO shapes (49-100 tokens, heads of 16-32 channels) ran
@@ -182,27 +199,35 @@ def sdpa_pays(q: torch.Tensor, v: torch.Tensor) -> bool:
     fp16, EMOv2-5M (heads of 32) was faster with SDPA while EMOv2-1M (heads of 16/20) ran
     17,752 img/s eagerly against 13,140 with SDPA. Hence: CUDA and heads of at least 32.
     """
-    return q.is_cuda and q.shape[-1] >= 32
+    return x.is_cuda and dim_head >= 32
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float,
-              fused: Optional[bool], attn_drop: nn.Dropout) -> torch.Tensor:
+              fused: bool, attn_drop: nn.Dropout, tokens_inner: bool = False) -> torch.Tensor:
     """softmax(q k^T * scale) v over the last two axes, batched over the leading ones.
 
     Args:
-        fused: True forces torch's ``scaled_dot_product_attention``, False the eager path
-            (two matmuls: the reference, and what FLOP counting sees), None chooses by
-            :func:`sdpa_pays`. ``v`` may be wider than ``q`` / ``k``.
+        fused: True: torch's ``scaled_dot_product_attention``; False: two matmuls (the
+            reference, and what FLOP counting sees). ``v`` may be wider than ``q`` / ``k``.
+        tokens_inner: q, k, v and the result are (..., D, tokens) instead of
+            (..., tokens, D); the matmuls take the transposes as they are (no copies).
+            Eager path only.
     """
-    if fused is None:
-        fused = sdpa_pays(q, v)
     if fused:
+        if tokens_inner:
+            raise ValueError('The fused attention path takes (..., tokens, D) operands.')
         drop = attn_drop.p if attn_drop.training else 0.
         return F.scaled_dot_product_attention(q, k, v, dropout_p=drop, scale=scale)
+    if tokens_inner:
+        q = q.transpose(-2, -1)
+    else:
+        k = k.transpose(-2, -1)
     # The scale rides in the GEMM (alpha) instead of a pass over the logits.
-    logits = torch.baddbmm(q.new_zeros(()), q.flatten(0, -3), k.flatten(0, -3).transpose(-2, -1),
-                           beta=0., alpha=scale).view(*q.shape[:-1], k.shape[-2])
-    return attn_drop(logits.softmax(dim=-1)) @ v
+    logits = torch.baddbmm(q.new_zeros(()), q.flatten(0, -3), k.flatten(0, -3),
+                           beta=0., alpha=scale).view(*q.shape[:-1], k.shape[-1])
+    weights = attn_drop(logits.softmax(dim=-1))
+    # tokens_inner: (v w^T) is (D, tokens), the transpose of (w v^T)^T = w v.
+    return v @ weights.transpose(-2, -1) if tokens_inner else weights @ v
 
 
 def set_fused_attention(model: nn.Module, fused: Optional[bool]) -> None:
@@ -253,7 +278,7 @@ def window_attention(x: torch.Tensor,
     values the convs give on zero padding; the eager reference pads first, as the authors
     do, which is what FLOP counting sees. Both give the same numbers.
     """
-    batch, spatial = x.shape[0], x.shape[2:]
+    spatial = x.shape[2:]
     windows, lengths = window_grid(spatial, window_size)
     reference = fused is False
     if reference:
@@ -270,6 +295,11 @@ def window_attention(x: torch.Tensor,
     # Merge back into the memory layout the block runs in, so the residual adds and the
     # depth-wise conv that follow do not mix layouts.
     channels_last = is_channels_last(values)
+    if fused is None:
+        fused = sdpa_pays(q, q.shape[1] // num_heads)
+    # Partition copies read the map's innermost axis in runs: the channels of a
+    # channels-last map, a window's row of a channels-first one (SDPA needs tokens outer).
+    tokens_inner = not (fused or channels_last)
     partitions = tuple(partitions)
     repeats = 1
     dropout_active = attn_drop.training and attn_drop.p > 0
@@ -279,18 +309,21 @@ def window_attention(x: torch.Tensor,
         # one of them, bit for bit. (The reference path keeps the authors' computation,
         # which FLOP counting sees; attention dropout draws a mask per partition.)
         partitions, repeats = partitions[:1], len(partitions)
-    q_w, k_w, v_w = (partition_heads_stacked(t, num_heads, windows, lengths, partitions)
-                     for t in (q, k, values))
-    y = attention(q_w, k_w, v_w, scale, fused, attn_drop)
+    q_w, k_w, v_w = (partition_heads_stacked(t, num_heads, windows, lengths, partitions,
+                                             tokens_inner) for t in (q, k, values))
+    y = attention(q_w, k_w, v_w, scale, fused, attn_drop, tokens_inner)
     y = y.view(len(partitions), -1, *y.shape[1:])
     out = None
     for part, strided in zip(y, partitions):
-        part = merge_heads(part, batch, windows, lengths, strided, channels_last)
-        # A later partition is added to the first's (contiguous) map viewed its way.
-        out = part.contiguous() if out is None else out.view(part.shape).add_(part)
+        part = merge_heads(part, windows, lengths, strided, channels_last, tokens_inner)
+        # A later partition is added to the first's (contiguous) map viewed its way; the
+        # first is copied even when its view is contiguous (one window per axis), as the
+        # in-place updates must not write into the attention output.
+        out = (part.clone(memory_format=torch.contiguous_format) if out is None else
+               out.view(part.shape).add_(part))
     if repeats > 1:
         out = out.mul_(repeats)
-    out = map_from_merged(out, values.shape[2:], channels_last)
+    out = map_from_merged(out, values.shape[2:], values.shape[1], channels_last)
     if values_first:
         return crop(out, spatial)
     if reference:

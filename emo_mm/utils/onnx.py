@@ -15,6 +15,7 @@ graph (a pad of zero where none is needed), which :func:`verify_onnx` checks on 
 that need padding and sizes that do not.
 """
 import contextlib
+import io
 import os
 import os.path as osp
 from typing import Dict, List, Optional, Sequence, Tuple, Union
@@ -91,6 +92,18 @@ def _eager_attention(model: nn.Module) -> None:
             module.fused_attn = False
 
 
+def _channels_first(model: nn.Module) -> None:
+    """Runs EMO backbones in channels-first memory while tracing.
+
+    An ONNX graph has no memory formats: its tensors are NCHW. Traced channels-first, the
+    window attention partitions maps as (heads, D, tokens), so the exported transposes
+    move a window's rows in runs instead of single elements.
+    """
+    for module in model.modules():
+        if callable(getattr(module, 'set_channels_last', None)):
+            module.set_channels_last(False)
+
+
 def output_names(outputs) -> List[str]:
     """ONNX output names: ``output`` for one tensor, ``output0..N`` for a tuple."""
     if isinstance(outputs, torch.Tensor):
@@ -127,7 +140,11 @@ def export_onnx(model: nn.Module,
                 opset: int = DEFAULT_OPSET,
                 deploy: bool = True,
                 dynamic_spatial: bool = True) -> Dict[str, object]:
-    """Exports ``model`` (eval mode) to ``path`` with dynamic batch, height and width.
+    """Exports ``model`` (eval mode) to ``path`` with a dynamic batch axis (and dynamic
+    height and width unless ``dynamic_spatial=False``).
+
+    ``model`` is changed in place for the export and stays so: deploy mode (``deploy``),
+    the eager attention path and channels-first memory in EMO backbones (same outputs).
 
     Args:
         model (nn.Module): A classifier, a backbone, or any module taking an image batch.
@@ -137,9 +154,10 @@ def export_onnx(model: nn.Module,
             :data:`TRACE_SIZE`.
         opset (int): ONNX operator set. Defaults to :data:`DEFAULT_OPSET`.
         deploy (bool): Switch the model to deploy mode first where it has one.
-        dynamic_spatial (bool): Dynamic height and width. False fixes them to
-            ``trace_size`` (the batch stays dynamic): a graph for one input size, without
-            the shape arithmetic and the zero-size padding a dynamic one carries.
+        dynamic_spatial (bool): Dynamic height and width (TorchScript tracing). False
+            fixes them to ``trace_size`` (the batch stays dynamic) and exports with
+            torch.export: a graph for one input size, without the shape arithmetic and
+            the zero-size padding a dynamic one carries, and faster in onnxruntime.
 
     Returns:
         dict: ``deployed`` (names of the switched modules), ``inputs`` and ``outputs``
@@ -152,21 +170,49 @@ def export_onnx(model: nn.Module,
     model.eval()  # not `model = model.eval()`: some mmpretrain backbones' train() returns None
     deployed = switch_to_deploy(model) if deploy else []
     _eager_attention(model)
+    _channels_first(model)
     wrapper = TensorOutput(model)
     wrapper.eval()
     example = torch.rand(1, in_channels, *trace_size)
     with torch.no_grad():
         names = output_names(wrapper(example))
-    dynamic_axes = {'input': {0: 'batch', 2: 'height', 3: 'width'} if dynamic_spatial else
-                    {0: 'batch'}}
-    # Output maps' sizes follow the input's; naming them per output keeps them apart.
-    for i, name in enumerate(names):
-        dynamic_axes[name] = {0: 'batch'}
     with torch.no_grad(), _quiet_tracer():
-        torch.onnx.export(wrapper, (example, ), path, input_names=['input'],
-                          output_names=names, dynamic_axes=dynamic_axes,
-                          opset_version=opset, dynamo=False)
+        if dynamic_spatial:
+            _export_traced(wrapper, example, path, names, opset)
+        else:
+            opset = _export_fixed_size(wrapper, example, path, names, opset)
     return dict(deployed=deployed, inputs=['input'], outputs=names, opset=opset)
+
+
+def _export_traced(wrapper: nn.Module, example: torch.Tensor, path: str, names: List[str],
+                   opset: int) -> None:
+    """TorchScript tracing with dynamic batch, height and width: the padding amounts stay
+    computed from the input's shape (:data:`TRACE_SIZE`)."""
+    dynamic_axes = {'input': {0: 'batch', 2: 'height', 3: 'width'}}
+    # Output maps' sizes follow the input's; naming them per output keeps them apart.
+    for name in names:
+        dynamic_axes[name] = {0: 'batch'}
+    torch.onnx.export(wrapper, (example, ), path, input_names=['input'], output_names=names,
+                      dynamic_axes=dynamic_axes, opset_version=opset, dynamo=False)
+
+
+def _export_fixed_size(wrapper: nn.Module, example: torch.Tensor, path: str,
+                       names: List[str], opset: int) -> int:
+    """torch.export with a dynamic batch only; returns the opset written.
+
+    With the spatial size fixed, every shape but the batch is a constant of the graph:
+    no shape arithmetic is exported (the traced dynamic graph of EMOv2-5M has about
+    3,700 nodes, this one about 660). torch.export specialises a batch of 1, so the
+    example has 2. Opset 18 at least: the exporter's own.
+    """
+    example = example.expand(2, *example.shape[1:]).contiguous()
+    opset = max(opset, 18)
+    batch = torch.export.Dim('batch', min=1, max=65536)
+    with contextlib.redirect_stdout(io.StringIO()):  # the exporter's progress lines
+        torch.onnx.export(wrapper, (example, ), path, input_names=['input'],
+                          output_names=names, dynamic_shapes=({0: batch}, ),
+                          opset_version=opset, dynamo=True, optimize=True, verbose=False)
+    return opset
 
 
 def onnx_session(path: str, threads: Optional[int] = None):

@@ -230,6 +230,11 @@ class EMOBackbone(BaseModule):
     def stages(self):
         return [getattr(self, f'stage{i}') for i in range(self.num_stages + 1)]
 
+    def set_channels_last(self, enabled: bool) -> None:
+        """Switches the memory format the stages run in (weights included)."""
+        self.channels_last = bool(enabled)
+        self.to(memory_format=self.memory_format)
+
     @property
     def memory_format(self):
         if not self.channels_last:
