@@ -9,6 +9,7 @@ import torch.nn as nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from emo_mm.models import EMO, VEMO, EMOv2, switch_to_deploy
+from emo_mm.models.attention import WindowAttention
 from helpers import relative_error
 
 TOL = 1e-5
@@ -64,6 +65,9 @@ def test_emov2_deploy_equals_model(arch, window):
     # go into their pointwise mixers.
     assert count(model, _BatchNorm) == 0
     assert not [n for n, _ in model.named_parameters() if n.endswith('ls.gamma')]
+    # the attention scale went into the q projections
+    scales = {m.scale for m in model.modules() if isinstance(m, WindowAttention)}
+    assert scales == {1.0}
 
 
 @pytest.mark.parametrize('arch', ['1M', '5M'])
@@ -83,6 +87,7 @@ def test_emov2_classifier_deploy(arch):
 def test_emov1_deploy_equals_model(arch):
     model = assert_deploy_exact(EMO(arch), torch.rand(2, 3, 101, 75))
     assert count(model, _BatchNorm) == 0
+    assert {b.scale for b in model.modules() if getattr(b, 'attention', False)} == {1.0}
 
 
 def test_vemo_deploy_equals_model():

@@ -98,44 +98,59 @@ def crop(x: torch.Tensor, spatial: Sequence[int]) -> torch.Tensor:
 
 
 def _window_view(x: torch.Tensor, num_heads: int, windows, lengths, strided: bool,
-                 tokens_inner: bool = False) -> torch.Tensor:
+                 tokens_inner: bool, channels_last: bool) -> torch.Tensor:
     """(B, heads*D, *S) -> permuted view (B, *windows, heads, *lengths, D), no copy;
-    with ``tokens_inner`` (B, *windows, heads, D, *lengths)."""
+    with ``tokens_inner`` (B, *windows, heads, D, *lengths). ``channels_last``: ``x``'s
+    channels are its innermost axis in memory (also for a channel slice of such a map)."""
     B, C = x.shape[:2]
     nd = len(windows)
     # (outer, inner) sizes per axis: strided windows are the inner (fast) factor.
     split = [(w, n) if strided else (n, w) for n, w in zip(windows, lengths)]
-    x = x.view(B, num_heads, C // num_heads, *[s for pair in split for s in pair])
-    # Axis order after the view: 0 B, 1 heads, 2 D, then per spatial axis d two axes at
-    # 3 + 2d (outer) and 4 + 2d (inner). The window index is the n-factor, the token
-    # index the w-factor.
-    win_axes = [4 + 2 * d if strided else 3 + 2 * d for d in range(nd)]
-    tok_axes = [3 + 2 * d if strided else 4 + 2 * d for d in range(nd)]
+    sizes = [s for pair in split for s in pair]
+    # Per spatial axis d two axes, outer at first + 2d and inner at first + 2d + 1. The
+    # window index is the n-factor, the token index the w-factor.
+    def axes(first):
+        win = [first + 2 * d + 1 if strided else first + 2 * d for d in range(nd)]
+        tok = [first + 2 * d if strided else first + 2 * d + 1 for d in range(nd)]
+        return win, tok
+
+    if channels_last and not tokens_inner:
+        # Read as (B, *S, heads, D): a free view of channels-last memory. An exported
+        # graph (which has no memory formats) then transposes to NHWC once and every
+        # window copy moves whole channel vectors, not single elements.
+        x = x.movedim(1, -1).reshape(B, *sizes, num_heads, C // num_heads)
+        win, tok = axes(1)
+        return x.permute(0, *win, 2 * nd + 1, *tok, 2 * nd + 2)
+    # Axes after the view: 0 B, 1 heads, 2 D, then the spatial pairs from 3.
+    x = x.view(B, num_heads, C // num_heads, *sizes)
+    win, tok = axes(3)
     if tokens_inner:
-        return x.permute(0, *win_axes, 1, 2, *tok_axes)
-    return x.permute(0, *win_axes, 1, *tok_axes, 2)
+        return x.permute(0, *win, 1, 2, *tok)
+    return x.permute(0, *win, 1, *tok, 2)
 
 
 def partition_heads(x: torch.Tensor, num_heads: int, windows, lengths, strided: bool,
                     tokens_inner: bool = False) -> torch.Tensor:
     """(B, heads*D, *S) -> (B * num_windows, heads, tokens_per_window, D), or with
     ``tokens_inner`` (B * num_windows, heads, D, tokens_per_window)."""
-    return partition_heads_stacked(x, num_heads, windows, lengths, (strided, ), tokens_inner)
+    return partition_heads_stacked(x, num_heads, windows, lengths, (strided, ), tokens_inner,
+                                   is_channels_last(x))
 
 
 def partition_heads_stacked(x: torch.Tensor, num_heads: int, windows, lengths,
-                            partitions: Sequence[bool],
-                            tokens_inner: bool = False) -> torch.Tensor:
+                            partitions: Sequence[bool], tokens_inner: bool,
+                            channels_last: bool) -> torch.Tensor:
     """Several partitions of one map in one batch, each copied once:
     (B, heads*D, *S) -> (P * B * num_windows, heads, tokens_per_window, D), or with
     ``tokens_inner`` (P * B * num_windows, heads, D, tokens_per_window).
 
     ``tokens_inner`` suits channels-first maps: the copy then reads runs of a window's
-    row instead of one element per channel plane.
+    row instead of one element per channel plane. ``channels_last`` says how ``x`` is
+    stored (see :func:`_window_view`).
     """
     B, C = x.shape[:2]
     inner = (C // num_heads, math.prod(lengths))
-    views = [_window_view(x, num_heads, windows, lengths, strided, tokens_inner)
+    views = [_window_view(x, num_heads, windows, lengths, strided, tokens_inner, channels_last)
              for strided in partitions]
     # -1 for the leading (batch) axis: an exported graph then needs no batch arithmetic.
     stacked = views[0] if len(views) == 1 else torch.stack(views)
@@ -222,12 +237,29 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float,
         q = q.transpose(-2, -1)
     else:
         k = k.transpose(-2, -1)
-    # The scale rides in the GEMM (alpha) instead of a pass over the logits.
-    logits = torch.baddbmm(q.new_zeros(()), q.flatten(0, -3), k.flatten(0, -3),
-                           beta=0., alpha=scale).view(*q.shape[:-1], k.shape[-1])
+    if scale == 1.0:
+        # Deploy mode folds the scale into q's projection (fold_attention_scale); a plain
+        # matmul also exports as one fused transposed GEMM in onnxruntime.
+        logits = q @ k
+    else:
+        # The scale rides in the GEMM (alpha) instead of a pass over the logits.
+        logits = torch.baddbmm(q.new_zeros(()), q.flatten(0, -3), k.flatten(0, -3),
+                               beta=0., alpha=scale).view(*q.shape[:-1], k.shape[-1])
     weights = attn_drop(logits.softmax(dim=-1))
     # tokens_inner: (v w^T) is (D, tokens), the transpose of (w v^T)^T = w v.
     return v @ weights.transpose(-2, -1) if tokens_inner else weights @ v
+
+
+@torch.no_grad()
+def fold_attention_scale(qk: ConvNormAct, scale: float) -> None:
+    """Multiplies the q half of the ``qk`` 1x1 conv (its first half of output channels,
+    weight and bias) by ``scale``, so attention can run with a scale of 1 (exact up to
+    rounding). Padded tokens stay consistent: on zero padding the conv gives its (scaled)
+    bias, as the fast path's fill assumes."""
+    q_channels = qk.conv.out_channels // 2
+    qk.conv.weight[:q_channels].mul_(scale)
+    if qk.conv.bias is not None:
+        qk.conv.bias[:q_channels].mul_(scale)
 
 
 def set_fused_attention(model: nn.Module, fused: Optional[bool]) -> None:
@@ -310,7 +342,8 @@ def window_attention(x: torch.Tensor,
         # which FLOP counting sees; attention dropout draws a mask per partition.)
         partitions, repeats = partitions[:1], len(partitions)
     q_w, k_w, v_w = (partition_heads_stacked(t, num_heads, windows, lengths, partitions,
-                                             tokens_inner) for t in (q, k, values))
+                                             tokens_inner, channels_last)
+                     for t in (q, k, values))
     y = attention(q_w, k_w, v_w, scale, fused, attn_drop, tokens_inner)
     y = y.view(len(partitions), -1, *y.shape[1:])
     out = None
@@ -381,6 +414,12 @@ class WindowAttention(nn.Module):
         return window_attention(x, self.qk, self.v, self.num_heads, self.scale,
                                 self.window_size, self.partitions, values_first=True,
                                 fused=self.fused_attn, attn_drop=self.attn_drop)
+
+    def switch_to_deploy(self) -> None:
+        """Folds the attention scale into ``qk`` (see :func:`fold_attention_scale`)."""
+        if self.scale != 1.0:
+            fold_attention_scale(self.qk, self.scale)
+            self.scale = 1.0
 
     def extra_repr(self) -> str:
         return (f'heads={self.num_heads}, window={self.window_size}, '

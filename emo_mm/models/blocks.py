@@ -22,7 +22,8 @@ import torch
 import torch.nn as nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from .attention import MIXERS, WindowAttention, check_heads, window_attention
+from .attention import (MIXERS, WindowAttention, check_heads, fold_attention_scale,
+                        window_attention)
 from .layers import (ConvNormAct, DropPath, LayerScale, SqueezeExcite, build_norm,
                      fold_batch_norm_into_next, fold_output_scale)
 
@@ -99,9 +100,13 @@ class MetaMobileBlock(nn.Module):
 
         BatchNorm after the depth-wise conv goes into that conv; LayerScale into ``proj``;
         a BatchNorm pre-norm into the mixer's 1x1 conv when the mixer is that conv alone
-        (attention pads its input, where a folded shift would differ from zeros).
+        (attention pads its input, where a folded shift would differ from zeros); the
+        attention scale into the q projection.
         """
         self.conv_local.switch_to_deploy()
+        for module in self.modules():
+            if isinstance(module, WindowAttention):
+                module.switch_to_deploy()
         if isinstance(self.ls, LayerScale):
             fold_output_scale(self.proj.conv, self.ls.gamma)
             self.ls = nn.Identity()
@@ -277,3 +282,10 @@ class IRMB(MetaMobileBlock):
         if self.attention or not isinstance(self.v, ConvNormAct):
             return None
         return self.v, 'conv'
+
+    @torch.no_grad()
+    def switch_to_deploy(self) -> None:
+        super().switch_to_deploy()
+        if self.attention and self.scale != 1.0:
+            fold_attention_scale(self.qk, self.scale)
+            self.scale = 1.0

@@ -41,7 +41,12 @@ class ChannelLayerNorm(nn.Module):
         # the ONNX export's Transpose valid.
         last = x.dim() - 1
         y = self.norm(x.permute(0, *range(2, last + 1), 1))
-        return y.permute(0, last, *range(1, last))
+        y = y.permute(0, last, *range(1, last))
+        # Channels-last out; a channels-first input gets its layout back, so the layers
+        # after it (and the attention's partition layout) see one memory format.
+        if memory_format_of(x) is torch.contiguous_format:
+            return y.contiguous()
+        return y
 
 
 def build_norm(kind: str, num_channels: int, spatial_dims: int = 2) -> nn.Module:

@@ -92,18 +92,6 @@ def _eager_attention(model: nn.Module) -> None:
             module.fused_attn = False
 
 
-def _channels_first(model: nn.Module) -> None:
-    """Runs EMO backbones in channels-first memory while tracing.
-
-    An ONNX graph has no memory formats: its tensors are NCHW. Traced channels-first, the
-    window attention partitions maps as (heads, D, tokens), so the exported transposes
-    move a window's rows in runs instead of single elements.
-    """
-    for module in model.modules():
-        if callable(getattr(module, 'set_channels_last', None)):
-            module.set_channels_last(False)
-
-
 def output_names(outputs) -> List[str]:
     """ONNX output names: ``output`` for one tensor, ``output0..N`` for a tuple."""
     if isinstance(outputs, torch.Tensor):
@@ -143,8 +131,10 @@ def export_onnx(model: nn.Module,
     """Exports ``model`` (eval mode) to ``path`` with a dynamic batch axis (and dynamic
     height and width unless ``dynamic_spatial=False``).
 
-    ``model`` is changed in place for the export and stays so: deploy mode (``deploy``),
-    the eager attention path and channels-first memory in EMO backbones (same outputs).
+    ``model`` is changed in place for the export and stays so: deploy mode (``deploy``)
+    and the eager attention path (same outputs). EMO backbones trace in their own memory
+    format: channels-last (the default) gives the faster graph, as the window attention
+    then reads its maps as (N, H, W, C) and its window copies move channel vectors.
 
     Args:
         model (nn.Module): A classifier, a backbone, or any module taking an image batch.
@@ -170,7 +160,6 @@ def export_onnx(model: nn.Module,
     model.eval()  # not `model = model.eval()`: some mmpretrain backbones' train() returns None
     deployed = switch_to_deploy(model) if deploy else []
     _eager_attention(model)
-    _channels_first(model)
     wrapper = TensorOutput(model)
     wrapper.eval()
     example = torch.rand(1, in_channels, *trace_size)
