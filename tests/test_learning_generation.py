@@ -15,6 +15,8 @@ import pytest
 from emo_mm.generation.demo_data import make_class_shapes
 from helpers import REPO, train_and_test
 
+pytestmark = pytest.mark.slow  # trains for minutes; not in make test-fast
+
 CHANCE = 1 / 9
 
 
@@ -47,7 +49,6 @@ def test_demo_generates_the_classes(tmp_path):
     assert after['gen/classifier_feature_fd'] < 0.1 * before['gen/classifier_feature_fd']
 
 
-@pytest.mark.slow
 @pytest.mark.extended
 def test_dit_block_at_equal_parameters(tmp_path):
     """The same run with DiT's block (574,572 parameters against D-EMO's 598,848)."""

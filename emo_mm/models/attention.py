@@ -23,6 +23,10 @@ Layout facts the code relies on:
   ``view`` / ``permute`` / ``reshape``.
 * Padding is on the trailing side and unmasked: padded tokens take part in every softmax
   with the values the projections give on zero input (the authors' rule).
+* Window copies follow the map's memory: a channels-last map is read as (B, *S, C), so
+  each copy moves whole channel vectors (and an exported graph, which has no memory
+  formats, transposes to NHWC once); a channels-first map is partitioned as (heads, D,
+  tokens), so each copy reads a window's rows, and the matmuls take the transposes.
 """
 import contextlib
 import math
