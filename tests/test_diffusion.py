@@ -294,3 +294,54 @@ def test_imagenet_configs_build_the_diffusion_model(tmp_path):
     np.save(tmp_path / 'labels.npy', np.array([0, 999]))
     dataset = DATASETS.build(dict(cfg.train_dataloader.dataset, data_root=str(tmp_path)))
     assert isinstance(dataset, LatentDataset) and len(dataset) == 2
+
+
+
+def test_sample_tool_draws_a_grid_and_refuses_wrong_checkpoints(tmp_path, capsys,
+                                                               monkeypatch):
+    """tools/sample.py: a checkpoint of the config's model gives a grid; another model's
+    checkpoint and pickled objects are refused with one-line errors (exit 2)."""
+    import importlib.util
+    import os.path as osp
+    import sys
+
+    from mmengine.config import Config
+    from mmengine.registry import MODELS, init_default_scope
+    from PIL import Image
+
+    from emo_mm.engine import run_cli
+    from helpers import REPO
+    config = osp.join(REPO, 'configs', 'dit', 'demo-tiny_shapes32.py')
+    cfg = Config.fromfile(config)
+    init_default_scope('emo_mm')
+    model = MODELS.build(cfg.model)
+    good, wrong, pickled = (tmp_path / f'{name}.pth' for name in ('good', 'wrong', 'pickled'))
+    torch.save(dict(state_dict=model.state_dict()), good)
+    torch.save(dict(state_dict=model.state_dict(), meta=np.zeros(2)), pickled)
+    cfg.model.denoiser.arch.hidden = 48
+    torch.save(dict(state_dict=MODELS.build(cfg.model).state_dict()), wrong)
+
+    spec = importlib.util.spec_from_file_location('sample_tool',
+                                                  osp.join(REPO, 'tools', 'sample.py'))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    grid = tmp_path / 'grid.png'
+
+    def run(checkpoint, *extra):
+        monkeypatch.setattr(sys, 'argv', [
+            'sample.py', config, str(checkpoint), '--classes', '0', '4', '--n-per-class', '2',
+            '--steps', '2', '--class-names', *[f'c{i}' for i in range(9)], '--device', 'cpu',
+            '--out', str(grid), *extra])
+        run_cli(tool.main)
+
+    run(good)
+    assert Image.open(grid).size[0] > 2 * 32
+    assert '4 samples (2 classes x 2)' in capsys.readouterr().out
+    for checkpoint, message in ((wrong, 'does not match the model'),
+                                (pickled, 'pass --trust-checkpoint')):
+        with pytest.raises(SystemExit) as exit_info:
+            run(checkpoint)
+        assert exit_info.value.code == 2
+        assert message in capsys.readouterr().err
+    run(pickled, '--trust-checkpoint')
+    assert '4 samples' in capsys.readouterr().out

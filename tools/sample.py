@@ -108,18 +108,17 @@ def main():
     from mmengine.config import Config
     from mmengine.registry import MODELS, init_default_scope
 
-    from emo_mm.engine import UserError, safe_load, verify_checkpoint
-    from emo_mm.models.checkpoint import extract_state_dict
+    from emo_mm.engine import UserError, verify_checkpoint
     cfg = Config.fromfile(args.config)
     init_default_scope(cfg.get('default_scope', 'emo_mm'))
     model = MODELS.build(cfg.model)
     if not hasattr(model, 'generate'):
         raise UserError(f'{args.config}: model {type(model).__name__} is not a diffusion '
                          'model (emo_mm.DiffusionModel).')
-    # a Runner checkpoint of a training run: tensors and plain values only, unless trusted
-    verify_checkpoint(model, args.checkpoint, trust=args.trust_checkpoint)
-    model.load_state_dict(extract_state_dict(safe_load(args.checkpoint, trust=True),
-                                             args.checkpoint), strict=True)
+    # a Runner checkpoint of a training run: tensors and plain values only, unless trusted;
+    # read once, checked against the model, then loaded
+    model.load_state_dict(verify_checkpoint(model, args.checkpoint,
+                                            trust=args.trust_checkpoint), strict=True)
     model.to(args.device).eval()
     num_classes = model.num_classes
     bad = [c for c in args.classes if not 0 <= c < num_classes]

@@ -6,7 +6,7 @@ are handled here, so one pair of tools serves every config of emo_mm.
 """
 import os
 import os.path as osp
-from typing import Optional, Union
+from typing import Dict, Optional, Union
 
 import torch
 from mmengine.config import Config
@@ -219,8 +219,10 @@ def enable_visualization(cfg: Config, show_dir: str, score_thr: Optional[float] 
     os.makedirs(show_dir, exist_ok=True)
 
 
-def verify_checkpoint(model: torch.nn.Module, path: str, trust: bool = False) -> None:
-    """Raises :class:`CheckpointError` unless ``path`` holds exactly ``model``'s tensors.
+def verify_checkpoint(model: torch.nn.Module, path: str,
+                      trust: bool = False) -> Dict[str, torch.Tensor]:
+    """Raises :class:`CheckpointError` unless ``path`` holds exactly ``model``'s tensors;
+    returns the state dict it read.
 
     ``tools/test.py`` evaluates a trained checkpoint: anything missing or mis-shaped would
     silently evaluate random weights (MMEngine's loader only warns).
@@ -231,6 +233,7 @@ def verify_checkpoint(model: torch.nn.Module, path: str, trust: bool = False) ->
     if problems:
         raise CheckpointError(f'Checkpoint {path} does not match the model of this config '
                               '(trained with another config or variant?): ' + '; '.join(problems))
+    return state
 
 
 def finish_distributed() -> None:
