@@ -10,7 +10,7 @@
 #   python tools/train.py configs/dit/demo-tiny_shapes32.py
 #   python tools/sample.py configs/dit/demo-tiny_shapes32.py \
 #       work_dirs/demo-tiny_shapes32/iter_1000.pth --classes 0 1 2 --n-per-class 4 --out grid.png
-default_scope = 'emo_mm'
+_base_ = ['./_base_/default_runtime.py']
 data_root = 'data/demo_gen_shapes'
 num_classes = 9
 
@@ -75,17 +75,5 @@ param_scheduler = [
 custom_hooks = [dict(type='EMAHook', momentum=0.02, update_buffers=True,
                      priority='ABOVE_NORMAL')]
 
-default_hooks = dict(
-    timer=dict(type='IterTimerHook'),
-    logger=dict(type='LoggerHook', interval=50),
-    param_scheduler=dict(type='ParamSchedulerHook'),
-    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=max_iters),
-    sampler_seed=dict(type='DistSamplerSeedHook'),
-)
-log_processor = dict(by_epoch=False)
-env_cfg = dict(cudnn_benchmark=False, mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
-               dist_cfg=dict(backend='gloo'))
-log_level = 'INFO'
-load_from = None
-resume = False
-randomness = dict(seed=0)
+default_hooks = dict(logger=dict(interval=50), checkpoint=dict(interval=max_iters))
+env_cfg = dict(dist_cfg=dict(backend='gloo'))  # CPU runs

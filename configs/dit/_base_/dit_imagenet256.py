@@ -3,7 +3,7 @@
 #   python tools/extract_latents.py IMAGENET/train data/imagenet_latents --vae PATH_TO_SD_VAE
 #   tools/dist_train.sh configs/dit/demo-s-2_imagenet256.py 8
 # The size configs set model.denoiser (type and arch) only.
-default_scope = 'emo_mm'
+_base_ = ['./default_runtime.py']
 
 # Stable Diffusion's VAE latent scale: latents are stored as the encoder gives them and
 # multiplied by it here (std = 1 / scale).
@@ -66,18 +66,3 @@ auto_scale_lr = dict(base_batch_size=256, enable=False)
 # copies the weights, as DiT's update_ema(ema, model, decay=0) does before training.
 custom_hooks = [dict(type='EMAHook', momentum=1e-4, update_buffers=False,
                      priority='ABOVE_NORMAL')]
-
-default_hooks = dict(
-    timer=dict(type='IterTimerHook'),
-    logger=dict(type='LoggerHook', interval=100),  # DiT logs every 100 steps
-    param_scheduler=dict(type='ParamSchedulerHook'),
-    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=50_000),  # DiT's ckpt_every
-    sampler_seed=dict(type='DistSamplerSeedHook'),
-)
-log_processor = dict(by_epoch=False)
-env_cfg = dict(cudnn_benchmark=False, mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
-               dist_cfg=dict(backend='nccl'))
-log_level = 'INFO'
-load_from = None
-resume = False
-randomness = dict(seed=0)
