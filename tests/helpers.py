@@ -1,4 +1,5 @@
 """Helpers shared by the tests."""
+import importlib.util
 import os.path as osp
 
 import torch
@@ -6,6 +7,14 @@ import torch
 from emo_mm.apis import build_model, load_config
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+
+def load_tool(name: str):
+    """``tools/<name>.py`` as a module (tools/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(name, osp.join(REPO, 'tools', f'{name}.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:

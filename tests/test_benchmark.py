@@ -1,24 +1,14 @@
 """tools/benchmark.py runs end to end (CLI smoke test; nothing here checks a speed)."""
-import importlib.util
 import json
-import os.path as osp
 
 import pytest
 
-from helpers import REPO
-
-
-def _load_tool():
-    spec = importlib.util.spec_from_file_location(
-        'benchmark_tool', osp.join(REPO, 'tools', 'benchmark.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from helpers import load_tool
 
 
 @pytest.fixture(scope='module')
 def tool():
-    return _load_tool()
+    return load_tool('benchmark')
 
 
 def test_inference_rows_header_and_json(tool, tmp_path, capsys):

@@ -296,12 +296,10 @@ def test_imagenet_configs_build_the_diffusion_model(tmp_path):
     assert isinstance(dataset, LatentDataset) and len(dataset) == 2
 
 
-
 def test_sample_tool_draws_a_grid_and_refuses_wrong_checkpoints(tmp_path, capsys,
                                                                monkeypatch):
     """tools/sample.py: a checkpoint of the config's model gives a grid; another model's
     checkpoint and pickled objects are refused with one-line errors (exit 2)."""
-    import importlib.util
     import os.path as osp
     import sys
 
@@ -310,7 +308,7 @@ def test_sample_tool_draws_a_grid_and_refuses_wrong_checkpoints(tmp_path, capsys
     from PIL import Image
 
     from emo_mm.engine import run_cli
-    from helpers import REPO
+    from helpers import REPO, load_tool
     config = osp.join(REPO, 'configs', 'dit', 'demo-tiny_shapes32.py')
     cfg = Config.fromfile(config)
     init_default_scope('emo_mm')
@@ -321,10 +319,7 @@ def test_sample_tool_draws_a_grid_and_refuses_wrong_checkpoints(tmp_path, capsys
     cfg.model.denoiser.arch.hidden = 48
     torch.save(dict(state_dict=MODELS.build(cfg.model).state_dict()), wrong)
 
-    spec = importlib.util.spec_from_file_location('sample_tool',
-                                                  osp.join(REPO, 'tools', 'sample.py'))
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_tool('sample')
     grid = tmp_path / 'grid.png'
 
     def run(checkpoint, *extra):

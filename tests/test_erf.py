@@ -1,17 +1,13 @@
 """tools/erf.py: the effective-receptive-field picture and what it should show at init."""
-import importlib.util
-import os.path as osp
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from helpers import REPO
+from helpers import load_tool
 
-spec = importlib.util.spec_from_file_location('erf', osp.join(REPO, 'tools', 'erf.py'))
-erf_tool = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(erf_tool)
+erf_tool = load_tool('erf')
 
 
 @pytest.fixture(scope='module')

@@ -1,6 +1,5 @@
 """tools/extract_latents.py: the plumbing, with a small randomly initialised diffusers VAE
 on a few generated images in the ImageFolder layout (no VAE weights needed)."""
-import importlib.util
 import json
 import os
 import os.path as osp
@@ -12,14 +11,11 @@ import pytest
 import torch
 from PIL import Image
 
-from helpers import REPO
+from helpers import REPO, load_tool
 
 diffusers = pytest.importorskip('diffusers')
 
-spec = importlib.util.spec_from_file_location('extract_latents',
-                                              osp.join(REPO, 'tools', 'extract_latents.py'))
-tool = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(tool)
+tool = load_tool('extract_latents')
 
 IMAGE_SIZE = 16
 #: class folder -> image sizes (odd aspect ratios, one large enough to be box-halved)

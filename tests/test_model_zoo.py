@@ -6,7 +6,6 @@ parameter count, the files are what tools/make_metafiles.py writes, they load wi
 tools/model_zoo.py's output.
 """
 import glob
-import importlib.util
 import json
 import os.path as osp
 
@@ -15,14 +14,7 @@ import torch
 import yaml
 
 from emo_mm.apis import build_model, load_config
-from helpers import REPO
-
-
-def _tool(name):
-    spec = importlib.util.spec_from_file_location(name, osp.join(REPO, 'tools', f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from helpers import REPO, load_tool
 
 
 def _entries():
@@ -72,7 +64,7 @@ def test_entries_are_well_formed():
 
 def test_files_are_what_the_tool_writes():
     """Names, configs, results, weights and logs equal tools/make_metafiles.py's table."""
-    tool = _tool('make_metafiles')
+    tool = load_tool('make_metafiles')
     expected = {}
     for filename, (collections, models) in tool.all_metafiles().items():
         for model in models:
@@ -126,13 +118,13 @@ def test_modelindex_reads_the_files():
 
 
 def test_readme_tables_are_the_tool_output():
-    tool = _tool('model_zoo')
+    tool = load_tool('model_zoo')
     assert tool.readme_section(osp.join(REPO, 'README.md')) == tool.render(), \
         'README model zoo out of date: run python tools/model_zoo.py --update README.md'
 
 
 def test_model_zoo_table_lists_every_entry():
-    text = _tool('model_zoo').render()
+    text = load_tool('model_zoo').render()
     for _, _, model in ENTRIES:
         assert f'`{model["Name"]}`' in text
     assert '| `emov2-5m_in1k` | [emov2_5m_in1k.py](configs/emov2_5m_in1k.py) | 5.13M |' in text

@@ -1,14 +1,12 @@
 """ONNX export: dynamic batch, height and width, checked against onnxruntime."""
-import importlib.util
 import math
-import os.path as osp
 
 import pytest
 import torch
 
 from emo_mm.models import EMO, EMOv2
 from emo_mm.utils.onnx import TRACE_SIZE, export_onnx, switch_to_deploy, verify_onnx
-from helpers import REPO, build_classifier
+from helpers import build_classifier, load_tool
 
 pytest.importorskip('onnxruntime', reason='onnxruntime is a test dependency (requirements)')
 
@@ -110,15 +108,8 @@ def test_switch_to_deploy_reports_what_it_switched():
     assert switch_to_deploy(torch.nn.Conv2d(3, 3, 1)) == []
 
 
-def _load_tool(name):
-    spec = importlib.util.spec_from_file_location(name, osp.join(REPO, 'tools', f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_export_tool_cli(tmp_path, capsys):
-    tool = _load_tool('export_onnx')
+    tool = load_tool('export_onnx')
     out = tmp_path / 'emov2_1m.onnx'
     status = tool.main(['emov2_1m_in1k', '--out', str(out), '--backbone-only',
                         '--out-indices', '3', '4', '--check', '1x97x131', '2x64x64'])
@@ -134,7 +125,7 @@ def test_export_tool_cli(tmp_path, capsys):
 
 
 def test_export_tool_fixed_size(tmp_path, capsys):
-    tool = _load_tool('export_onnx')
+    tool = load_tool('export_onnx')
     out = tmp_path / 'fixed.onnx'
     status = tool.main(['emov2_1m_in1k', '--out', str(out), '--backbone-only',
                         '--out-indices', '4', '--input-size', '96x112'])
