@@ -49,11 +49,35 @@ def test_backbone_training_step(tool, capsys):
     assert 'backbone at 64x96, train step' in printed
 
 
+def test_profile_names_the_operators(tool, tmp_path, capsys, monkeypatch):
+    """--profile: each cell's top operators with their share of the time, for torch
+    (a backbone has convolutions) and onnxruntime (Conv nodes), and no profile file
+    left behind in the working directory."""
+    pytest.importorskip('onnxruntime')
+    monkeypatch.chdir(tmp_path)
+    rows = tool.main(['--models', 'EMOv2-1M', '--input', '64x64', '--batch-sizes', '1',
+                      '--backend', 'torch', 'onnxruntime', '--min-time', '0', '--warmup', '1',
+                      '--profile', '4'])
+    printed = capsys.readouterr().out
+    for row in rows:
+        assert row['error'] is None
+        shares = row['profile'][1]
+        assert 1 <= len(shares) <= 4
+        assert all(0 < share <= 1 for _, share in shares) and sum(s for _, s in shares) <= 1
+        assert [s for _, s in shares] == sorted((s for _, s in shares), reverse=True)
+    torch_ops = [op for op, _ in rows[0]['profile'][1]]
+    assert any('convolution' in op for op in torch_ops), torch_ops
+    assert 'Conv' in [op for op, _ in rows[1]['profile'][1]]
+    assert printed.count('profile bs1: ') == 2
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize('argv,message', [
     (['--models', 'NoSuchNet'], 'Unknown model'),
     (['--models', 'EMOv2-1M', '--baseline', 'EMOv2-5M'], None),
     (['--models', 'EMOv2-1M', '--input', '224'], None),
     (['--models', 'EMOv2-1M', '--train', '--backend', 'onnxruntime'], None),
+    (['--models', 'EMOv2-1M', '--profile', '-1'], None),
 ])
 def test_bad_arguments_exit_with_a_message(tool, argv, message):
     with pytest.raises(SystemExit) as info:

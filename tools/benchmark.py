@@ -26,11 +26,16 @@ Settings:
                                  per batch size; torch backend only).
     --amp fp16|bf16              autocast (torch backend; onnxruntime rows stay fp32).
     --train                      forward + backward + AdamW step instead of inference.
+    --profile [N]                after timing each cell, profile a few more calls and print
+                                 the N operators (default 8) that take the most time:
+                                 torch's profiler (self CPU time, or GPU kernel time on
+                                 CUDA) or onnxruntime's (kernel time per node type).
 
 Nothing here asserts a speed; the figures depend on the machine and on what else runs
 on it (the load average is printed in the header).
 """
 import argparse
+import contextlib
 import dataclasses
 import datetime
 import functools
@@ -296,12 +301,89 @@ class _null:
         return False
 
 
+# Profiler rows that only wrap the work of the rows beneath them.
+_WRAPPERS = ('Torch-Compiled Region', 'TorchDynamo Cache Lookup', 'Pregraph bytecode',
+             'AOTDispatcher', 'cudaDeviceSynchronize', 'ProfilerStep')
+
+
+def _shares(times: Dict[str, float], top: int) -> List[Tuple[str, float]]:
+    """The ``top`` largest entries of ``times`` as (name, fraction of the total)."""
+    total = sum(times.values()) or 1.
+    return [(op, t / total) for op, t in sorted(times.items(), key=lambda kv: -kv[1])[:top]]
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Silences file descriptor 2: torch's profiler backend (kineto) writes start / stop
+    lines there from C++ on every run, which Python's ``sys.stderr`` does not catch."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(os.devnull, 'w') as devnull:
+        os.dup2(devnull.fileno(), 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def torch_profile(step: Callable[[], None], device: str, top: int,
+                  calls: int = 3) -> List[Tuple[str, float]]:
+    """Where ``calls`` calls of ``step`` spend their time, by operator: self CPU time, or
+    on CUDA the GPU kernels' time. A compiled graph's own kernels show as one
+    ``## Call CompiledFxGraph`` row."""
+    from torch.profiler import ProfilerActivity, profile
+    cuda = device.startswith('cuda')
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with _quiet_stderr(), profile(activities=activities) as prof:
+        for _ in range(calls):
+            step()
+        _sync(device)
+    times = {}
+    for event in prof.key_averages():
+        if cuda:
+            spent = getattr(event, 'self_device_time_total', 0)
+        else:
+            spent = event.self_cpu_time_total
+        if spent > 0 and not event.key.startswith(_WRAPPERS):
+            name = ('compiled graph (inductor kernels)'
+                    if event.key.startswith('## Call CompiledFxGraph') else event.key)
+            times[name] = times.get(name, 0.) + spent
+    return _shares(times, top)
+
+
+def onnxruntime_profile(path: str, feeds: dict, threads: Optional[int], top: int,
+                        calls: int = 3) -> List[Tuple[str, float]]:
+    """Kernel time per ONNX operator type over ``calls`` runs (onnxruntime's profiler;
+    its file goes to a temporary folder and is deleted)."""
+    with tempfile.TemporaryDirectory() as folder:
+        session = onnx_session(path, threads, profile_prefix=os.path.join(folder, 'profile'))
+        for _ in range(calls + 1):  # the first run (allocation, prepacking) is left out
+            session.run(None, feeds)
+        with open(session.end_profiling()) as file:
+            events = json.load(file)
+    times, runs = {}, 0
+    for event in events:
+        if event.get('name') == 'model_run':
+            runs += 1
+        if (runs > 1 and event.get('cat') == 'Node'
+                and event.get('name', '').endswith('_kernel_time')):
+            op = event.get('args', {}).get('op_name', '?')
+            times[op] = times.get(op, 0.) + event['dur']
+    return _shares(times, top)
+
+
+def format_profile(shares: List[Tuple[str, float]]) -> str:
+    return ', '.join(f'{op} {100 * share:.1f}%' for op, share in shares)
+
+
 def measure(name: str, entry: Entry, setting: Setting, args, size, flops_cache) -> dict:
     """Builds one model under one setting and times every batch size."""
     row = dict(model=name, source=entry.source, backend=setting.backend,
                deploy='off', compile='on' if setting.compile else 'off',
                precision=args.amp if args.amp and setting.backend == 'torch' else 'fp32',
-               params=None, flops=None, images_per_s={}, first_call_s={}, error=None)
+               params=None, flops=None, images_per_s={}, first_call_s={}, profile={},
+               error=None)
     if args.task == 'backbone' and entry.backbone is None:
         row['error'] = 'no bare backbone defined for this model'
         return row
@@ -327,9 +409,11 @@ def measure(name: str, entry: Entry, setting: Setting, args, size, flops_cache) 
     runner = torch.compile(model, dynamic=False) if setting.compile else model
     for batch in args.batch_sizes:
         inputs = entry.inputs(batch, size, args.device)
-        speed, first = _timed(torch_step(runner, inputs, args), batch, args.device,
-                              args.warmup, args.min_time)
+        step = torch_step(runner, inputs, args)
+        speed, first = _timed(step, batch, args.device, args.warmup, args.min_time)
         row['images_per_s'][batch], row['first_call_s'][batch] = speed, first
+        if args.profile:
+            row['profile'][batch] = torch_profile(step, args.device, args.profile)
     return row
 
 
@@ -347,6 +431,9 @@ def _measure_onnxruntime(model, entry, row, args, size) -> dict:
             speed, first = _timed(lambda: session.run(None, feeds), batch, 'cpu',
                                   args.warmup, args.min_time)
             row['images_per_s'][batch], row['first_call_s'][batch] = speed, first
+            if args.profile:
+                row['profile'][batch] = onnxruntime_profile(path, feeds, args.threads,
+                                                            args.profile)
     return row
 
 
@@ -478,6 +565,8 @@ def parse_args(argv=None):
     parser.add_argument('--warmup', type=int, default=3, help='untimed calls per cell')
     parser.add_argument('--eager-attention', action='store_true',
                         help='EMO attention on the eager path instead of the automatic choice')
+    parser.add_argument('--profile', type=int, nargs='?', const=8, default=0, metavar='N',
+                        help='print the N most time-consuming operators of each cell')
     parser.add_argument('--json', default=None, help='also write header and rows to this file')
     args = parser.parse_args(argv)
     args.task = args.task or ('backbone' if args.input else 'classifier')
@@ -486,6 +575,8 @@ def parse_args(argv=None):
         parser.error(f'--baseline {args.baseline!r} is not among --models {args.models}.')
     if min(args.batch_sizes) < 1:
         parser.error('--batch-sizes must be positive.')
+    if args.profile < 0:
+        parser.error('--profile N needs a positive number of operators.')
     if args.device.startswith('cuda'):
         if not torch.cuda.is_available():
             parser.error('--device cuda: no CUDA device is visible to torch.')
@@ -522,7 +613,7 @@ def main(argv=None) -> List[dict]:
                 row = dict(model=name, source=entry.source, backend=setting.backend,
                            deploy='?', compile='on' if setting.compile else 'off',
                            precision=args.amp or 'fp32', params=None, flops=None,
-                           images_per_s={}, first_call_s={},
+                           images_per_s={}, first_call_s={}, profile={},
                            error=f'{type(error).__name__}: {error}'.splitlines()[0][:300])
                 if os.environ.get('EMO_MM_BENCHMARK_DEBUG'):
                     traceback.print_exc()
@@ -531,6 +622,8 @@ def main(argv=None) -> List[dict]:
             speeds = ', '.join(f'bs{b} {s:.1f} img/s (first call {row["first_call_s"][b]:.2f} s)'
                                for b, s in row['images_per_s'].items())
             print(f'  {name} [{setting.label()}]: {row["error"] or speeds}', flush=True)
+            for batch, shares in row.get('profile', {}).items():
+                print(f'    profile bs{batch}: {format_profile(shares)}', flush=True)
     add_ratios(rows, args.baseline)
     print()
     print(format_table(rows, args.batch_sizes, args.baseline))

@@ -206,8 +206,13 @@ def _export_fixed_size(wrapper: nn.Module, example: torch.Tensor, path: str,
     return opset
 
 
-def onnx_session(path: str, threads: Optional[int] = None):
-    """An onnxruntime CPU session for ``path`` (``threads`` intra-op threads)."""
+def onnx_session(path: str, threads: Optional[int] = None, profile_prefix: Optional[str] = None):
+    """An onnxruntime CPU session for ``path`` (``threads`` intra-op threads).
+
+    ``profile_prefix``: record a profile (onnxruntime writes it to ``<prefix>_<date>.json``
+    when ``session.end_profiling()`` is called; it would land in the working directory
+    without a prefix).
+    """
     try:
         import onnxruntime as ort
     except ImportError as error:  # pragma: no cover - depends on the environment
@@ -217,6 +222,9 @@ def onnx_session(path: str, threads: Optional[int] = None):
     if threads:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+    if profile_prefix:
+        options.enable_profiling = True
+        options.profile_file_prefix = profile_prefix
     return ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
 
 
