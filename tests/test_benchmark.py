@@ -41,6 +41,19 @@ def test_inference_rows_header_and_json(tool, tmp_path, capsys):
     assert saved['header']['torch_threads'] == 1 and len(saved['rows']) == 8
 
 
+def test_rounds_report_the_median(tool, capsys):
+    rows = tool.main(['--models', 'EMOv2-1M', '--input', '64x64', '--batch-sizes', '1', '2',
+                      '--min-time', '0', '--warmup', '1', '--repeat', '3'])
+    printed = capsys.readouterr().out
+    row = rows[0]
+    assert row['error'] is None
+    for batch in (1, 2):
+        runs = row['runs'][batch]
+        assert len(runs) == 3 and min(runs) > 0
+        assert row['images_per_s'][batch] == sorted(runs)[1]
+    assert 'round 3/3' in printed and 'median of 3 rounds' in printed
+
+
 def test_backbone_training_step(tool, capsys):
     rows = tool.main(['--models', 'EMOv2-1M', '--input', '64x96', '--train',
                       '--batch-sizes', '2', '--min-time', '0', '--warmup', '1'])
@@ -78,6 +91,7 @@ def test_profile_names_the_operators(tool, tmp_path, capsys, monkeypatch):
     (['--models', 'EMOv2-1M', '--input', '224'], None),
     (['--models', 'EMOv2-1M', '--train', '--backend', 'onnxruntime'], None),
     (['--models', 'EMOv2-1M', '--profile', '-1'], None),
+    (['--models', 'EMOv2-1M', '--repeat', '0'], None),
 ])
 def test_bad_arguments_exit_with_a_message(tool, argv, message):
     with pytest.raises(SystemExit) as info:

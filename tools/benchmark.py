@@ -26,6 +26,9 @@ Settings:
                                  per batch size; torch backend only).
     --amp fp16|bf16              autocast (torch backend; onnxruntime rows stay fp32).
     --train                      forward + backward + AdamW step instead of inference.
+    --repeat R                   time every cell R times, in rounds over all models, and
+                                 report medians: slow drifts of a shared machine then
+                                 reach every model alike.
     --profile [N]                after timing each cell, profile a few more calls and print
                                  the N operators (default 8) that take the most time:
                                  torch's profiler (self CPU time, or GPU kernel time on
@@ -42,6 +45,7 @@ import functools
 import json
 import os
 import platform
+import statistics
 import sys
 import tempfile
 import time
@@ -377,16 +381,29 @@ def format_profile(shares: List[Tuple[str, float]]) -> str:
     return ', '.join(f'{op} {100 * share:.1f}%' for op, share in shares)
 
 
-def measure(name: str, entry: Entry, setting: Setting, args, size, flops_cache) -> dict:
-    """Builds one model under one setting and times every batch size."""
+#: One timed call per batch size: batch -> (call, device it synchronises).
+Steps = Dict[int, Tuple[Callable[[], None], str]]
+
+
+def _record(row: dict, batch: int, speed: float, first: Optional[float] = None) -> None:
+    row['runs'].setdefault(batch, []).append(speed)
+    row['images_per_s'][batch] = speed
+    if first is not None:
+        row['first_call_s'][batch] = first
+
+
+def measure(name: str, entry: Entry, setting: Setting, args, size,
+            flops_cache) -> Tuple[dict, Steps]:
+    """Builds one model under one setting and times every batch size once; returns the
+    row and the calls that later rounds time again."""
     row = dict(model=name, source=entry.source, backend=setting.backend,
                deploy='off', compile='on' if setting.compile else 'off',
                precision=args.amp if args.amp and setting.backend == 'torch' else 'fp32',
-               params=None, flops=None, images_per_s={}, first_call_s={}, profile={},
-               error=None)
+               params=None, flops=None, images_per_s={}, first_call_s={}, runs={},
+               profile={}, error=None)
     if args.task == 'backbone' and entry.backbone is None:
         row['error'] = 'no bare backbone defined for this model'
-        return row
+        return row, {}
     torch.manual_seed(0)
     model = entry.backbone(size) if args.task == 'backbone' else entry.build()
     if args.eager_attention:
@@ -407,34 +424,36 @@ def measure(name: str, entry: Entry, setting: Setting, args, size, flops_cache) 
     # batch would. By default torch makes the batch symbolic once a second size arrives,
     # and that graph ran EMOv2-1M at batch 16 on 2 CPU threads at 116 img/s against 186.
     runner = torch.compile(model, dynamic=False) if setting.compile else model
+    steps = {}
     for batch in args.batch_sizes:
         inputs = entry.inputs(batch, size, args.device)
         step = torch_step(runner, inputs, args)
-        speed, first = _timed(step, batch, args.device, args.warmup, args.min_time)
-        row['images_per_s'][batch], row['first_call_s'][batch] = speed, first
+        _record(row, batch, *_timed(step, batch, args.device, args.warmup, args.min_time))
         if args.profile:
             row['profile'][batch] = torch_profile(step, args.device, args.profile)
-    return row
+        steps[batch] = (step, args.device)
+    return row, steps
 
 
-def _measure_onnxruntime(model, entry, row, args, size) -> dict:
+def _measure_onnxruntime(model, entry, row, args, size) -> Tuple[dict, Steps]:
     import numpy as np
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, 'model.onnx')
         # Traced at the benchmarked size with a dynamic batch: the graph a deployment
         # for this one input size would use (deploy mode was applied above).
         export_onnx(model, path, trace_size=size, deploy=False, dynamic_spatial=False)
-        session = onnx_session(path, args.threads)
+        session = onnx_session(path, args.threads)  # holds the graph in memory
+        steps = {}
         for batch in args.batch_sizes:
             feeds = {session.get_inputs()[0].name:
                      np.ascontiguousarray(entry.inputs(batch, size, 'cpu')[0].numpy())}
-            speed, first = _timed(lambda: session.run(None, feeds), batch, 'cpu',
-                                  args.warmup, args.min_time)
-            row['images_per_s'][batch], row['first_call_s'][batch] = speed, first
+            step = functools.partial(session.run, None, feeds)
+            _record(row, batch, *_timed(step, batch, 'cpu', args.warmup, args.min_time))
             if args.profile:
                 row['profile'][batch] = onnxruntime_profile(path, feeds, args.threads,
                                                             args.profile)
-    return row
+            steps[batch] = (step, 'cpu')
+    return row, steps
 
 
 # ---------------------------------------------------------------------------------------
@@ -472,12 +491,13 @@ def header(args, size) -> dict:
         'inference (eval, inference_mode)', input=f'{size[0]}x{size[1]}',
         precision=args.amp or 'fp32', attention='eager' if args.eager_attention else 'auto',
         batch_sizes=args.batch_sizes, baseline=args.baseline, min_time_s=args.min_time,
-        warmup=args.warmup)
+        warmup=args.warmup, rounds=args.repeat)
 
 
 def format_header(head: dict) -> str:
     versions = ', '.join(f'{k} {v}' for k, v in head['versions'].items())
     load = ' '.join(str(v) for v in head['load_average'])
+    rounds = (f', median of {head["rounds"]} rounds' if head.get('rounds', 1) > 1 else '')
     return '\n'.join([
         f'emo_mm benchmark, {head["date"]}: {versions}',
         f'device {head["device"]} ({head["device_name"]}); threads: torch '
@@ -485,7 +505,7 @@ def format_header(head: dict) -> str:
         f'{load} (1/5/15 min)',
         f'{head["task"]} at {head["input"]}, {head["mode"]}, {head["precision"]}, EMO attention '
         f'{head["attention"]}; >= {head["min_time_s"]} s per cell after {head["warmup"]} '
-        f'warm-up calls; ratios: img/s over {head["baseline"]} under the same setting',
+        f'warm-up calls{rounds}; ratios: img/s over {head["baseline"]} under the same setting',
     ])
 
 
@@ -563,6 +583,9 @@ def parse_args(argv=None):
     parser.add_argument('--min-time', type=float, default=3.0,
                         help='seconds of timed calls per cell')
     parser.add_argument('--warmup', type=int, default=3, help='untimed calls per cell')
+    parser.add_argument('--repeat', type=int, default=1, metavar='R',
+                        help='time every cell R times, round after round over all models, '
+                        'and report the median (steadier ratios on a busy machine)')
     parser.add_argument('--eager-attention', action='store_true',
                         help='EMO attention on the eager path instead of the automatic choice')
     parser.add_argument('--profile', type=int, nargs='?', const=8, default=0, metavar='N',
@@ -575,6 +598,8 @@ def parse_args(argv=None):
         parser.error(f'--baseline {args.baseline!r} is not among --models {args.models}.')
     if min(args.batch_sizes) < 1:
         parser.error('--batch-sizes must be positive.')
+    if args.repeat < 1:
+        parser.error('--repeat must be at least 1.')
     if args.profile < 0:
         parser.error('--profile N needs a positive number of operators.')
     if args.device.startswith('cuda'):
@@ -604,26 +629,46 @@ def main(argv=None) -> List[dict]:
     size = args.input or entries[args.models[0]].default_size
     head = header(args, size)
     print(format_header(head), flush=True)
-    rows, flops_cache = [], {}
+    rows, flops_cache, later = [], {}, []
+    if args.repeat > 1:
+        print(f'round 1/{args.repeat}', flush=True)
     for setting in settings_of(args):
         for name, entry in entries.items():
+            steps = {}
             try:
-                row = measure(name, entry, setting, args, size, flops_cache)
+                row, steps = measure(name, entry, setting, args, size, flops_cache)
             except Exception as error:  # one failing model must not hide the others
                 row = dict(model=name, source=entry.source, backend=setting.backend,
                            deploy='?', compile='on' if setting.compile else 'off',
                            precision=args.amp or 'fp32', params=None, flops=None,
-                           images_per_s={}, first_call_s={}, profile={},
+                           images_per_s={}, first_call_s={}, runs={}, profile={},
                            error=f'{type(error).__name__}: {error}'.splitlines()[0][:300])
                 if os.environ.get('EMO_MM_BENCHMARK_DEBUG'):
                     traceback.print_exc()
             row['deploy_requested'] = setting.deploy
             rows.append(row)
+            if args.repeat > 1 and steps:
+                later.append((row, steps))  # kept alive (models, sessions) for the rounds
             speeds = ', '.join(f'bs{b} {s:.1f} img/s (first call {row["first_call_s"][b]:.2f} s)'
                                for b, s in row['images_per_s'].items())
             print(f'  {name} [{setting.label()}]: {row["error"] or speeds}', flush=True)
             for batch, shares in row.get('profile', {}).items():
                 print(f'    profile bs{batch}: {format_profile(shares)}', flush=True)
+    # Later rounds time every cell again in the same order, so a change in the machine's
+    # speed during the run (other load, clocks) reaches every model alike; each cell
+    # reports its median.
+    for index in range(2, args.repeat + 1):
+        print(f'round {index}/{args.repeat}', flush=True)
+        for row, steps in later:
+            for batch, (step, device) in steps.items():
+                _record(row, batch, _timed(step, batch, device, args.warmup, args.min_time)[0])
+            speeds = ', '.join(f'bs{b} {row["runs"][b][-1]:.1f} img/s' for b in steps)
+            print(f'  {row["model"]} [{row["backend"]}, deploy {row["deploy"]}, compile '
+                  f'{row["compile"]}]: {speeds}', flush=True)
+    for row in rows:
+        row['images_per_s'] = {b: statistics.median(r) for b, r in row['runs'].items()}
+    if args.repeat > 1:
+        print(f'\nimg/s: median of {args.repeat} rounds per cell')
     add_ratios(rows, args.baseline)
     print()
     print(format_table(rows, args.batch_sizes, args.baseline))
