@@ -334,8 +334,8 @@ def _quiet_stderr():
 def torch_profile(step: Callable[[], None], device: str, top: int,
                   calls: int = 3) -> List[Tuple[str, float]]:
     """Where ``calls`` calls of ``step`` spend their time, by operator: self CPU time, or
-    on CUDA the GPU kernels' time. A compiled graph's own kernels show as one
-    ``## Call CompiledFxGraph`` row."""
+    on CUDA the GPU kernels' time. On the CPU a compiled graph's generated kernels are one
+    row, 'compiled graph (inductor kernels)'; the library calls it makes keep their own."""
     from torch.profiler import ProfilerActivity, profile
     cuda = device.startswith('cuda')
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
@@ -660,8 +660,16 @@ def main(argv=None) -> List[dict]:
     for index in range(2, args.repeat + 1):
         print(f'round {index}/{args.repeat}', flush=True)
         for row, steps in later:
-            for batch, (step, device) in steps.items():
-                _record(row, batch, _timed(step, batch, device, args.warmup, args.min_time)[0])
+            if row['error']:
+                continue
+            try:
+                for batch, (step, device) in steps.items():
+                    _record(row, batch,
+                            _timed(step, batch, device, args.warmup, args.min_time)[0])
+            except Exception as error:  # e.g. out of memory: keep the other rows going
+                row['error'] = f'round {index}: {type(error).__name__}: {error}'.splitlines()[0]
+                print(f'  {row["model"]}: {row["error"]}', flush=True)
+                continue
             speeds = ', '.join(f'bs{b} {row["runs"][b][-1]:.1f} img/s' for b in steps)
             print(f'  {row["model"]} [{row["backend"]}, deploy {row["deploy"]}, compile '
                   f'{row["compile"]}]: {speeds}', flush=True)
