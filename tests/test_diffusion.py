@@ -148,22 +148,28 @@ def test_respacing_keeps_alphas_cumprod():
     assert seen[0].tolist() == [999]
 
 
-def _gaussian_oracle(diffusion, mu, s):
-    """The exact eps prediction E[eps | x_t] when the data is N(mu, s^2)."""
+def _gaussian_oracle(diffusion, mu, s, prediction='eps'):
+    """The exact prediction E[eps | x_t] (or E[v | x_t]) when the data is N(mu, s^2)."""
 
     def denoiser(x, t, y):
         acp = torch.from_numpy(diffusion.alphas_cumprod).float()[t].view(-1, 1, 1, 1)
-        return (1 - acp).sqrt() * (x - acp.sqrt() * mu) / (acp * s**2 + 1 - acp)
+        eps = (1 - acp).sqrt() * (x - acp.sqrt() * mu) / (acp * s**2 + 1 - acp)
+        if prediction == 'eps':
+            return eps
+        x_start = (x - (1 - acp).sqrt() * eps) / acp.sqrt()
+        return acp.sqrt() * eps - (1 - acp).sqrt() * x_start
 
     return denoiser
 
 
-@pytest.mark.parametrize('sampler,steps', [('ddim', 100), ('ddpm', 1000)])
-def test_samplers_reproduce_gaussian_data(sampler, steps):
-    base = GaussianDiffusion(learn_sigma=False)
+@pytest.mark.parametrize('sampler,steps,prediction', [('ddim', 100, 'eps'),
+                                                      ('ddpm', 1000, 'eps'),
+                                                      ('ddim', 100, 'v'), ('ddpm', 250, 'v')])
+def test_samplers_reproduce_gaussian_data(sampler, steps, prediction):
+    base = GaussianDiffusion(learn_sigma=False, prediction=prediction)
     spaced = base.respace(steps)
     mu, s = 0.3, 0.5
-    oracle = _gaussian_oracle(base, mu, s)
+    oracle = _gaussian_oracle(base, mu, s, prediction)
 
     def denoiser(x, t, y):  # receives original step indices
         return oracle(x, t, y)
@@ -173,6 +179,39 @@ def test_samplers_reproduce_gaussian_data(sampler, steps):
                       generator=torch.Generator().manual_seed(0))
     assert x.mean().item() == pytest.approx(mu, abs=0.03)
     assert x.std().item() == pytest.approx(s, rel=0.06)
+
+
+@pytest.mark.parametrize('steps', [1000, 50])
+def test_velocity_prediction_converts_exactly(steps):
+    """A network that outputs the true velocity gives back x_0 and the noise exactly, at
+    every step of the full and of a respaced process, and zero loss."""
+    base = GaussianDiffusion(prediction='v')
+    process = base.respace(steps)
+    assert process.prediction == 'v'
+    x_start = torch.randn(5, 3, 4, 4, dtype=torch.float64)
+    noise = torch.randn(5, 3, 4, 4, dtype=torch.float64)
+    t = torch.tensor([0, 1, steps // 2, steps - 2, steps - 1])
+    x_t = process.q_sample(x_start, t, noise)
+    net_t = process.network_timesteps(t)
+    # the network sees original step indices: its velocity is the base process's
+    velocity = base.velocity(x_start, net_t, noise)
+    var_values = torch.zeros_like(x_start)
+
+    def oracle(x, t_net, y):
+        assert torch.equal(t_net, net_t)
+        return torch.cat([velocity, var_values], 1)
+
+    out = process.p_mean_variance(oracle, x_t, t, None)
+    torch.testing.assert_close(out['pred_xstart'], x_start, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(out['eps'], noise, rtol=1e-9, atol=1e-9)
+    terms = process.training_losses(oracle, x_start, t, None, noise)
+    assert terms['mse'].abs().max() < 1e-18
+    # read as a noise predictor the same output is wrong once the noise is large (near
+    # t = 0, v is almost the noise)
+    as_eps = GaussianDiffusion(np.array(process.betas), timestep_map=process.timestep_map)
+    assert (as_eps.training_losses(oracle, x_start, t, None, noise)['mse'][2:] > 0.5).all()
+    with pytest.raises(ValueError, match="prediction must be one of \\('eps', 'v'\\)"):
+        GaussianDiffusion(prediction='x0')
 
 
 def test_ddim_eta0_is_deterministic_and_samples_do_not_depend_on_the_batch():
@@ -214,17 +253,20 @@ def test_classifier_free_guidance():
     torch.testing.assert_close(partial[:, 2:], cond[:, 2:])
 
 
-def _tiny_model(**sample_cfg):
+def _tiny_model(prediction='eps', **sample_cfg):
     from emo_mm.generation import DiffusionModel
-    return DiffusionModel(TinyDenoiser(num_classes=4), sample_cfg=dict(steps=5, **sample_cfg),
+    return DiffusionModel(TinyDenoiser(num_classes=4), prediction=prediction,
+                          sample_cfg=dict(steps=5, **sample_cfg),
                           data_preprocessor=dict(type='emo_mm.DiffusionDataPreprocessor',
                                                  mean=127.5, std=127.5, quantize=True))
 
 
-def test_diffusion_model_loss_and_predict():
+@pytest.mark.parametrize('prediction', ['eps', 'v'])
+def test_diffusion_model_loss_and_predict(prediction):
     from mmengine.structures import BaseDataElement
     torch.manual_seed(0)
-    model = _tiny_model(cfg_scale=2.0, clip_denoised=True)
+    model = _tiny_model(prediction, cfg_scale=2.0, clip_denoised=True)
+    assert model.diffusion.prediction == prediction
     images = [torch.randint(0, 256, (3, 8, 8), dtype=torch.uint8) for _ in range(4)]
     samples = [BaseDataElement(gt_label=i % 4, sample_idx=i) for i in range(4)]
     data = model.data_preprocessor(dict(inputs=images, data_samples=samples), training=True)

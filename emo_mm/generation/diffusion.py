@@ -3,11 +3,16 @@
 * Schedule: ``num_timesteps`` linear betas from 1e-4 to 2e-2, both scaled by
   ``1000 / num_timesteps`` so that other step counts keep the same total noise (improved
   DDPM's "linear" schedule; DiT uses it with 1000 steps).
-* Network output: noise ``eps`` in the first C channels and, with learned sigma, C channels
-  ``v`` in [-1, 1] interpolating the log variance between the posterior variance (v = -1)
-  and beta_t (v = 1).
+* Network output: the prediction in the first C channels and, with learned sigma, C
+  channels in [-1, 1] interpolating the log variance between the posterior variance (-1)
+  and beta_t (1). The prediction is the noise ``eps`` (DiT) or the velocity
+  ``v = sqrt(alphas_cumprod) eps - sqrt(1 - alphas_cumprod) x_0`` (``prediction='v'``,
+  progressive distillation's parameterisation: in x_0 terms its MSE weights a step by
+  SNR + 1 where the noise MSE weights it by SNR, so the high-noise steps that lay out an
+  image get a real share of the training signal). The two convert exactly into each
+  other, so the samplers, the variance and guidance are the same code for both.
 * Training loss (DiT, improved DDPM's "hybrid" with loss type MSE): mean squared error on
-  the noise plus the variational bound term of the learned variance, in bits per dimension,
+  the prediction (noise or velocity) plus the variational bound term of the learned variance, in bits per dimension,
   computed with the predicted mean detached so that it only trains the variance. DiT does
   not rescale the VLB term (that would be loss type RESCALED_MSE, which multiplies it by
   num_timesteps / 1000); with 1000 steps both are the same.
@@ -50,6 +55,8 @@ def cosine_betas(num_timesteps: int, max_beta: float = 0.999) -> np.ndarray:
 
 
 BETA_SCHEDULES = {'linear': linear_betas, 'cosine': cosine_betas}
+#: What the network's first C output channels predict: the noise (DiT) or the velocity.
+PREDICTIONS = ('eps', 'v')
 
 
 def space_timesteps(num_timesteps: int,
@@ -136,17 +143,19 @@ def _randn(shape: Sequence[int], generator: Generators, device, dtype) -> Tensor
 def classifier_free_guidance(denoiser: Denoiser, x: Tensor, t: Tensor, y: Tensor,
                              null_class: int, scale: float, channels: int,
                              guided_channels: Optional[int] = None) -> Tensor:
-    """The guided prediction eps_uncond + scale * (eps_cond - eps_uncond).
+    """The guided prediction p_uncond + scale * (p_cond - p_uncond).
 
     Conditional and unconditional (null class) predictions run as one batch of 2B. Only
-    the first ``guided_channels`` channels of eps are guided (default: all ``channels``);
-    the remaining eps channels and the variance channels are the conditional prediction's.
+    the first ``guided_channels`` channels of the prediction are guided (default: all
+    ``channels``); the remaining ones and the variance channels are the conditional
+    prediction's. Guiding a velocity prediction is guiding the noise it stands for: the
+    conversion is affine with the same x_t term for both halves.
     DiT's sampling script guides the first 3 of the 4 latent channels, an accident of its
     history kept for reproducibility; pass ``guided_channels=3`` to reproduce it.
 
     Args:
         denoiser: net(x, t, y) -> (B, C or 2C, H, W).
-        channels: C, the data's channel count (the eps channels of the output).
+        channels: C, the data's channel count (the prediction channels of the output).
     """
     guided = channels if guided_channels is None else guided_channels
     if not 0 < guided <= channels:
@@ -154,8 +163,8 @@ def classifier_free_guidance(denoiser: Denoiser, x: Tensor, t: Tensor, y: Tensor
     out = denoiser(torch.cat([x, x]), torch.cat([t, t]),
                    torch.cat([y, torch.full_like(y, null_class)]))
     cond, uncond = out.chunk(2)
-    eps = uncond[:, :guided] + scale * (cond[:, :guided] - uncond[:, :guided])
-    return torch.cat([eps, cond[:, guided:]], dim=1)
+    guided_out = uncond[:, :guided] + scale * (cond[:, :guided] - uncond[:, :guided])
+    return torch.cat([guided_out, cond[:, guided:]], dim=1)
 
 
 class GaussianDiffusion:
@@ -169,6 +178,7 @@ class GaussianDiffusion:
             otherwise the variance is fixed to beta_t (improved DDPM's "fixed large").
         timestep_map: the network step index of each step of this process (respaced
             processes keep the original indices); default ``range(num_timesteps)``.
+        prediction: ``'eps'`` (the noise, DiT) or ``'v'`` (the velocity).
     """
 
     def __init__(self,
@@ -176,7 +186,11 @@ class GaussianDiffusion:
                  num_timesteps: int = 1000,
                  beta_schedule: str = 'linear',
                  learn_sigma: bool = True,
-                 timestep_map: Optional[Sequence[int]] = None):
+                 timestep_map: Optional[Sequence[int]] = None,
+                 prediction: str = 'eps'):
+        if prediction not in PREDICTIONS:
+            raise ValueError(f'prediction must be one of {PREDICTIONS}, got {prediction!r}.')
+        self.prediction = prediction
         if betas is None:
             if beta_schedule not in BETA_SCHEDULES:
                 raise ValueError(f'beta_schedule must be one of {sorted(BETA_SCHEDULES)}, got '
@@ -230,7 +244,8 @@ class GaussianDiffusion:
             betas.append(1 - self.alphas_cumprod[i] / last)
             last = self.alphas_cumprod[i]
         return GaussianDiffusion(np.array(betas), learn_sigma=self.learn_sigma,
-                                 timestep_map=self.timestep_map[kept])
+                                 timestep_map=self.timestep_map[kept],
+                                 prediction=self.prediction)
 
     # -- forward process and posterior ---------------------------------------------------
 
@@ -270,6 +285,19 @@ class GaussianDiffusion:
         return ((self._gather('sqrt_recip_alphas_cumprod', t, x_t) * x_t - x_start)
                 / self._gather('sqrt_recipm1_alphas_cumprod', t, x_t))
 
+    def velocity(self, x_start: Tensor, t: Tensor, noise: Tensor) -> Tensor:
+        """v = sqrt(alphas_cumprod_t) noise - sqrt(1 - alphas_cumprod_t) x_0."""
+        return (self._gather('sqrt_alphas_cumprod', t, x_start) * noise
+                - self._gather('sqrt_one_minus_alphas_cumprod', t, x_start) * x_start)
+
+    def eps_from_prediction(self, x_t: Tensor, t: Tensor, prediction: Tensor) -> Tensor:
+        """The noise the network's prediction stands for (eps = sqrt(a) v + sqrt(1 - a) x_t
+        for velocities, a = alphas_cumprod_t)."""
+        if self.prediction == 'eps':
+            return prediction
+        return (self._gather('sqrt_alphas_cumprod', t, x_t) * prediction
+                + self._gather('sqrt_one_minus_alphas_cumprod', t, x_t) * x_t)
+
     # -- the model's p(x_{t-1} | x_t) -------------------------------------------------------
 
     def network_timesteps(self, t: Tensor) -> Tensor:
@@ -297,15 +325,15 @@ class GaussianDiffusion:
             raise ValueError(f'The denoiser returned {model_output.shape[1]} channels for '
                              f'{channels}-channel data; expected {expected} (learn_sigma='
                              f'{self.learn_sigma}).')
+        eps = self.eps_from_prediction(x, t, model_output[:, :channels])
         if self.learn_sigma:
-            eps, var_values = model_output[:, :channels], model_output[:, channels:]
+            var_values = model_output[:, channels:]
             min_log = self._gather('posterior_log_variance_clipped', t, x)
             max_log = self._gather('log_betas', t, x)
             frac = (var_values + 1) / 2  # [-1, 1] -> [0, 1]
             log_variance = frac * max_log + (1 - frac) * min_log
             variance = torch.exp(log_variance)
         else:
-            eps = model_output
             variance = self._gather('fixed_large_variance', t, x).expand_as(x)
             log_variance = self._gather('fixed_large_log_variance', t, x).expand_as(x)
         pred_xstart = self.predict_xstart_from_eps(x, t, eps)
@@ -335,7 +363,8 @@ class GaussianDiffusion:
 
     def training_losses(self, denoiser: Denoiser, x_start: Tensor, t: Tensor, y: Tensor,
                         noise: Optional[Tensor] = None):
-        """DiT's per-sample losses: ``mse`` (noise) + ``vb`` (learned variance) = ``loss``."""
+        """DiT's per-sample losses: ``mse`` (of the noise or velocity prediction) + ``vb``
+        (learned variance) = ``loss``."""
         if noise is None:
             noise = torch.randn_like(x_start)
         x_t = self.q_sample(x_start, t, noise)
@@ -346,14 +375,15 @@ class GaussianDiffusion:
             if model_output.shape[1] != 2 * channels:
                 raise ValueError(f'learn_sigma needs {2 * channels} output channels, the '
                                  f'denoiser returned {model_output.shape[1]}.')
-            eps, var_values = model_output[:, :channels], model_output[:, channels:]
+            prediction, var_values = model_output[:, :channels], model_output[:, channels:]
             # the VLB trains the variance only: the mean's prediction is detached
-            frozen = torch.cat([eps.detach(), var_values], dim=1)
+            frozen = torch.cat([prediction.detach(), var_values], dim=1)
             terms['vb'] = self.vb_terms_bpd(None, x_start, x_t, t, y,
                                             model_output=frozen)['output']
         else:
-            eps = model_output
-        terms['mse'] = mean_flat((noise - eps)**2)
+            prediction = model_output
+        target = noise if self.prediction == 'eps' else self.velocity(x_start, t, noise)
+        terms['mse'] = mean_flat((target - prediction)**2)
         terms['loss'] = terms['mse'] + terms['vb'] if 'vb' in terms else terms['mse']
         return terms
 

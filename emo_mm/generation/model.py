@@ -108,6 +108,8 @@ class DiffusionModel(BaseModel):
         num_timesteps: diffusion steps (DiT: 1000).
         beta_schedule: ``'linear'`` (DiT) or ``'cosine'``.
         learn_sigma: the denoiser predicts variances; must agree with the denoiser.
+        prediction: what the denoiser's first C output channels predict: ``'eps'``, the
+            noise (DiT), or ``'v'``, the velocity (see :mod:`.diffusion`).
         sample_cfg: overrides of :data:`DEFAULT_SAMPLE_CFG`: ``sampler`` ('ddpm' or
             'ddim'), ``steps`` (respaced step count, or ``'ddimN'``), ``eta`` (DDIM),
             ``cfg_scale``, ``guided_channels`` (eps channels guided; default all, DiT's
@@ -122,6 +124,7 @@ class DiffusionModel(BaseModel):
                  num_timesteps: int = 1000,
                  beta_schedule: str = 'linear',
                  learn_sigma: bool = True,
+                 prediction: str = 'eps',
                  sample_cfg: Optional[dict] = None,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None):
@@ -137,7 +140,8 @@ class DiffusionModel(BaseModel):
             raise ValueError(f'learn_sigma={learn_sigma} but the denoiser has learn_sigma='
                              f'{self.denoiser.learn_sigma}; set both alike.')
         self.diffusion = GaussianDiffusion(num_timesteps=num_timesteps,
-                                           beta_schedule=beta_schedule, learn_sigma=learn_sigma)
+                                           beta_schedule=beta_schedule, learn_sigma=learn_sigma,
+                                           prediction=prediction)
         unknown = set(sample_cfg or {}) - set(DEFAULT_SAMPLE_CFG)
         if unknown:
             raise ValueError(f'Unknown sample_cfg keys {sorted(unknown)}; known: '
