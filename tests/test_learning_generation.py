@@ -1,12 +1,13 @@
-"""A few CPU minutes of diffusion training make a tiny D-EMO generate the classes' colours.
+"""A few CPU minutes of diffusion training make a tiny D-EMO generate the classes.
 
 configs/dit/demo-tiny_shapes32.py trains a 4-block D-EMO in pixel space on the generated
 shapes (9 classes = 3 shapes x 3 colours; a sample is right only if shape and colour
 are). A small CNN trained on the real images judges the generated ones: the class
 accuracy is near chance (1/9) before training and far above it after, and the
 classifier-feature FD (FID's formula on that CNN's features, not FID) drops towards the
-real validation images' own value. 1000 iterations learn the colour of each class, not
-yet its shape (see the README's sample grid), so the accuracy rises to about a third.
+real validation images' own value. Right colours with random shapes would score 1/3; the
+trained model scores well above that because it draws triangles apart from circles and
+squares (those two, of equal area, it does not yet tell apart: see the README).
 """
 import os.path as osp
 
@@ -18,6 +19,8 @@ from helpers import REPO, train_and_test
 pytestmark = pytest.mark.slow  # trains for minutes; not in make test-fast
 
 CHANCE = 1 / 9
+COLOUR_ONLY = 1 / 3  # the accuracy of right colours with shapes drawn at random
+ITERS = 1500  # of the config's 2000, to keep the suite's time
 
 
 @pytest.fixture(scope='module', autouse=True)
@@ -38,21 +41,20 @@ def _train(config, tmp_path, max_iters):
 
 
 def test_demo_generates_the_classes(tmp_path):
-    before, after = _train('demo-tiny_shapes32.py', tmp_path, 1000)
-    # measured (seed 0, 1000 iterations): class accuracy 0.111 -> 0.356 (2 threads) / 0.339
-    # (1 thread), classifier-feature FD 32311 -> 88.8 / 52.4 (real validation images 0.21);
-    # seed 1: 0.339, FD 32.8; judge 0.967; 160 s on 2 cores.
-    # 180 samples: the accuracy's standard error is about 0.035.
+    before, after = _train('demo-tiny_shapes32.py', tmp_path, ITERS)
+    # measured (seed 0, 2 threads, 271 s): class accuracy 0.111 -> 0.622, classifier-feature
+    # FD 15281 -> 29.0 (real validation images 0.21); the config's 2000 iterations: 0.656.
+    # 180 samples: the accuracy's standard error is about 0.037.
     assert before['gen/judge_val_acc'] > 0.9
     assert before['gen/class_acc'] < 0.2
-    assert after['gen/class_acc'] > 0.25
-    assert after['gen/classifier_feature_fd'] < 0.1 * before['gen/classifier_feature_fd']
+    assert after['gen/class_acc'] > COLOUR_ONLY + 0.1  # some shapes are right, not only colours
+    assert after['gen/classifier_feature_fd'] < 0.01 * before['gen/classifier_feature_fd']
 
 
 @pytest.mark.extended
 def test_dit_block_at_equal_parameters(tmp_path):
     """The same run with DiT's block (574,572 parameters against D-EMO's 598,848)."""
-    before, after = _train('dit-tiny_shapes32.py', tmp_path, 1000)
-    # measured (seed 0): class accuracy 0.111 -> 0.233, classifier-feature FD -> 306
+    before, after = _train('dit-tiny_shapes32.py', tmp_path, ITERS)
+    # measured (seed 0, 114 s): class accuracy 0.111 -> 0.350, classifier-feature FD -> 310
     assert before['gen/class_acc'] < 0.2
-    assert after['gen/class_acc'] > 0.16
+    assert after['gen/class_acc'] > 0.2
