@@ -12,8 +12,9 @@
   image get a real share of the training signal). The two convert exactly into each
   other, so the samplers, the variance and guidance are the same code for both.
 * Training loss (DiT, improved DDPM's "hybrid" with loss type MSE): mean squared error on
-  the prediction (noise or velocity) plus the variational bound term of the learned variance, in bits per dimension,
-  computed with the predicted mean detached so that it only trains the variance. DiT does
+  the prediction (noise or velocity) plus the variational bound term of the learned
+  variance, in bits per dimension, computed with the predicted mean detached so that it
+  only trains the variance. DiT does
   not rescale the VLB term (that would be loss type RESCALED_MSE, which multiplies it by
   num_timesteps / 1000); with 1000 steps both are the same.
 * Respacing: sampling with a subset of the steps; betas are recomputed from the kept
