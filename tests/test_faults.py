@@ -407,6 +407,42 @@ def test_corrupt_video_at_the_end(tmp_path, monkeypatch):
         check_data(cfg, ('train', ))
 
 
+def test_video_check_opens_one_video_at_a_time(tmp_path, monkeypatch):
+    """The check's threads never open two videos at once (decord's FFmpeg can abort when
+    two threads build a decoder's tables together), but they do decode in parallel."""
+    import threading
+    import types
+    state = dict(opening=0, most_opening=0, decoding=0, most_decoding=0)
+    lock = threading.Lock()
+
+    def track(key, step):
+        with lock:
+            state[key] += step
+            state['most_' + key] = max(state['most_' + key], state[key])
+
+    class Reader:
+        def __init__(self, path, num_threads):
+            track('opening', 1)
+            time.sleep(0.02)
+            track('opening', -1)
+
+        def __len__(self):
+            return 8
+
+        def __getitem__(self, index):
+            track('decoding', 1)
+            time.sleep(0.05)
+            track('decoding', -1)
+
+    monkeypatch.setitem(sys.modules, 'decord', types.SimpleNamespace(VideoReader=Reader))
+    from concurrent.futures import ThreadPoolExecutor
+    from emo_mm.datasets.checks import count_video_frames
+    with ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(count_video_frames, [f'v{i}.mp4' for i in range(12)])) == [8] * 12
+    assert state['most_opening'] == 1
+    assert state['most_decoding'] > 1
+
+
 def test_kinetics_data_root(tmp_path):
     from emo_mm.apis import load_config
     cfg = load_config(osp.join(REPO, 'configs', 'vemo_5m_k400.py'))

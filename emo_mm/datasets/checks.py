@@ -16,6 +16,7 @@ import json
 import os
 import os.path as osp
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterator, List, Optional, Sequence, Tuple
@@ -455,11 +456,18 @@ def check_video_dataset(dataset: ConfigDict, split: str, model: dict,
     return _progress(videos, check, f'{split} videos')
 
 
+#: Serialises opening videos. decord's bundled FFmpeg builds a decoder's static tables
+#: on its first open without a lock; two threads opening at once can both build them and
+#: abort the process ("incorrect codes", libavcodec/bitstream.c). Decoding runs in parallel.
+_VIDEO_OPEN_LOCK = threading.Lock()
+
+
 def count_video_frames(path: str, listed: str = '') -> int:
     """Number of decodable frames, or :class:`DataError` for unreadable files."""
     try:
         import decord
-        reader = decord.VideoReader(path, num_threads=1)
+        with _VIDEO_OPEN_LOCK:
+            reader = decord.VideoReader(path, num_threads=1)
         count = len(reader)
         if count:
             reader[count - 1]  # the last frame decodes too (catches truncated files)
