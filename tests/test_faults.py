@@ -407,7 +407,7 @@ def test_corrupt_video_at_the_end(tmp_path, monkeypatch):
         check_data(cfg, ('train', ))
 
 
-def test_video_check_opens_one_video_at_a_time(tmp_path, monkeypatch):
+def test_video_check_opens_one_video_at_a_time(monkeypatch):
     """The check's threads never open two videos at once (decord's FFmpeg can abort when
     two threads build a decoder's tables together), but they do decode in parallel."""
     import threading

@@ -14,9 +14,9 @@
 * Training loss (DiT, improved DDPM's "hybrid" with loss type MSE): mean squared error on
   the prediction (noise or velocity) plus the variational bound term of the learned
   variance, in bits per dimension, computed with the predicted mean detached so that it
-  only trains the variance. DiT does
-  not rescale the VLB term (that would be loss type RESCALED_MSE, which multiplies it by
-  num_timesteps / 1000); with 1000 steps both are the same.
+  only trains the variance. DiT does not rescale the VLB term (that would be loss type
+  RESCALED_MSE, which multiplies it by num_timesteps / 1000); with 1000 steps both are
+  the same.
 * Respacing: sampling with a subset of the steps; betas are recomputed from the kept
   steps' cumulative alphas so that the marginals q(x_t | x_0) at kept steps are unchanged;
   the network still receives the original step index.
@@ -416,7 +416,7 @@ class GaussianDiffusion:
             eta: DDIM's noise scale (0: deterministic given x_T).
             cfg_scale: classifier-free guidance scale (1: no guidance).
             null_class: the denoiser's null (unconditional) label, needed for guidance.
-            guided_channels: eps channels guided (default all; DiT's script: 3).
+            guided_channels: prediction channels guided (default all; DiT's script: 3).
             clip_denoised: clamp predicted x_0 to [-1, 1] at each step.
             generator: a torch.Generator for the whole batch, or one per sample (then each
                 sample is independent of the batch it is drawn in).

@@ -112,7 +112,7 @@ class DiffusionModel(BaseModel):
             noise (DiT), or ``'v'``, the velocity (see :mod:`.diffusion`).
         sample_cfg: overrides of :data:`DEFAULT_SAMPLE_CFG`: ``sampler`` ('ddpm' or
             'ddim'), ``steps`` (respaced step count, or ``'ddimN'``), ``eta`` (DDIM),
-            ``cfg_scale``, ``guided_channels`` (eps channels guided; default all, DiT's
+            ``cfg_scale``, ``guided_channels`` (prediction channels guided; default all, DiT's
             script guides 3), ``clip_denoised``, ``seed`` (sample i of a data set uses the
             generator seeded with seed and its ``sample_idx``, so samples do not depend
             on the batch size).
