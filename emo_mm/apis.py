@@ -9,10 +9,12 @@ work from a clone, an editable install and a wheel alike. Importing this module 
 other projects' configs inherit emo_mm's: ``_base_ = ['emo_mm::emov2_5m_in1k.py']``
 (:func:`enable_config_prefix`).
 """
+import ast
 import difflib
 import glob
 import os.path as osp
-from typing import List, Union
+import re
+from typing import List, Optional, Union
 
 from mmengine.config import Config
 
@@ -95,9 +97,47 @@ def enable_config_prefix():
 enable_config_prefix()
 
 
+class ConfigSyntaxError(ValueError):
+    """A config file (or one of its bases) that is not valid Python."""
+
+
+def _syntax_error(path: str) -> Optional[ConfigSyntaxError]:
+    """The error of a config file that does not parse, with its file and line."""
+    try:
+        with open(path, encoding='utf-8') as f:
+            source = f.read()
+        compile(source, path, 'exec', ast.PyCF_ONLY_AST)
+    except SyntaxError as err:
+        where = f'{err.filename or path}, line {err.lineno}'
+        text = f': {err.text.strip()!r}' if err.text and err.text.strip() else ''
+        return ConfigSyntaxError(f'The config {where} is not valid Python: {err.msg}{text}.')
+    except (OSError, UnicodeDecodeError):
+        return None
+    return None
+
+
+_BASE_IN_MESSAGE = re.compile(r'config file (.+?): ')
+
+
 def load_config(name_or_path: str) -> Config:
-    """Loads a config by path, or by name from emo_mm's configs (``.py`` optional)."""
-    return Config.fromfile(find_config(name_or_path))
+    """Loads a config by path, or by name from emo_mm's configs (``.py`` optional).
+
+    A file that is not valid Python (the config or one of its ``_base_`` files) raises
+    :class:`ConfigSyntaxError` naming the file and the line.
+    """
+    path = find_config(name_or_path)
+    error = _syntax_error(path) if path.endswith('.py') else None
+    if error is not None:
+        raise error
+    try:
+        return Config.fromfile(path)
+    except SyntaxError as err:  # in a _base_ file: MMEngine names it in the message
+        match = _BASE_IN_MESSAGE.search(str(err))
+        base = match.group(1) if match else None
+        error = _syntax_error(base) if base and osp.isfile(base) else None
+        if error is None:
+            raise
+        raise error from None
 
 
 def build_model(cfg: Union[Config, str]):
