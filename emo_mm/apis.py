@@ -116,25 +116,62 @@ def _syntax_error(path: str) -> Optional[ConfigSyntaxError]:
     return None
 
 
-_BASE_IN_MESSAGE = re.compile(r'config file (.+?): ')
+def _base_files(path: str) -> List[str]:
+    """The ``_base_`` files a (parseable) config names, resolved as MMEngine resolves them
+    (relative to the config; ``emo_mm::`` names through :func:`find_config`)."""
+    with open(path, encoding='utf-8') as f:
+        tree = ast.parse(f.read())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(
+                isinstance(t, ast.Name) and t.id == '_base_' for t in node.targets):
+            try:
+                value = ast.literal_eval(node.value)
+            except ValueError:
+                return []
+            names = [value] if isinstance(value, str) else list(value)
+            found = []
+            for name in names:
+                if not isinstance(name, str):
+                    continue
+                if name.startswith(PACKAGE_PREFIX):
+                    try:
+                        found.append(find_config(name))
+                    except FileNotFoundError:
+                        pass
+                else:
+                    found.append(osp.normpath(osp.join(osp.dirname(path), name)))
+            return found
+    return []
+
+
+def find_syntax_error(path: str, seen: Optional[set] = None) -> Optional[ConfigSyntaxError]:
+    """The first syntax error in a config or, depth first, in its ``_base_`` files."""
+    seen = set() if seen is None else seen
+    if path in seen or not osp.isfile(path) or not path.endswith('.py'):
+        return None
+    seen.add(path)
+    error = _syntax_error(path)
+    if error is not None:
+        return error
+    for base in _base_files(path):
+        error = find_syntax_error(base, seen)
+        if error is not None:
+            return error
+    return None
 
 
 def load_config(name_or_path: str) -> Config:
     """Loads a config by path, or by name from emo_mm's configs (``.py`` optional).
 
     A file that is not valid Python (the config or one of its ``_base_`` files) raises
-    :class:`ConfigSyntaxError` naming the file and the line.
+    :class:`ConfigSyntaxError` naming the file and the line (MMEngine names neither for a
+    base file).
     """
     path = find_config(name_or_path)
-    error = _syntax_error(path) if path.endswith('.py') else None
-    if error is not None:
-        raise error
     try:
         return Config.fromfile(path)
-    except SyntaxError as err:  # in a _base_ file: MMEngine names it in the message
-        match = _BASE_IN_MESSAGE.search(str(err))
-        base = match.group(1) if match else None
-        error = _syntax_error(base) if base and osp.isfile(base) else None
+    except SyntaxError:
+        error = find_syntax_error(path)
         if error is None:
             raise
         raise error from None

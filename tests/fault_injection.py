@@ -77,15 +77,16 @@ def _fault_at_iteration(kind: str, iteration: int) -> None:
     infinite_gradient = _InfiniteGradient.make()
 
     def faulty_parse_losses(self, losses):
-        loss, log_vars = parse_losses(self, losses)
+        fault = False
         if self.training:
             calls['n'] += 1
-            if calls['n'] == iteration:
-                if kind == 'nan-loss':
-                    loss = loss * float('nan')
-                else:
-                    loss = infinite_gradient.apply(loss)
-                log_vars['loss'] = loss.detach()
+            fault = calls['n'] == iteration
+        if fault and kind == 'nan-loss':
+            losses = {k: [v * float('nan') for v in value] if isinstance(value, list)
+                      else value * float('nan') for k, value in losses.items()}
+        loss, log_vars = parse_losses(self, losses)
+        if fault and kind == 'inf-grad':
+            loss = infinite_gradient.apply(loss)
         return loss, log_vars
 
     BaseModel.parse_losses = faulty_parse_losses

@@ -519,6 +519,9 @@ def check_coco_annotations(path: str, metainfo: Optional[dict] = None) -> None:
         if ann['image_id'] not in image_ids:
             raise DataError(f'{path!r}: annotations[{i}] refers to image_id {ann["image_id"]}, '
                             f'which is not among the images.')
+        if not isinstance(ann.get('area'), (int, float)):
+            raise DataError(f'{path!r}: annotations[{i}] has no numeric area (mmdet reads it '
+                            'for every box); add the box or mask area.')
     classes = (metainfo or {}).get('classes')
     if classes:
         names = {c.get('name') for c in coco['categories']}
@@ -553,17 +556,15 @@ def check_coco_image_ids(coco: dict, path: str) -> None:
 BOX_EXAMPLES = 3
 
 
-def coco_box_findings(coco: dict, path: str) -> Tuple[List[str], Callable]:
+def coco_box_findings(coco: dict, path: str) -> List[str]:
     """What mmdet's ``CocoDataset`` does to the boxes of a COCO file, as warnings.
 
     mmdet drops, without a word, boxes with a width or height below 1 pixel (those <= 0
     are degenerate), a non-positive ``area``, or no overlap with their image; it keeps
-    boxes that reach outside their image without clipping them. Returns the warnings and
-    a function ``image_id -> whether mmdet keeps a box of it`` (for the sample count).
+    boxes that reach outside their image without clipping them. Returns the warnings.
     """
     images = {image['id']: image for image in coco['images']}
     kinds = {'degenerate': [], 'under1': [], 'noarea': [], 'outside': [], 'partly': []}
-    kept_images = set()
     for i, ann in enumerate(coco['annotations']):
         if ann.get('ignore', False):
             continue
@@ -582,10 +583,8 @@ def coco_box_findings(coco: dict, path: str) -> Tuple[List[str], Callable]:
             kinds['under1'].append(name)
         elif 'area' in ann and ann['area'] <= 0:
             kinds['noarea'].append(name)
-        else:
-            kept_images.add((ann['image_id'], ann['category_id']))
-            if x < 0 or y < 0 or x + w > width or y + h > height:
-                kinds['partly'].append(name)
+        elif x < 0 or y < 0 or x + w > width or y + h > height:
+            kinds['partly'].append(name)
     total = len(coco['annotations'])
     warnings = []
     dropped = [(len(kinds[k]), text, kinds[k]) for k, text in (
@@ -604,20 +603,20 @@ def coco_box_findings(coco: dict, path: str) -> Tuple[List[str], Callable]:
         warnings.append(f'{path!r}: {n} of its {total} boxes reach outside their image and are '
                         'used unclipped (box targets beyond the image border), e.g. '
                         + ', '.join(kinds['partly'][:BOX_EXAMPLES]) + '. Clip them to the image.')
-    return warnings, kept_images
+    return warnings
 
 
-def coco_loader_count(coco: dict, dataset: ConfigDict, kept: set, split: str) -> int:
+def coco_loader_count(coco: dict, dataset: ConfigDict, split: str) -> int:
     """How many images mmdet's ``CocoDataset`` keeps after its ``filter_cfg`` (training
-    sets: images without a box of the config's classes, and those smaller than
-    ``min_size``, are left out)."""
+    sets: with ``filter_empty_gt``, images without any annotation of the config's classes,
+    whether mmdet keeps its box or not; those smaller than ``min_size``)."""
     filter_cfg = dataset.get('filter_cfg') or {}
     if dataset.get('test_mode', split != 'train') or not filter_cfg:
         return len(coco['images'])
     classes = (dataset.get('metainfo') or {}).get('classes')
     names = {c['id']: c.get('name') for c in coco['categories']}
     wanted = {cid for cid, name in names.items() if not classes or name in classes}
-    with_boxes = {image_id for image_id, cid in kept if cid in wanted}
+    with_boxes = {ann['image_id'] for ann in coco['annotations'] if ann['category_id'] in wanted}
     count = 0
     for image in coco['images']:
         if filter_cfg.get('filter_empty_gt', False) and image['id'] not in with_boxes:
@@ -813,6 +812,8 @@ def check_segmentation_dataset(dataset: ConfigDict, split: str, model: dict,
             raise DataError(f'{kind} for {split}: image {name!r} has no label map {seg_path!r}.')
         image_size = _image_size(img_path, decode)
         label = read_label_map(seg_path, backend)
+        if label is not None and label.ndim == 3 and label.shape[2] == 1:
+            label = label[:, :, 0]  # (mmseg squeezes it)
         if label is None:
             raise DataError(f'{kind} for {split}: {seg_path!r} cannot be decoded as an image '
                             f'(as mmseg reads it, with {backend}).')
@@ -824,6 +825,10 @@ def check_segmentation_dataset(dataset: ConfigDict, split: str, model: dict,
             raise DataError(f'{kind} for {split}: label map {seg_path!r} has '
                             f'{label.shape[2]} channels as mmseg reads it ({backend}); it must '
                             'be single-channel class indices (a grayscale or palette PNG).')
+        if label.dtype != np.uint8 and label.size and int(label.max()) > 255:
+            raise DataError(f'{kind} for {split}: label map {seg_path!r} holds values up to '
+                            f'{int(label.max())} ({label.dtype}); mmseg casts label maps to '
+                            '8 bits, so they would wrap around. Store class indices 0..255.')
         if num_classes:
             # Stored values: class indices (+ 1 with reduce_zero_label, where 0 = ignore)
             # or 255 = ignore.
@@ -846,12 +851,10 @@ def _image_size(path: str, decode: bool = False) -> Tuple[int, int]:
     ``decode`` reads every pixel (a truncated or corrupt file fails here, not in the
     middle of training); otherwise only the header is read.
     """
-    from PIL import Image, ImageFile
+    from PIL import Image
     try:
         with Image.open(path) as image:
             if decode:
-                if ImageFile.LOAD_TRUNCATED_IMAGES:  # set by some libraries: would hide them
-                    ImageFile.LOAD_TRUNCATED_IMAGES = False
                 image.load()
             return image.size
     except FileNotFoundError:
@@ -881,9 +884,8 @@ def check_coco_images(dataset: ConfigDict, split: str, decode: bool = True,
     images = coco['images']
     check_coco_image_ids(coco, ann_file)  # (large files skip it in the structure check)
     if findings is not None:
-        warnings, kept = coco_box_findings(coco, ann_file)
-        findings.setdefault('warnings', []).extend(warnings)
-        findings['loader_count'] = coco_loader_count(coco, dataset, kept, split)
+        findings.setdefault('warnings', []).extend(coco_box_findings(coco, ann_file))
+        findings['loader_count'] = coco_loader_count(coco, dataset, split)
 
     def check(image):
         path = osp.join(img_dir, image['file_name'])

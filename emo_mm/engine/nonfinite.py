@@ -137,7 +137,8 @@ class NonFiniteGuardHook(Hook):
         from .checkpoints import list_checkpoints
         amp = self._scaler(runner) is not None
         where = f'iteration {runner.iter + 1}'
-        if getattr(runner.train_loop, '_max_epochs', None) is not None:
+        from mmengine.runner import EpochBasedTrainLoop
+        if isinstance(runner.train_loop, EpochBasedTrainLoop):
             where += f' (epoch {runner.epoch + 1})'
         lr = runner.optim_wrapper.get_lr() if hasattr(runner.optim_wrapper, 'get_lr') else {}
         lr = lr.get('lr') if isinstance(lr, dict) else None
