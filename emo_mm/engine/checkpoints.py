@@ -221,6 +221,21 @@ class CheckpointSafetyHook(Hook):
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         for key in list(checkpoint):
             checkpoint[key] = from_plain(checkpoint[key])
+
+
+@HOOKS.register_module()
+class CheckpointLayoutHook(Hook):
+    """Converts a loaded classifier checkpoint in the authors' key layout (their released
+    files, what ``mim download`` fetches) for an mmpretrain classifier, with one line
+    saying so, and refuses it for other models (see :func:`adapt_loaded_checkpoint`).
+
+    Runs first after a load: other hooks (mmpretrain's ``EMAHook``) read the checkpoint's
+    ``state_dict``, which the authors' files do not have.
+    """
+
+    priority = 'HIGHEST'
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         adapt_loaded_checkpoint(runner.model, checkpoint, 'The checkpoint')
 
 
@@ -320,4 +335,5 @@ def remove_partial_files(work_dir: str) -> None:
 
 __all__ = ['CheckpointSafetyHook', 'safe_load', 'install_checkpoint_loader', 'atomic_save',
            'list_checkpoints', 'find_resume_checkpoint', 'remove_partial_files',
-           'trusted_checkpoints', 'adapt_loaded_checkpoint', 'CheckpointSaveError']
+           'trusted_checkpoints', 'adapt_loaded_checkpoint', 'CheckpointSaveError',
+           'CheckpointLayoutHook']

@@ -70,7 +70,8 @@ def _finish(cfg: Config, trust: bool, splits, allow_nonfinite: bool = False) -> 
     cfg.trust_checkpoint = bool(trust)
     cfg.allow_nonfinite = bool(allow_nonfinite)
     hooks = list(cfg.get('custom_hooks') or [])
-    wanted = ['CheckpointSafetyHook'] + (['NonFiniteGuardHook'] if 'train' in splits else [])
+    wanted = ['CheckpointSafetyHook', 'CheckpointLayoutHook'] + (
+        ['NonFiniteGuardHook'] if 'train' in splits else [])
     for name in wanted:
         if not any(h.get('type') in (f'emo_mm.{name}', name) for h in hooks):
             hooks.append(dict(type=f'emo_mm.{name}'))
