@@ -13,7 +13,6 @@ import ast
 import difflib
 import glob
 import os.path as osp
-import re
 from typing import List, Optional, Union
 
 from mmengine.config import Config

@@ -169,7 +169,7 @@ def resolve_model(model: str) -> str:
     if config is None:
         from .engine.errors import UserError
         raise UserError(f'{model!r} is neither a config file nor a model of emo_mm\'s model '
-                         f'zoo; choose a config path or one of: {", ".join(sorted(names))}.')
+                        f'zoo; choose a config path or one of: {", ".join(sorted(names))}.')
     return config
 
 

@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import torch
-
 from helpers import REPO
 
 DEMO = osp.join(REPO, 'configs', 'demo', 'retinanet_emov2_1m_demo.py')
@@ -42,8 +41,8 @@ def write_tiny_config(path, data_root: str, epochs: int = 2, extra=()) -> str:
 def config_with(folder, base: str, **entries) -> str:
     """A config file in ``folder`` that inherits ``base`` and sets ``entries``."""
     path = folder / f'cfg_{len(list(folder.iterdir()))}.py'
-    path.write_text('\n'.join([f'_base_ = [{base!r}]'] + [f'{k} = {v}' for k, v in
-                                                            entries.items()]) + '\n')
+    lines = [f'_base_ = [{base!r}]'] + [f'{k} = {v}' for k, v in entries.items()]
+    path.write_text('\n'.join(lines) + '\n')
     return str(path)
 
 

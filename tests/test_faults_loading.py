@@ -8,6 +8,8 @@ import os.path as osp
 
 import pytest
 import torch
+from fault_helpers import PY, config_with, error_line, run, tool_env, write_tiny_config
+from helpers import REPO, load_tool
 
 from emo_mm.apis import build_model, load_config
 from emo_mm.demo.data import make_coco_shapes
@@ -16,8 +18,6 @@ from emo_mm.engine.worklock import release_work_dir
 from emo_mm.models.checkpoint import (CheckpointError, NonFiniteCheckpointError,
                                       UnsafeCheckpointError, allow_nonfinite_checkpoints,
                                       mmpretrain_to_authors, read_checkpoint)
-from fault_helpers import PY, config_with, error_line, run, tool_env, write_tiny_config
-from helpers import REPO, load_tool
 
 
 @pytest.fixture(autouse=True)
@@ -232,8 +232,8 @@ def test_authors_file_in_test_and_infer(authors, tmp_path):
     path, _ = authors
     env = tool_env(str(tmp_path / 'stamps'))
     root = tmp_path / 'images'
-    from PIL import Image
     import numpy as np
+    from PIL import Image
     rng = np.random.default_rng(0)
     lines = []
     for label in range(3):

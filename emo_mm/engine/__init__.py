@@ -9,8 +9,8 @@ from .launch import (finish_distributed, prepare_test_config, prepare_train_conf
 from .nonfinite import NonFiniteError, NonFiniteGuardHook
 from .worklock import WorkDirBusyError, lock_work_dir
 
-__all__ = ['ParameterSyncCheckHook', 'ProgressBarHook', 'SwitchToDeployHook', 'CheckpointSafetyHook',
-           'CheckpointLayoutHook',
+__all__ = ['ParameterSyncCheckHook', 'ProgressBarHook', 'SwitchToDeployHook',
+           'CheckpointSafetyHook', 'CheckpointLayoutHook',
            'NonFiniteGuardHook', 'NonFiniteError', 'prepare_train_config', 'prepare_test_config',
            'finish_distributed', 'verify_checkpoint', 'safe_load', 'trusted_checkpoints',
            'allow_nonfinite_checkpoints', 'install_checkpoint_loader', 'list_checkpoints',

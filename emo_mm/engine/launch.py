@@ -134,6 +134,7 @@ def prepare_train_config(config: str,
     lock = lock_work_dir(cfg.work_dir, launcher)
     if lock.took_over:
         from mmengine.logging import print_log
+
         from .worklock import describe
         print_log(f'Took over the lock of {cfg.work_dir} from {describe(lock.took_over)}, which '
                   'is no longer running.', logger='current')
