@@ -64,12 +64,12 @@ def _mmdet_train_set(config):
 def test_duplicate_coco_image_ids(coco, tmp_path):
     ann_file = coco / 'annotations' / 'instances_train.json'
 
-    def duplicate(content):
-        content['images'][1]['id'] = content['images'][0]['id']
+    def duplicate(content):  # a 97th record: another image under image 1's id
+        content['images'].append(dict(content['images'][1], id=content['images'][0]['id']))
 
     _edit_json(ann_file, duplicate)
     config = _coco_config(tmp_path, coco)
-    assert len(_mmdet_train_set(config)) == 95  # of 96 images: mmdet drops one silently
+    assert len(_mmdet_train_set(config)) == 96  # of 97 records: mmdet drops one silently
     with pytest.raises(DataError) as err:
         check_data(load_config(config), ('train', ))
     assert str(err.value) == (
