@@ -226,6 +226,22 @@ def test_model_zoo_weights_are_classifier_files():
                    for p, m in with_weights if p == path)
 
 
+def test_authors_file_with_mmengines_own_runner(authors, tmp_path, logged):
+    """A Runner built from the classifier config alone, as `mim test` or mmpretrain's own
+    tools/test.py build it (none of emo_mm's tools involved), converts the file too."""
+    from mmengine.runner import Runner
+    path, state = authors
+    cfg = load_config('emov2_1m_in1k')
+    cfg.work_dir = str(tmp_path / 'w')
+    runner = Runner.from_cfg(cfg)
+    runner.call_hook('before_run')
+    runner.load_checkpoint(path)
+    loaded = runner.model.state_dict()
+    for key, value in state.items():
+        assert torch.equal(loaded[key], value), key
+    assert any("is in the authors' key layout" in line for line in logged)
+
+
 @pytest.mark.slow  # subprocess runs of the tools
 def test_authors_file_in_test_and_infer(authors, tmp_path):
     """tools/test.py and tools/infer.py with the file as `mim download` leaves it."""
