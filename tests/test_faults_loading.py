@@ -266,7 +266,9 @@ def test_authors_file_in_test_and_infer(authors, tmp_path):
                          "pipeline={{_base_.test_pipeline}}))",
                          test_evaluator="dict(type='Accuracy', topk=(1, ))")
     result = run([PY, 'tools/test.py', config, path, '--work-dir', str(tmp_path / 'w')], env)
-    assert "is in the authors' key layout (stage*, norm.*, head.*): converted" in result.stdout
+    assert (f"{path} is in the authors' key layout (stage*, norm.*, head.*): converted to the "
+            "mmpretrain classifier's on the fly (python tools/convert_checkpoint.py "
+            f'{path} EMOv2_1M_224_mmpretrain.pth does it once).') in result.stdout
     assert 'accuracy/top1' in result.stdout
     result = run([PY, 'tools/infer.py', str(root / 'val' / 'c0' / '0.jpg'), '--model',
                   osp.join(REPO, 'configs', 'emov2_1m_in1k.py'), '--weights', path, '--device',

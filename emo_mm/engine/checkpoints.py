@@ -236,7 +236,10 @@ class CheckpointLayoutHook(Hook):
     priority = 'HIGHEST'
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
-        adapt_loaded_checkpoint(runner.model, checkpoint, 'The checkpoint')
+        # The Runner loads (and resumes from) its load_from; hooks are not told the file.
+        source = getattr(runner, '_load_from', None)
+        adapt_loaded_checkpoint(runner.model, checkpoint,
+                                source if isinstance(source, str) else 'The checkpoint')
 
 
 def adapt_loaded_checkpoint(model, checkpoint: dict, source: str) -> None:

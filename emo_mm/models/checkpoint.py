@@ -393,6 +393,8 @@ def is_authors_classifier(state: Mapping[str, torch.Tensor]) -> bool:
 
 def convert_command(path: str) -> str:
     """The command that converts an authors'-layout file once, for messages."""
+    if not osp.isfile(path):
+        return 'python tools/convert_checkpoint.py IN OUT'
     stem = osp.splitext(osp.basename(path))[0]
     return f'python tools/convert_checkpoint.py {path} {stem}_mmpretrain.pth'
 
