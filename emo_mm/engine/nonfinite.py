@@ -47,6 +47,23 @@ def _batch_files(data_batch, limit: int = 4) -> Sequence[str]:
     return names[:limit] + (['...'] if len(names) > limit else [])
 
 
+def nonfinite_weights(model: torch.nn.Module) -> Sequence[str]:
+    """Names of the model's parameters and buffers that hold NaN or infinite values.
+
+    One sum per tensor, stacked, answers for all of them (a sum is finite if every element
+    is, and a NaN or infinity makes it non-finite); only when that fails are the tensors
+    checked one by one (a sum can also overflow on large finite values).
+    """
+    state = model.state_dict()
+    tensors = [t for t in state.values() if t.is_floating_point() and t.numel()]
+    if not tensors:
+        return []
+    sums = torch.stack([t.detach().sum(dtype=torch.float32) for t in tensors])
+    if bool(torch.isfinite(sums).all()):
+        return []
+    return nonfinite_tensors(state)
+
+
 @HOOKS.register_module()
 class NonFiniteGuardHook(Hook):
     """Stops training at the first non-finite loss, gradient norm or weight.
@@ -118,7 +135,7 @@ class NonFiniteGuardHook(Hook):
 
         if self.check_weights:
             model = runner.model.module if hasattr(runner.model, 'module') else runner.model
-            bad = nonfinite_tensors(model.state_dict())
+            bad = nonfinite_weights(model)
             if bad:
                 self._stop(runner, data_batch, f'{len(bad)} weight tensors are not finite ('
                            + ', '.join(bad[:3]) + (', ...' if len(bad) > 3 else '') + ')')
