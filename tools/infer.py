@@ -9,7 +9,9 @@
 
 ``--model`` is a config file or a name of ``mim search emo_mm`` (``model-index.yml``); the
 inferencer is the toolbox's own (ImageClassificationInferencer, DetInferencer,
-MMSegInferencer), chosen from the config's ``default_scope``.
+MMSegInferencer), chosen from the config's ``default_scope``. Inputs must decode as images;
+weights must hold every tensor of the model and no NaN (unless --allow-nonfinite); the
+authors' classifier files are converted on the fly. Errors print one line (exit code 2).
 """
 import argparse
 import os.path as osp

@@ -7,8 +7,9 @@
     tools/dist_test.sh CONFIG CKPT 8 [ARGS]
 
 The checkpoint is read without unpickling code before anything is built (a file that needs
-more is refused unless --trust-checkpoint), and must match the config's model exactly (a
-mismatch is an error, not a warning). The evaluator prints the toolbox's metric table
+more is refused unless --trust-checkpoint, one with NaN or infinite tensors unless
+--allow-nonfinite), and must match the config's model exactly (a mismatch is an error, not a
+warning; a classifier in the authors' key layout is converted on the fly). The evaluator prints the toolbox's metric table
 (COCO mAP, mIoU / mDice, top-k). Errors print one or two lines (exit code 2); --debug or
 EMO_MM_DEBUG=1 shows the traceback.
 """
