@@ -200,6 +200,19 @@ def test_amp_skipped_steps_are_not_errors(tmp_path, monkeypatch):
         _train_toy(tmp_path / 'fp32', monkeypatch, bad_iterations={2}, amp=False)
 
 
+def test_no_save_of_nonfinite_weights_whatever_the_path():
+    """The guard stops training first; a save reached another way (an EMA hook, a custom
+    loop calling save_checkpoint) is refused before anything is written."""
+    from types import SimpleNamespace
+
+    from emo_mm.engine import CheckpointSafetyHook, NonFiniteError
+    checkpoint = {'state_dict': {'a': torch.ones(2), 'b': torch.tensor([1., float('inf')])},
+                  'meta': {}}
+    with pytest.raises(NonFiniteError, match=r'^Not saving a checkpoint at iteration 7: 1 weight '
+                       r'tensors are not finite \(b\)\. The checkpoints saved before are kept\.$'):
+        CheckpointSafetyHook().before_save_checkpoint(SimpleNamespace(iter=7), checkpoint)
+
+
 # ---------------------------------------------------------------------------------------
 # One run per work dir.
 # ---------------------------------------------------------------------------------------

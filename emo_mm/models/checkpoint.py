@@ -160,7 +160,9 @@ def read_checkpoint(path: str, weights_only: bool = True, map_location='cpu',
     from ..compat.mmengine_checkpoint import from_plain
     if path.startswith(('http://', 'https://')):
         from mmengine.runner.checkpoint import CheckpointLoader
-        return from_plain(CheckpointLoader.load_checkpoint(path, map_location=map_location))
+        checkpoint = from_plain(CheckpointLoader.load_checkpoint(path, map_location=map_location))
+        check_finite(checkpoint, path)
+        return checkpoint
     path = osp.expanduser(path)
     if not osp.isfile(path):
         raise FileNotFoundError(f'Checkpoint {path!r} does not exist.')
