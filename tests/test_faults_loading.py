@@ -60,6 +60,7 @@ def _exit_line(capsys, call):
 # ---------------------------------------------------------------------------------------
 # Checkpoints with NaN: refused on every loading path, unless allowed.
 # ---------------------------------------------------------------------------------------
+@pytest.mark.slow  # about 20 s: builds the detector three times
 def test_nonfinite_checkpoint_on_every_path(tiny, checkpoints, tmp_path, capsys, monkeypatch):
     folder, names = checkpoints
     nan = str(folder / 'epoch_2.pth')
