@@ -41,7 +41,9 @@ def test_classification_example_checks_an_image_folder(tmp_path):
         for label in range(10):
             folder = root / split / f'class{label}'
             os.makedirs(folder)
-            Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(folder / '0.jpg')
+            for i in range(4):  # 40 training images: one batch of 32 (drop_last=True)
+                Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(
+                    folder / f'{i}.jpg')
     cfg = _load('emov2_5m_custom-cls.py')
     for split in ('train', 'val', 'test'):
         cfg[f'{split}_dataloader'].dataset.data_root = str(root)

@@ -9,13 +9,16 @@
 
 ``--model`` is a config file or a name of ``mim search emo_mm`` (``model-index.yml``); the
 inferencer is the toolbox's own (ImageClassificationInferencer, DetInferencer,
-MMSegInferencer), chosen from the config's ``default_scope``.
+MMSegInferencer), chosen from the config's ``default_scope``. Inputs must decode as images;
+weights must hold every tensor of the model and no NaN (unless --allow-nonfinite); the
+authors' classifier files are converted on the fly. Errors print one line (exit code 2).
 """
 import argparse
 import os.path as osp
 
 import emo_mm  # noqa: F401  (first: applies emo_mm.compat, registers the model names)
-from emo_mm.inference import INFERENCERS, build_inferencer, scope_of
+from emo_mm.engine import run_cli
+from emo_mm.inference import INFERENCERS, build_inferencer, check_inputs, scope_of
 
 SCORE_THR = 0.3
 
@@ -49,12 +52,15 @@ def main():
                         help="checkpoint path, or 'authors' (classifier names only)")
     parser.add_argument('--out-dir', default='outputs', help='where drawn predictions go')
     parser.add_argument('--device', default=None, help='cpu, cuda:0, ... (default: auto)')
+    parser.add_argument('--allow-nonfinite', action='store_true',
+                        help='load weights even if they hold NaN or infinite values')
+    parser.add_argument('--debug', action='store_true', help='show tracebacks of errors')
     args = parser.parse_args()
-    if not osp.exists(args.inputs):
-        raise SystemExit(f'{args.inputs} does not exist: give an image file or a folder.')
+    check_inputs(args.inputs)
     if args.weights is None:
         print('No --weights: the model keeps its random initialisation.')
-    inferencer = build_inferencer(args.model, args.weights, args.device)
+    inferencer = build_inferencer(args.model, args.weights, args.device,
+                                  allow_nonfinite=args.allow_nonfinite)
     out_dir_arg = INFERENCERS[scope_of(args.model)][3]
     results = inferencer(args.inputs, return_datasamples=True, **{out_dir_arg: args.out_dir})
     if isinstance(results, dict):  # mmdet: {'predictions': [...], 'visualization': ...}
@@ -70,4 +76,4 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    run_cli(main)

@@ -7,8 +7,9 @@
     tools/dist_test.sh CONFIG CKPT 8 [ARGS]
 
 The checkpoint is read without unpickling code before anything is built (a file that needs
-more is refused unless --trust-checkpoint), and must match the config's model exactly (a
-mismatch is an error, not a warning). The evaluator prints the toolbox's metric table
+more is refused unless --trust-checkpoint, one with NaN or infinite tensors unless
+--allow-nonfinite), and must match the config's model exactly (a mismatch is an error, not a
+warning; a classifier in the authors' key layout is converted on the fly). The evaluator prints the toolbox's metric table
 (COCO mAP, mIoU / mDice, top-k). Errors print one or two lines (exit code 2); --debug or
 EMO_MM_DEBUG=1 shows the traceback.
 """
@@ -18,8 +19,8 @@ import os
 from mmengine.config import DictAction
 
 import emo_mm  # noqa: F401  (first: applies emo_mm.compat)
-from emo_mm.engine import (finish_distributed, prepare_test_config, run_cli,
-                           trusted_checkpoints, verify_checkpoint)
+from emo_mm.engine import (allow_nonfinite_checkpoints, finish_distributed, prepare_test_config,
+                           run_cli, trusted_checkpoints, verify_checkpoint)
 
 
 def parse_args():
@@ -38,6 +39,8 @@ def parse_args():
     parser.add_argument('--trust-checkpoint', action='store_true',
                         help='allow full unpickling of the checkpoint (it can run code; '
                         'emo_mm\'s own checkpoints never need it)')
+    parser.add_argument('--allow-nonfinite', action='store_true',
+                        help='evaluate the checkpoint even if it holds NaN or infinite tensors')
     parser.add_argument('--data-root', help='data set folder, replacing the config\'s data_root')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config entries')
@@ -58,7 +61,8 @@ def main():
                               cfg_options=args.cfg_options, show_dir=args.show_dir,
                               score_thr=args.show_score_thr, out=args.out,
                               launcher=args.launcher, data_root=args.data_root,
-                              trust_checkpoint=args.trust_checkpoint)
+                              trust_checkpoint=args.trust_checkpoint,
+                              allow_nonfinite=args.allow_nonfinite)
     if args.deploy:
         cfg.custom_hooks = [*cfg.get('custom_hooks', []), dict(type='emo_mm.SwitchToDeployHook')]
     if args.compile:
@@ -67,7 +71,7 @@ def main():
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
     trusted = [args.checkpoint] if cfg.trust_checkpoint else []
-    with trusted_checkpoints(*trusted):
+    with trusted_checkpoints(*trusted), allow_nonfinite_checkpoints(cfg.allow_nonfinite):
         runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
         verify_checkpoint(runner.model, args.checkpoint, trust=cfg.trust_checkpoint)
         metrics = runner.test()
