@@ -19,6 +19,10 @@ import hook:
 - :mod:`.mmdet_ssd_head`: mmdet 3.3.0 ``SSDHead`` never sets ``loss_cls`` but prediction
   reads it (open-mmlab/mmdetection#11305, #11780). Applied at the first registry look-up of
   an emo_mm model after mmdet's heads are imported, and at Runner build.
+- :mod:`.mim_editable`: openmim 0.3.9 looks for a package's files next to its installed
+  metadata, which an editable (PEP 660) install keeps apart from the package, so ``mim
+  search`` / ``mim run`` fail for emo_mm installed by ``make setup``. Applied by the
+  ``python -m emo_mm.mim`` command line only.
 
 Install-time fixes (``tools/setup_env.sh``): mmcv 2.1.0 built from its sdist with
 ``-std=c++20`` against the exact torch, and ``setuptools<81``.
