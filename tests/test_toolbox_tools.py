@@ -117,11 +117,12 @@ def small_demo_sets(tmp_path_factory):
 
 
 def _demo_set(config, sets):
-    text = open(config).read()
-    cfg = load_config(config)
-    names = [name for name in sets if name in text or name in str(cfg.get('data_root', ''))
-             or name in cfg.pretty_text]
-    assert len(names) == 1, (config, names)
+    """The small set standing in for the demo set the config's training data points at."""
+    from emo_mm.datasets.checks import iter_datasets
+    (leaf, ) = iter_datasets(load_config(config).train_dataloader.dataset)
+    where = str(leaf.get('data_root') or leaf.get('ann_file'))
+    names = [name for name in sets if f'data/{name}' in where]
+    assert len(names) == 1, (config, where)
     return sets[names[0]]
 
 
@@ -293,3 +294,47 @@ def test_out_channels_match_every_consumer(name):
             expected = out[index]
         declared = list(declared) if isinstance(declared, (list, tuple)) else declared
         assert declared == expected, (name, where, declared, out)
+
+
+# ---------------------------------------------------------------------------------------
+# tools/test.py --show-dir: a relative folder goes under the run's folder for every toolbox.
+# ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize('name', ['demo/retinanet_emov2_1m_demo', 'demo/deeplabv3_emov2_1m_demo',
+                                  'emov2_1m_in1k', 'demo/vemo_demo'])
+def test_show_dir_is_a_folder_of_the_run(name, tmp_path):
+    """mmdet's hook joins test_out_dir to work_dir/timestamp itself; mmseg saves through
+    the LocalVisBackend of work_dir/timestamp/vis_data; mmpretrain's and mmaction2's hooks
+    get the joined folder once the Runner exists (emo_mm.engine.place_show_dir).
+    tests/test_detection_tools.py and test_segmentation_tools.py run them end to end."""
+    from emo_mm.engine.launch import enable_visualization, place_show_dir
+    cfg = load_config(name)
+    enable_visualization(cfg, 'vis')
+    log_dir = str(tmp_path / 'work' / '20260101_000000')
+    scope = cfg.default_scope
+    vis = cfg.default_hooks.visualization
+    expected = osp.join(log_dir, 'vis')
+
+    class Hook:
+        def __init__(self, **kwargs):
+            self.__dict__.update(kwargs)
+
+    class Runner:
+        rank = 0
+        hooks = [Hook(**{k: v for k, v in vis.items() if k != 'type'})]
+
+    Runner.cfg, Runner.log_dir = cfg, log_dir
+    assert place_show_dir(Runner) == expected and osp.isdir(expected)
+    if scope == 'mmdet':
+        assert vis.draw and vis.test_out_dir == 'vis'  # DetVisualizationHook joins it
+        assert osp.join(log_dir, vis.test_out_dir) == expected
+    elif scope == 'mmseg':
+        (backend, ) = cfg.visualizer.vis_backends
+        assert vis.draw and osp.normpath(
+            osp.join(log_dir, 'vis_data', backend.img_save_dir)) == expected
+    else:
+        assert vis.enable and Runner.hooks[0].out_dir == expected
+    absolute = str(tmp_path / 'elsewhere')
+    cfg = load_config(name)
+    enable_visualization(cfg, absolute)
+    Runner.cfg = cfg
+    assert place_show_dir(Runner) == absolute

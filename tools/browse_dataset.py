@@ -45,7 +45,8 @@ def parse_args():
                         help='draw the first N samples (default: every sample once)')
     parser.add_argument('--phase', choices=['train', 'val', 'test'], default='train',
                         help='which data loader\'s data set and pipeline (default train)')
-    parser.add_argument('--output-dir', help='write the pictures here')
+    parser.add_argument('--output-dir', help='write the pictures here (mmaction2: videos; '
+                        'required)')
     parser.add_argument('--not-show', action='store_true', help='do not open windows')
     parser.add_argument('--show-interval', type=float, default=2,
                         help='seconds each window stays open')
@@ -115,14 +116,24 @@ def main():
         config = osp.join(tmp, osp.basename(cfg.filename or 'config.py'))
         cfg.dump(config)
         argv = [script, config]
-        if args.output_dir:
+        if scope == 'mmaction':  # writes videos, shows nothing: the folder is required
+            if not args.output_dir:
+                raise UserError("mmaction2's browse_dataset writes videos and shows none: "
+                                'give --output-dir DIR.')
             os.makedirs(args.output_dir, exist_ok=True)
-            argv += ['--output-dir', args.output_dir]
-        if args.not_show:
-            argv.append('--not-show')
-        argv += ['--show-interval', str(args.show_interval)]
-        if scope in ('mmpretrain', 'mmaction'):
-            argv += ['--phase', 'train']  # the bounded data set is train_dataloader's now
+            argv += [args.output_dir, '--phase', 'train']
+        else:
+            if args.output_dir:
+                os.makedirs(args.output_dir, exist_ok=True)
+                argv += ['--output-dir', args.output_dir]
+            if args.not_show:
+                argv.append('--not-show')
+            argv += ['--show-interval', str(args.show_interval)]
+            if scope == 'mmpretrain':
+                argv += ['--phase', 'train']  # the bounded data set is train_dataloader's
+        if scope == 'mmseg':
+            from emo_mm.compat import mmseg_visualizer_layout
+            mmseg_visualizer_layout.apply()
         sys.argv = argv
         runpy.run_path(script, run_name='__main__')
 
