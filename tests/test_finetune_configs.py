@@ -145,7 +145,7 @@ TINY = {
 def test_fine_tunes_on_a_tiny_set(name, tmp_path):
     """The example as shipped (batch size, drop_last, sampler, schedule type) trains and
     evaluates on a set smaller than one batch; only sizes and lengths are cut (TINY)."""
-    from mmengine.runner import Runner
+    from mmengine.runner import EpochBasedTrainLoop, Runner
     make, overrides = TINY[name]
     root = make(tmp_path / 'data')
     config = tmp_path / f'tiny_{name}'
@@ -161,7 +161,7 @@ def test_fine_tunes_on_a_tiny_set(name, tmp_path):
     runner.train()
     loop = runner.train_loop
     assert runner.iter == loop.max_iters > 0
-    if hasattr(loop, 'max_epochs'):  # every sample used: a last batch smaller than the rest
+    if isinstance(loop, EpochBasedTrainLoop):  # every sample used, a last smaller batch too
         samples = len(runner.train_dataloader.dataset)
         assert samples < shipped.batch_size or samples % shipped.batch_size
         per_epoch = -(-samples // shipped.batch_size)

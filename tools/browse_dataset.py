@@ -134,6 +134,9 @@ def main():
         if scope == 'mmseg':
             from emo_mm.compat import mmseg_visualizer_layout
             mmseg_visualizer_layout.apply()
+        elif scope == 'mmaction':
+            from emo_mm.compat import mmaction_video_writer
+            mmaction_video_writer.apply()
         sys.argv = argv
         runpy.run_path(script, run_name='__main__')
 

@@ -25,6 +25,9 @@ import hook:
   ``python -m emo_mm.mim`` command line only.
 - :mod:`.mmseg_visualizer_layout`: mmseg 1.2.2's browse_dataset tool hands its visualiser
   an image layout OpenCV 4.13 cannot draw on. Applied by ``tools/browse_dataset.py``.
+- :mod:`.mmaction_video_writer`: mmaction2 1.2.0 writes videos only through moviepy 1.x
+  (not a dependency; ``moviepy.editor`` is gone in moviepy 2). Applied by
+  ``tools/browse_dataset.py``.
 - :mod:`.mmaction_visualization_hook`: mmaction2 1.2.0's VisualizationHook passes its
   visualiser an argument it does not take, and fails on test pipelines with several views
   per video (ThreeCrop). Applied at Runner build for mmaction2 configs.
