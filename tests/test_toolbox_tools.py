@@ -57,8 +57,10 @@ def test_analyze_logs_and_tensorboard_on_a_demo_training(env, tmp_path):
     config.write_text('\n'.join([
         f'_base_ = [{demo!r}]',
         f'data_root = {root + "/"!r}',
+        # from scratch (no pretrained file); every box kept, so that the mAP is computed
         'model = dict(backbone=dict(init_cfg=None), neck=dict(out_channels=32),'
-        ' bbox_head=dict(in_channels=32, feat_channels=32, stacked_convs=1))',
+        ' bbox_head=dict(in_channels=32, feat_channels=32, stacked_convs=1), '
+        'test_cfg=dict(score_thr=0.))',
         'train_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False, '
         'dataset=dict(data_root=data_root, pipeline=[dict(type="LoadImageFromFile"), '
         'dict(type="LoadAnnotations", with_bbox=True), '
