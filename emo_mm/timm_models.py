@@ -86,9 +86,8 @@ class _TimmClassifier:
     # ------------------------------------------------------------------------------------
     @torch.jit.ignore
     def group_matcher(self, coarse: bool = False) -> dict:
-        return dict(stem=r'^stage0',
-                    blocks=r'^stage(\d+)' if coarse else [(r'^stage(\d+)\.(\d+)', None),
-                                                         (r'^norm', (99999, ))])
+        blocks = [(r'^stage(\d+)\.(\d+)', None), (r'^norm', (99999, ))]
+        return dict(stem=r'^stage0', blocks=r'^stage(\d+)' if coarse else blocks)
 
     @torch.jit.ignore
     def set_grad_checkpointing(self, enable: bool = True) -> None:

@@ -146,8 +146,9 @@ def test_browse_dataset_on_every_demo_config_stops_after_the_count(small_demo_se
     """Two samples each, RepeatDataset or not (uemo_demo repeats its set 1000 times);
     mmdet / mmseg draw images, mmaction2 writes MP4 clips."""
     import cv2
-    pairs = [item for config in DEMO_CONFIGS for item in (config, _demo_set(config,
-                                                                           small_demo_sets))]
+    pairs = []
+    for config in DEMO_CONFIGS:
+        pairs += [config, _demo_set(config, small_demo_sets)]
     _run([PY, '-c', BROWSE_ALL, str(tmp_path), *pairs], env, timeout=900)
     for config in DEMO_CONFIGS:
         drawn = sorted((tmp_path / osp.basename(config)).iterdir())

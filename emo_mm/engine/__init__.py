@@ -2,8 +2,8 @@ from .checkpoints import (CheckpointSafetyHook, find_resume_checkpoint, install_
                           list_checkpoints, safe_load, trusted_checkpoints)
 from .errors import UserError, run_cli
 from .hooks import ParameterSyncCheckHook, ProgressBarHook, SwitchToDeployHook
-from .launch import (finish_distributed, place_show_dir, prepare_test_config,
-                     prepare_train_config, verify_checkpoint)
+from .launch import (finish_distributed, place_show_dir, prepare_test_config, prepare_train_config,
+                     verify_checkpoint)
 
 __all__ = ['ParameterSyncCheckHook', 'ProgressBarHook', 'SwitchToDeployHook', 'CheckpointSafetyHook',
            'prepare_train_config', 'prepare_test_config', 'place_show_dir', 'finish_distributed',
