@@ -74,10 +74,12 @@ def _check_synchronised(work_dir, log):
 
 @pytest.mark.slow  # two training processes through torchrun
 def test_two_nodes_train_the_same_model(tiny, env, tmp_path):
-    """NNODES=2 on localhost: node 0 and node 1 each start one process (gloo)."""
+    """NNODES=2 on localhost: node 0 and node 1 each start one process (gloo); with
+    --auto-scale-lr the learning rate follows the global batch."""
     work_dir = str(tmp_path / 'two_nodes')
     common = dict(env, NNODES='2', MASTER_ADDR='127.0.0.1', PORT=str(_free_port()))
-    command = ['bash', 'tools/dist_train.sh', tiny, '1', '--work-dir', work_dir]
+    command = ['bash', 'tools/dist_train.sh', tiny, '1', '--work-dir', work_dir,
+               '--auto-scale-lr']
     nodes = [subprocess.Popen(command, cwd=REPO, env=dict(common, NODE_RANK=str(rank)),
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
              for rank in (0, 1)]
@@ -85,6 +87,9 @@ def test_two_nodes_train_the_same_model(tiny, env, tmp_path):
     for rank, (node, log) in enumerate(zip(nodes, logs)):
         assert node.returncode == 0, f'node {rank}:\n{log[-4000:]}'
     _check_synchronised(work_dir, logs[0])
+    # the global batch is machines x processes x batch per process: 2 x 1 x 2
+    assert ('LR is set based on batch size of 16 and the current batch size is 4. Scaling '
+            'the original LR by 0.25.') in logs[0]
 
 
 def test_launcher_variables_are_checked(tiny, env):
@@ -155,3 +160,20 @@ def test_slurm_train_two_cpu_tasks(tiny, env, tmp_path):
                                 '--cpus-per-task=1 --kill-on-bad-exit=1 --quotatype=auto ')
     assert f'tools/train.py {tiny} --work-dir {work_dir} --launcher slurm' in srun_args
     _check_synchronised(work_dir, result.stdout + result.stderr)
+
+
+def test_the_scaling_table_of_the_docs_is_the_configs():
+    """docs/training.md: batch per process and auto_scale_lr.base_batch_size per config."""
+    from emo_mm.apis import load_config
+    with open(osp.join(REPO, 'docs', 'training.md')) as f:
+        text = f.read()
+    table = text.split('| config | batch per process |', 1)[1].split('\n\n', 1)[0]
+    rows = [line.split('|')[1:-1] for line in table.splitlines()[2:]]
+    assert len(rows) >= 10
+    for name, batch, base, run in rows:
+        cfg = load_config(name.strip().strip('`'))
+        assert int(batch) == cfg.train_dataloader.batch_size, name
+        assert int(base) == cfg.auto_scale_lr.base_batch_size, name
+        gpus = int(run.split()[0]) if 'GPUs x' in run else 1
+        assert gpus * int(batch) == int(base), name  # the authors' global batch
+
