@@ -179,6 +179,24 @@ def test_fine_tunes_on_a_tiny_set(name, tmp_path):
     assert 0 <= metric <= 100, (key, metric)
     losses = runner.message_hub.get_scalar('train/loss').data[0]
     assert len(losses) > 0 and np.isfinite(losses).all()
+    if name == 'emov2_5m_custom-cls.py':
+        _check_timm_loads_the_fine_tuned_classifier(runner)
+
+
+def _check_timm_loads_the_fine_tuned_classifier(runner):
+    """The fine-tuned checkpoint (3 classes) loads into timm's emov2_5m, head included."""
+    import timm
+    import torch
+
+    import emo_mm.timm_models  # noqa: F401
+    checkpoint = osp.join(runner.work_dir, 'epoch_1.pth')
+    model = timm.create_model('emov2_5m', pretrained=True, pretrained_cfg_overlay=dict(
+        file=checkpoint, num_classes=3), num_classes=3).eval()
+    classifier = runner.model.eval()
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), classifier(x, mode='tensor'), rtol=1e-5,
+                                   atol=1e-6)
 
 
 def test_classification_example_uses_every_image_and_no_ema():

@@ -193,8 +193,10 @@ def test_mim_search_and_run_through_the_wrapper(env):
         assert name in found
     assert 'ssdlite_emov2_1m_320_coco' not in found
     fields = _run([PY, '-m', 'emo_mm.mim', 'search', 'emo_mm', '--model', 'deeplabv3',
-                   '--field', 'backbone', 'coco/box_ap'], env, timeout=300).stdout
-    assert 'deeplabv3_emov1_5m_ade20k' in fields and 'emov1' in fields
+                   '--field', 'backbone', 'config', 'ade20k/miou'], env, timeout=300).stdout
+    entry = fields.split('config id: deeplabv3_emov1_5m_ade20k')[1].split('-----')[0]
+    assert entry.split() == ['ade20k/miou', '37.8', 'backbone', 'emov1', 'config',
+                             'configs/deeplabv3_emov1_5m_ade20k.py']
     flops = _run([PY, '-m', 'emo_mm.mim', 'run', 'emo_mm', 'get_flops', '1M'], env,
                  timeout=300).stdout
     assert 'EMOv2-1M' in flops and 'The script finished successfully.' in flops
