@@ -74,7 +74,8 @@ def _image_folders(root, classes=3, per_class=10, val_per_class=2):
 def _coco_folders(root):
     """The demo shape generator's COCO set, laid out as the example expects
     (annotations/{train,val}.json, images in {train,val}/)."""
-    make_coco_shapes(str(root), num_train=6, num_val=2, image_size=(96, 96))
+    # 5 images, batch 4: the last batch holds one image
+    make_coco_shapes(str(root), num_train=5, num_val=2, image_size=(96, 96))
     for split in ('train', 'val'):
         shutil.copyfile(root / 'annotations' / f'instances_{split}.json',
                         root / 'annotations' / f'{split}.json')
@@ -197,6 +198,28 @@ def _check_timm_loads_the_fine_tuned_classifier(runner):
     with torch.no_grad():
         torch.testing.assert_close(model(x), classifier(x, mode='tensor'), rtol=1e-5,
                                    atol=1e-6)
+
+
+@pytest.mark.parametrize('name', ['emov2_5m_custom-cls.py', 'vemo_5m_custom-video.py'])
+def test_a_last_batch_of_one_sample_trains(name):
+    """A set of N x batch_size + 1 samples ends an epoch with a batch of one: no BatchNorm of
+    these models sees a 1x1 map (the detection example's batch of one runs in
+    test_fine_tunes_on_a_tiny_set)."""
+    import torch
+    cfg = _load(name)
+    cfg.model.get('backbone', {}).pop('init_cfg', None)
+    model = build_model(cfg).train()
+    if name.startswith('emov2'):
+        from mmpretrain.structures import DataSample
+        inputs, sample = torch.rand(1, 3, 64, 64), DataSample().set_gt_label(1)
+    else:
+        from mmaction.structures import ActionDataSample
+        # (N, views, C, T, H, W), as the data preprocessor gives it
+        inputs, sample = torch.rand(1, 1, 3, 4, 64, 64), ActionDataSample().set_gt_label(1)
+    losses = model(inputs, [sample], mode='loss')
+    loss = sum(v for k, v in losses.items() if 'loss' in k)
+    loss.backward()
+    assert torch.isfinite(loss)
 
 
 def test_classification_example_uses_every_image_and_no_ema():
