@@ -101,11 +101,34 @@ def test_launcher_variables_are_checked(tiny, env):
                                 env=dict(env, **extra), capture_output=True, text=True)
         assert result.returncode == 2, result.stderr
         assert result.stderr.startswith(message), result.stderr
+    result = subprocess.run(['bash', 'tools/dist_test.sh', tiny, 'x.pth', '1'], cwd=REPO,
+                            env=dict(env, NNODES='2', NODE_RANK='5'), capture_output=True,
+                            text=True)
+    assert result.returncode == 2 and result.stderr.startswith('error: NODE_RANK=5 must be')
     result = subprocess.run(['bash', 'tools/slurm_train.sh', 'part', 'job', tiny], cwd=REPO,
                             env=env, capture_output=True, text=True)
     assert result.returncode == 2
     assert result.stderr.splitlines()[-1] == ('error: give the partition, a job name, the '
                                               'config and the work dir.')
+
+
+def test_slurm_test_passes_openmmlab_arguments(tiny, env, tmp_path):
+    """tools/slurm_test.sh: srun's options and the tools/test.py command (srun stand-in)."""
+    srun = tmp_path / 'srun'
+    srun.write_text('#!/usr/bin/env bash\necho "$@" > "$FAKE_SRUN_LOG"\n')
+    srun.chmod(0o755)
+    log = tmp_path / 'args.txt'
+    run_env = dict(env, PATH=f'{tmp_path}{os.pathsep}{env["PATH"]}', FAKE_SRUN_LOG=str(log),
+                   GPUS='16', GPUS_PER_NODE='8', CPUS_PER_TASK='4')
+    result = subprocess.run(['bash', 'tools/slurm_test.sh', 'gpu', 'eval', tiny, 'e.pth',
+                             '--out', 'p.pkl'], cwd=REPO, env=run_env, capture_output=True,
+                            text=True)
+    assert result.returncode == 0, result.stderr
+    assert log.read_text().split() == [
+        '-p', 'gpu', '--job-name=eval', '--ntasks=16', '--gres=gpu:8', '--ntasks-per-node=8',
+        '--cpus-per-task=4', '--kill-on-bad-exit=1', PY, '-u',
+        osp.join(REPO, 'tools', 'test.py'), tiny, 'e.pth', '--launcher', 'slurm', '--out',
+        'p.pkl']
 
 
 def _fake_slurm(folder) -> str:
