@@ -38,13 +38,14 @@ def config_roots() -> List[str]:
 
 
 def list_configs() -> List[str]:
-    """Names of all configs (``emov2_1m_in1k``, ``demo/uemo_demo``, ...), bases excluded."""
+    """Names of all configs (``emov2_1m_in1k``, ``demo/uemo_demo``, ...); the bases (files
+    in any ``_base_`` folder) are left out."""
     names = set()
     for root in config_roots():
         for path in glob.glob(osp.join(root, '**', '*.py'), recursive=True):
-            name = osp.relpath(path, root)[:-len('.py')]
-            if not name.startswith('_base_'):
-                names.add(name.replace(osp.sep, '/'))
+            parts = osp.relpath(path, root)[:-len('.py')].split(osp.sep)
+            if '_base_' not in parts[:-1]:  # bases (of any folder) are no configs to run
+                names.add('/'.join(parts))
     return sorted(names)
 
 

@@ -1,7 +1,7 @@
 """Evaluate a checkpoint of any emo_mm config and optionally draw its predictions.
 
     python tools/test.py configs/retinanet_emov2_5m_coco.py work_dirs/x/epoch_12.pth
-    python tools/test.py CONFIG CKPT --show-dir vis/          # images with predictions
+    python tools/test.py CONFIG CKPT --show-dir vis          # images: WORK_DIR/<time>/vis
     python tools/test.py CONFIG CKPT --out preds.pkl          # dump raw predictions
     python tools/test.py CONFIG CKPT --deploy                 # evaluate in deploy mode
     tools/dist_test.sh CONFIG CKPT 8 [ARGS]
@@ -19,8 +19,8 @@ import os
 from mmengine.config import DictAction
 
 import emo_mm  # noqa: F401  (first: applies emo_mm.compat)
-from emo_mm.engine import (allow_nonfinite_checkpoints, finish_distributed, prepare_test_config,
-                           run_cli, trusted_checkpoints, verify_checkpoint)
+from emo_mm.engine import (allow_nonfinite_checkpoints, finish_distributed, place_show_dir,
+                           prepare_test_config, run_cli, trusted_checkpoints, verify_checkpoint)
 
 
 def parse_args():
@@ -29,7 +29,9 @@ def parse_args():
     parser.add_argument('config', help='config file (or the name of one in configs/)')
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('--work-dir', help='where logs go (default work_dirs/<config name>)')
-    parser.add_argument('--show-dir', help='write images with the predictions drawn here')
+    parser.add_argument('--show-dir', help='write images with the predictions drawn here; '
+                        'a relative folder is made in the run\'s folder WORK_DIR/<timestamp>/ '
+                        '(as mmdet\'s tools/test.py does)')
     parser.add_argument('--show-score-thr', type=float, default=None,
                         help='detection score threshold for drawing (mmdet default 0.3)')
     parser.add_argument('--out', help='dump predictions to this .pkl file')
@@ -74,7 +76,10 @@ def main():
     with trusted_checkpoints(*trusted), allow_nonfinite_checkpoints(cfg.allow_nonfinite):
         runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
         verify_checkpoint(runner.model, args.checkpoint, trust=cfg.trust_checkpoint)
+        show_dir = place_show_dir(runner)
         metrics = runner.test()
+    if show_dir and runner.rank == 0:
+        print(f'Images with the predictions drawn: {show_dir}')
     finish_distributed()
     return metrics
 

@@ -4,7 +4,7 @@ from .checkpoints import (CheckpointLayoutHook, CheckpointSafetyHook, find_resum
                           trusted_checkpoints)
 from .errors import UserError, run_cli
 from .hooks import ParameterSyncCheckHook, ProgressBarHook, SwitchToDeployHook
-from .launch import (finish_distributed, prepare_test_config, prepare_train_config,
+from .launch import (finish_distributed, place_show_dir, prepare_test_config, prepare_train_config,
                      verify_checkpoint)
 from .nonfinite import NonFiniteError, NonFiniteGuardHook
 from .worklock import WorkDirBusyError, lock_work_dir
@@ -12,6 +12,7 @@ from .worklock import WorkDirBusyError, lock_work_dir
 __all__ = ['ParameterSyncCheckHook', 'ProgressBarHook', 'SwitchToDeployHook',
            'CheckpointSafetyHook', 'CheckpointLayoutHook',
            'NonFiniteGuardHook', 'NonFiniteError', 'prepare_train_config', 'prepare_test_config',
-           'finish_distributed', 'verify_checkpoint', 'safe_load', 'trusted_checkpoints',
-           'allow_nonfinite_checkpoints', 'install_checkpoint_loader', 'list_checkpoints',
-           'find_resume_checkpoint', 'UserError', 'run_cli', 'WorkDirBusyError', 'lock_work_dir']
+           'place_show_dir', 'finish_distributed', 'verify_checkpoint', 'safe_load',
+           'trusted_checkpoints', 'allow_nonfinite_checkpoints', 'install_checkpoint_loader',
+           'list_checkpoints', 'find_resume_checkpoint', 'UserError', 'run_cli',
+           'WorkDirBusyError', 'lock_work_dir']

@@ -235,7 +235,7 @@ def prepare_test_config(config: str,
     _check_checkpoint(checkpoint, trust, 'Checkpoint', allow_nonfinite)
     cfg.load_from = checkpoint
     if show_dir:
-        enable_visualization(cfg, osp.abspath(show_dir), score_thr)
+        enable_visualization(cfg, show_dir, score_thr)
     if out:
         if not out.endswith(('.pkl', '.pickle')):
             raise UserError(f'--out must be a .pkl file, got {out!r}.')
@@ -248,25 +248,60 @@ def prepare_test_config(config: str,
 
 
 def enable_visualization(cfg: Config, show_dir: str, score_thr: Optional[float] = None) -> None:
-    """Turns on the toolbox's visualisation hook so that test images are drawn to show_dir."""
+    """Turns on the toolbox's visualisation hook so that test images are drawn to show_dir.
+
+    As mmdet's tools/test.py does, a relative ``show_dir`` is a folder of the run's log
+    folder (``work_dir/<timestamp>/show_dir``) for every toolbox; an absolute one is used as
+    it is. mmpretrain's and mmaction2's hooks take the folder as given, so theirs is set
+    once the Runner (and its timestamp) exists: :func:`place_show_dir`.
+    """
     hooks = cfg.setdefault('default_hooks', {})
     scope = cfg.get('default_scope', 'mmengine')
+    if scope == 'mmaction' and 'visualization' not in hooks:
+        # mmaction2's runtime base lists no visualisation hook; its own (frames as PNG).
+        hooks['visualization'] = dict(type='VisualizationHook')
     if 'visualization' not in hooks:
         raise UserError(f'--show-dir needs a visualization hook in default_hooks of the '
-                           f'config (scope {scope}).')
+                        f'config (scope {scope}).')
     vis = hooks['visualization']
     if scope == 'mmdet':
+        # DetVisualizationHook joins a relative test_out_dir to work_dir/timestamp itself.
         vis.update(draw=True, interval=1, test_out_dir=show_dir)
         if score_thr is not None:
             vis['score_thr'] = score_thr
     elif scope == 'mmseg':
+        # SegVisualizationHook saves through the visualiser's LocalVisBackend, whose folder
+        # is work_dir/timestamp/vis_data; its images go to img_save_dir under that.
         vis.update(draw=True, interval=1)
-        cfg.visualizer['save_dir'] = show_dir
+        backends = cfg.visualizer.get('vis_backends') or []
+        local = [b for b in backends if b.get('type', '').split('.')[-1] == 'LocalVisBackend']
+        if not local:
+            raise UserError('--show-dir needs a LocalVisBackend in visualizer.vis_backends of '
+                            'the config (mmseg saves drawn images through it).')
+        for backend in local:
+            backend['img_save_dir'] = show_dir if osp.isabs(show_dir) else osp.join(
+                os.pardir, show_dir)
     elif scope in ('mmaction', 'mmpretrain'):
         vis.update(enable=True, interval=1, out_dir=show_dir)
     else:
         raise UserError(f'--show-dir is not supported for scope {scope!r}.')
-    os.makedirs(show_dir, exist_ok=True)
+    cfg.show_dir = show_dir
+
+
+def place_show_dir(runner) -> Optional[str]:
+    """The folder ``--show-dir`` images of this Runner go to (None without --show-dir),
+    made, and given to the hooks that do not place a relative folder themselves."""
+    show_dir = runner.cfg.get('show_dir')
+    if not show_dir:
+        return None
+    folder = show_dir if osp.isabs(show_dir) else osp.join(runner.log_dir, show_dir)
+    for hook in runner.hooks:
+        # mmpretrain's / mmaction2's VisualizationHook write to out_dir as given.
+        if getattr(hook, 'out_dir', None) == show_dir and not hasattr(hook, 'test_out_dir'):
+            hook.out_dir = folder
+    if runner.rank == 0:
+        os.makedirs(folder, exist_ok=True)
+    return osp.abspath(folder)
 
 
 def verify_checkpoint(model: torch.nn.Module, path: str, trust: bool = False,
