@@ -13,9 +13,9 @@ ENV = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get('PYTHONPATH
 TOOLBOXES = ('mmdet', 'mmseg', 'mmaction', 'mmpretrain')
 
 
-def _python(script: str, env=None, timeout=300) -> subprocess.CompletedProcess:
+def _python(script: str, env=None, timeout=300, cwd=REPO) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, '-c', script], capture_output=True, text=True,
-                          cwd=REPO, env=env or ENV, timeout=timeout)
+                          cwd=cwd, env=env or ENV, timeout=timeout)
 
 
 def test_import_emo_mm_imports_no_toolbox():
@@ -118,9 +118,11 @@ print('after:', build().loss_cls)
     assert 'after: None' in result.stdout
 
 
-def test_mim_editable():
+def test_mim_editable(tmp_path):
     """mim looks for emo_mm's files next to its metadata in site-packages (an editable
-    install, as make setup makes, keeps them in the repository)."""
+    install, as make setup makes, keeps them in the repository). Run as a user runs mim, away
+    from the checkout and without it on PYTHONPATH: pkg_resources would otherwise find the
+    editable build's ``emo_mm.egg-info`` in the checkout's root."""
     script = '''
 import os.path as osp
 import mim.utils as mim_utils
@@ -133,7 +135,9 @@ mim_editable.apply()
 print('after:', has_index(mim_utils.get_installed_path('emo_mm')))
 print('others unchanged:', mim_utils.get_installed_path('mmdet').endswith('site-packages/mmdet'))
 '''
-    result = _python(script)
+    env = dict(os.environ)
+    env.pop('PYTHONPATH', None)
+    result = _python(script, env=env, cwd=str(tmp_path))
     assert result.returncode == 0, result.stderr[-2000:]
     assert 'before: False' in result.stdout  # the upstream defect (editable install)
     assert 'after: True' in result.stdout and 'others unchanged: True' in result.stdout
