@@ -195,6 +195,7 @@ def test_authors_layout_is_converted_on_the_fly(authors, tmp_path, capsys, logge
     for key, value in state.items():  # every weight is the file's, none random
         assert torch.equal(loaded[key], value), key
 
+    capsys.readouterr()  # only the refusal below: earlier tests' loggers may have written
     code, err = _exit_line(capsys, lambda: prepare_train_config(
         config, work_dir=str(tmp_path / 'w'), resume=path))
     assert (code, err) == (2, f"error: --resume {path}: it is an ImageNet classifier in the "
