@@ -1,3 +1,4 @@
+import logging
 import os
 import os.path as osp
 import sys
@@ -47,6 +48,29 @@ def reference_dir(tmp_path_factory) -> str:
 @pytest.fixture(autouse=True)
 def _deterministic():
     torch.manual_seed(0)
+    yield
+
+
+def _stream_handlers():
+    from mmengine.logging import MMLogger
+    loggers = [logging.getLogger()] + list(MMLogger._instance_dict.values()) + [
+        value for value in logging.Logger.manager.loggerDict.values()
+        if isinstance(value, logging.Logger)]
+    for logger in loggers:
+        for handler in logger.handlers:
+            if (isinstance(handler, logging.StreamHandler)
+                    and not isinstance(handler, logging.FileHandler)):
+                yield handler
+
+
+@pytest.fixture(autouse=True)
+def _no_closed_log_streams():
+    """Loggers outlive tests: an MMLogger built while a test captured output keeps that
+    test's (then closed) stream, and its next message prints '--- Logging error ---' into a
+    later test's captured stderr. Point such handlers at the session's stdout."""
+    for handler in _stream_handlers():
+        if getattr(handler.stream, 'closed', False):
+            handler.stream = sys.stdout  # (setStream would flush the closed one)
     yield
 
 
