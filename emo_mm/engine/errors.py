@@ -11,6 +11,7 @@ import sys
 from typing import Callable, Optional
 
 from ..datasets.checks import DataError
+from ..deploy.bundle import BundleError
 from ..models.checkpoint import CheckpointError
 
 #: Exit status for errors in what the user gave (argparse uses 2 as well).
@@ -38,7 +39,7 @@ def user_message(err: BaseException) -> Optional[str]:
         # A DataLoader worker re-raises with its traceback in the message: keep the last line.
         lines = [line for line in text.splitlines() if line.strip()]
         text = re.sub(r'^[\w.]+: ', '', lines[-1]) if lines else text
-    if isinstance(err, (UserError, DataError, CheckpointError)):
+    if isinstance(err, (UserError, DataError, CheckpointError, BundleError)):
         return text
     if isinstance(err, FileNotFoundError):
         return text if err.filename is None else f'{err.filename}: {err.strerror or text}'

@@ -166,7 +166,7 @@ def _resolve_resume(cfg: Config, resume, trust: bool, overwrite: bool) -> None:
 
 
 def prepare_test_config(config: str,
-                        checkpoint: str,
+                        checkpoint: Optional[str],
                         work_dir: Optional[str] = None,
                         cfg_options: Optional[dict] = None,
                         show_dir: Optional[str] = None,
@@ -178,11 +178,13 @@ def prepare_test_config(config: str,
     """Loads a config for testing: checkpoint, visualisation, dumped predictions.
 
     The checkpoint is read here, without running code from it unless trusted, before
-    anything is built.
+    anything is built. ``checkpoint=None``: the caller replaces the model (a deploy bundle,
+    :func:`emo_mm.deploy.runner.prepare_bundle_test_config`).
     """
     cfg = _load(config, cfg_options, launcher, work_dir, data_root)
     trust = trust_checkpoint or bool(cfg.get('trust_checkpoint', False))
-    _check_checkpoint(checkpoint, trust, 'Checkpoint')
+    if checkpoint is not None:
+        _check_checkpoint(checkpoint, trust, 'Checkpoint')
     cfg.load_from = checkpoint
     if show_dir:
         enable_visualization(cfg, osp.abspath(show_dir), score_thr)
