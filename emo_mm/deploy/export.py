@@ -355,6 +355,11 @@ def _export_recognizer(model, folder, spec, opset):
     if average not in ('prob', 'score'):
         raise DeployError(f'cls_head.average_clips={average!r} has no deploy path (prob, '
                           'score).')
+    # PyTorch's TorchScript exporter has no channels-last-3d; the graph has no memory
+    # formats anyway (same values, another memory layout of the same computation).
+    for module in model.modules():
+        if getattr(module, 'spatial_dims', 2) == 3 and hasattr(module, 'set_channels_last'):
+            module.set_channels_last(False)
     channels = 3
     example = torch.randn(views, channels, clip_len, *size)
     path = osp.join(folder, 'end2end.onnx')

@@ -120,8 +120,8 @@ def _video_step(transform: Dict, short: str) -> Dict:
         if not transform.get('test_mode', False):
             raise UnsupportedTransform('SampleFrames without test_mode=True samples at random; '
                                        'the test pipeline must use test_mode=True.')
-        extra = set(transform) - {'type', 'clip_len', 'frame_interval', 'num_clips',
-                                   'test_mode', 'out_of_bound_opt'}
+        extra = {k for k, v in transform.items() if v} - {
+            'type', 'clip_len', 'frame_interval', 'num_clips', 'test_mode', 'out_of_bound_opt'}
         if extra or transform.get('out_of_bound_opt', 'loop') != 'loop':
             raise UnsupportedTransform(f'SampleFrames options {sorted(extra)} have no deploy '
                                        'path.')
@@ -129,7 +129,11 @@ def _video_step(transform: Dict, short: str) -> Dict:
                     frame_interval=int(transform.get('frame_interval', 1)),
                     num_clips=int(transform.get('num_clips', 1)))
     if short == 'Resize':
-        return dict(type='video_resize', scale=list(_pair(transform['scale'])),
+        scale = transform['scale']
+        if isinstance(scale, float):
+            raise UnsupportedTransform('Resize(scale=<float>) has no deploy path for video; '
+                                       'give a (w, h) tuple.')
+        return dict(type='video_resize', scale=list(_pair(scale)),
                     keep_ratio=bool(transform.get('keep_ratio', True)),
                     interpolation=transform.get('interpolation', 'bilinear'))
     if short == 'CenterCrop':
@@ -325,37 +329,32 @@ class ImagePreprocessor:
 # Video (mmaction2 1.2.0's test transforms).
 # ---------------------------------------------------------------------------------------
 def uniform_sample_indices(num_frames: int, clip_len: int, num_clips: int) -> np.ndarray:
-    """mmaction2 ``UniformSample`` in test mode."""
-    if num_frames < clip_len:
-        # Test mode repeats the available frames in order.
-        start = 0
-        inds = np.arange(start, start + clip_len)
-    elif clip_len <= num_frames < 2 * clip_len:
-        basic = np.arange(clip_len)
-        inds = np.round(basic * (num_frames / clip_len)).astype(np.int64)
-    else:
-        duration = num_frames / clip_len
-        inds = np.arange(clip_len) * duration + duration / 2.0
-        inds = inds.astype(np.int64)
-    all_inds = [inds for _ in range(num_clips)]
-    return np.concatenate(all_inds) % num_frames
+    """mmaction2 ``UniformSample`` in test mode: clip ``k`` takes, from each of
+    ``clip_len`` equal segments, the frame ``k + 1`` sub-steps into it."""
+    seg_size = float(num_frames - 1) / clip_len
+    duration = seg_size / (num_clips + 1)
+    inds = [int(np.round(seg_size * i)) + int(duration * (k + 1)) for k in range(num_clips)
+            for i in range(clip_len)]
+    return np.array(inds)
 
 
 def sample_frames_indices(num_frames: int, clip_len: int, frame_interval: int,
                           num_clips: int) -> np.ndarray:
-    """mmaction2 ``SampleFrames`` in test mode (``twice_sample`` off, loop out of bound)."""
-    ori_clip_len = clip_len * frame_interval
-    avg_interval = (num_frames - ori_clip_len + 1) / float(num_clips)
-    if num_frames > ori_clip_len - 1:
-        base_offsets = np.arange(num_clips) * avg_interval
-        clip_offsets = (base_offsets + avg_interval / 2.0).astype(np.int32)
+    """mmaction2 ``SampleFrames`` in test mode (no ``twice_sample``, ``target_fps`` or
+    jitter; out-of-bound indices loop)."""
+    ori_clip_len = (clip_len - 1) * frame_interval + 1
+    if clip_len == 1:
+        avg_interval = num_frames / float(num_clips)
+        clip_offsets = np.arange(num_clips) * avg_interval + avg_interval / 2.0
     else:
-        clip_offsets = np.zeros((num_clips, ), dtype=np.int32)
+        max_offset = max(num_frames - ori_clip_len, 0)
+        if num_clips > 1:
+            clip_offsets = np.round(np.arange(num_clips) * (max_offset / float(num_clips - 1)))
+        else:
+            clip_offsets = np.array([max_offset // 2])
     frame_inds = clip_offsets[:, None] + np.arange(clip_len)[None, :] * frame_interval
-    frame_inds = np.concatenate(frame_inds)
-    frame_inds = frame_inds.reshape((-1, clip_len))
-    frame_inds = np.mod(frame_inds, num_frames)
-    return np.concatenate(frame_inds)
+    frame_inds = np.mod(np.concatenate(frame_inds).reshape((-1, clip_len)), num_frames)
+    return np.concatenate(frame_inds).astype(np.int32)
 
 
 class ClipPreprocessor:
@@ -426,7 +425,6 @@ def _video_resize(imgs: List[np.ndarray], step: Dict) -> List[np.ndarray]:
         max_long_edge, max_short_edge = max(scale), min(scale)
         if max_short_edge == -1:
             scale = (np.inf, max_long_edge)
-            keep_ratio = True
     if keep_ratio:
         new_w, new_h = rescale_size((w, h), tuple(scale))
     else:
