@@ -149,8 +149,10 @@ def normalization_spec(model: nn.Module, task: str) -> Dict:
     if getattr(pre, '_enable_normalize', True) and getattr(pre, 'mean', None) is not None:
         spec['mean'] = [float(v) for v in pre.mean.reshape(-1)]
         spec['std'] = [float(v) for v in pre.std.reshape(-1)]
-    spec['bgr_to_rgb'] = bool(getattr(pre, '_channel_conversion', False)
-                              or getattr(pre, 'to_rgb', False))
+    # The attribute's name differs per toolbox (mmengine / mmdet, mmseg, mmpretrain and
+    # mmaction2); each swaps the first and third channels (BGR <-> RGB).
+    spec['bgr_to_rgb'] = any(bool(getattr(pre, name, False)) for name in (
+        '_channel_conversion', 'channel_conversion', 'to_rgb'))
     if task == 'segmentation':
         test_cfg = getattr(pre, 'test_cfg', None) or {}
         if test_cfg.get('size') is not None:
