@@ -2,7 +2,8 @@
 
 configs/demo/emov2_1m_shapes-cls_demo.py: four shape kinds (circle, square, triangle,
 star) of random colour, size, rotation and place on textured backgrounds, one per image,
-balanced classes: chance top-1 is 25%. The untrained model predicts near one class.
+balanced classes: chance top-1 is 25%. The backbone starts from the shapes-pretrained
+stand-in for ImageNet weights, the head from random weights (top-1 near chance).
 """
 import pytest
 
