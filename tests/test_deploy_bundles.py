@@ -570,3 +570,60 @@ def test_deploy_tool_replaces_a_bundle_and_test_tool_checks_the_config(
                               work_dir=str(tmp_path / 'w'))
     with pytest.raises(BundleError, match='exported from config emov2_1m_shapes-cls_demo'):
         prepare_bundle_test_config(cfg, 'configs/demo/deeplabv3_emov2_1m_demo.py', target)
+
+
+# ---------------------------------------------------------------------------------------
+# The other segmentors of the model zoo (random weights, the demo's test resize).
+# ---------------------------------------------------------------------------------------
+def _calibrate_batchnorm(model, path):
+    """BatchNorm statistics of one image (random weights otherwise give near-constant
+    class maps: the features' mean swamps their variation over the image)."""
+    from torch.nn.modules.batchnorm import _BatchNorm
+    image = cv2.imread(path)[..., ::-1].astype(np.float32)
+    image = (image - [123.675, 116.28, 103.53]) / [58.395, 57.12, 57.375]
+    x = torch.from_numpy(image.transpose(2, 0, 1).copy()).float()[None]
+    x = torch.cat([x, x.flip(-1)])  # two samples: pooled 1x1 maps need more than one value
+    for module in model.modules():
+        if isinstance(module, _BatchNorm):
+            module.reset_running_stats()
+            module.momentum = None
+            module.train()
+    with torch.no_grad():
+        model.decode_head(model.extract_feat(x))
+    model.eval()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('config', ['fpn_emov2_1m_ade20k', 'segformer_emov2_1m_ade20k',
+                                    'pspnet_emov2_1m_ade20k'])
+def test_segmentor_bundles_match_pytorch(config, tmp_path, monkeypatch):
+    """Semantic FPN, SegFormer and PSPNet (its adaptive pooling replaced by pooling
+    matrices in the graph): label maps of randomised models on images of two sizes."""
+    from emo_mm.apis import find_config, load_config
+    from emo_mm.deploy.export import build_model, export_bundle
+    from emo_mm.deploy.reference import torch_predict
+    from emo_mm.models import switch_to_deploy
+    from test_deploy import randomize
+    monkeypatch.chdir(REPO)
+    _make_data('ade20k')
+    cfg = load_config(config)
+    demo = load_config('configs/demo/deeplabv3_emov2_1m_demo.py')
+    cfg.test_dataloader.dataset.pipeline = demo.test_pipeline
+    cfg.model.backbone.init_cfg = None
+    model = randomize(build_model(cfg))
+    files = sorted(glob.glob('data/demo_ade20k/images/validation/*.jpg'))[:1]
+    _calibrate_batchnorm(model, files[0])
+    checkpoint = str(tmp_path / 'random.pth')
+    torch.save({'state_dict': model.state_dict()}, checkpoint)
+    bundle = str(tmp_path / 'bundle')
+    manifest, _ = export_bundle(find_config(config), checkpoint, bundle, cfg=cfg)
+    reference_model = switch_to_deploy(build_model(cfg, checkpoint))
+    files.append(_resized_copy(files[0], str(tmp_path), (173, 131)))
+    predictor = Predictor(bundle)
+    for path in files:
+        deployed = predictor(path)['label_map']
+        reference = torch_predict(reference_model, cfg, path, 'segmentation')['label_map']
+        assert len(np.unique(reference)) > 1, 'a constant map would prove nothing'
+        assert label_agreement(reference, deployed) >= PIXEL_AGREEMENT, path
+    if config.startswith('pspnet'):
+        assert manifest['postprocess']['adaptive_pooling_replaced']

@@ -269,6 +269,30 @@ def _image_axes(mode: Dict) -> Dict:
     return {} if mode['mode'] == 'fixed' else {'image': {2: 'height', 3: 'width'}}
 
 
+def check_dynamic_size(wrapper: nn.Module, path: str, input_name: str, traced: Tuple[int, int],
+                       divisor: int, tolerance: float = 1e-4) -> float:
+    """Runs a dynamic-size graph at a size it was not traced at and compares it with
+    PyTorch; a size frozen into the graph (a Python ``int()`` of a traced size, say) shows.
+
+    Returns:
+        float: The relative error. Raises :class:`DeployError` above ``tolerance``.
+    """
+    from ..utils.onnx import onnx_session, relative_error
+    height, width = (max(divisor, traced[0] - 3 * divisor), traced[1] + 2 * divisor)
+    generator = torch.Generator().manual_seed(0)
+    image = torch.randn(1, 3, height, width, generator=generator)
+    with torch.no_grad():
+        expected = wrapper(image)
+    actual = onnx_session(path).run(None, {input_name: image.numpy()})[0]
+    error = relative_error(actual, expected)
+    if not error <= tolerance:
+        raise DeployError(f'The exported graph does not follow the input size (relative '
+                          f'error {error:.2e} at {height}x{width}, traced at '
+                          f'{traced[0]}x{traced[1]}): an operation fixes a size; export with '
+                          '--input-size HxW for a fixed-size graph.')
+    return error
+
+
 def _export_detector(model, folder, spec, opset):
     divisor = max(int(spec['pad_size_divisor']), 1)
     mode = _image_size_mode(spec, divisor)
@@ -299,8 +323,10 @@ def _export_segmentor(model, folder, spec, opset):
     if num_classes == 1:
         raise DeployError('Binary segmentors (out_channels=1, a sigmoid threshold) have no '
                           'deploy path yet.')
-    if getattr(model.decode_head, 'threshold', None) is not None and num_classes == 1:
-        pass
+    try:
+        graphs.replace_upsampling(model)
+    except ValueError as err:
+        raise DeployError(str(err)) from None
     replaced = graphs.replace_adaptive_pooling(model)
     wrapper = graphs.SegmentorGraph(model)
     align = wrapper.align_corners
@@ -325,6 +351,8 @@ def _export_segmentor(model, folder, spec, opset):
     height, width = _trace_size(mode, divisor)
     _export(wrapper, (torch.randn(1, 3, height, width), ), path, ['image'], ['logits'],
             _image_axes(mode), opset)
+    if mode['mode'] == 'dynamic':
+        check_dynamic_size(wrapper, path, 'image', (height, width), divisor)
     graphs.append_label_map(path, 'logits', align)
     return dict(graphs=dict(model=dict(file='end2end.onnx', **graphs.graph_io(path))),
                 input=mode, postprocess=post)
@@ -335,8 +363,11 @@ def _export_classifier(model, folder, spec, opset):
     mode = _image_size_mode(spec, divisor)
     height, width = _trace_size(mode, divisor)
     path = osp.join(folder, 'end2end.onnx')
-    _export(graphs.ClassifierGraph(model), (torch.randn(1, 3, height, width), ), path,
-            ['image'], ['scores'], _image_axes(mode), opset)
+    wrapper = graphs.ClassifierGraph(model)
+    _export(wrapper, (torch.randn(1, 3, height, width), ), path, ['image'], ['scores'],
+            _image_axes(mode), opset)
+    if mode['mode'] == 'dynamic':
+        check_dynamic_size(wrapper, path, 'image', (height, width), divisor)
     return dict(graphs=dict(model=dict(file='end2end.onnx', **graphs.graph_io(path))),
                 input=mode, postprocess=dict(activation='softmax'))
 

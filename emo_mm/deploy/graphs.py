@@ -257,6 +257,47 @@ def replace_adaptive_pooling(model: nn.Module) -> List[str]:
     return replaced
 
 
+class TraceableUpsample(nn.Module):
+    """mmseg's ``Upsample`` (``resize`` to ``int(size * scale_factor)``) with the output
+    size kept a function of the input's size when traced: ``int()`` would freeze the trace
+    size into the graph. Integer factors only (the model zoo's are 2)."""
+
+    def __init__(self, upsample: nn.Module):
+        super().__init__()
+        factor = upsample.scale_factor
+        factors = factor if isinstance(factor, tuple) else (factor, factor)
+        if upsample.size is None and not all(float(f).is_integer() for f in factors):
+            raise ValueError(f'Upsample(scale_factor={factor}) has no traceable form here; '
+                             'only integer factors export with dynamic sizes.')
+        self.size = upsample.size
+        self.factors = tuple(int(f) for f in factors) if upsample.size is None else None
+        self.mode = upsample.mode
+        self.align_corners = upsample.align_corners
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.size:
+            size = self.size
+        else:
+            height, width = x.shape[-2:]
+            size = (height * self.factors[0], width * self.factors[1])
+        return F.interpolate(x, size=size, mode=self.mode, align_corners=self.align_corners)
+
+
+def replace_upsampling(model: nn.Module) -> List[str]:
+    """Swaps mmseg's ``Upsample`` modules for :class:`TraceableUpsample` (in place)."""
+    try:
+        from mmseg.models.utils import Upsample
+    except ImportError:  # pragma: no cover - mmseg is installed with emo_mm
+        return []
+    replaced = []
+    for name, module in list(model.named_modules()):
+        for child_name, child in list(module.named_children()):
+            if isinstance(child, Upsample):
+                setattr(module, child_name, TraceableUpsample(child))
+                replaced.append(f'{name}.{child_name}' if name else child_name)
+    return replaced
+
+
 class SegmentorGraph(nn.Module):
     """Image -> class logits at the input's size (mmseg ``encode_decode``)."""
 
