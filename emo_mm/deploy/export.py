@@ -48,9 +48,9 @@ TASKS = {
 }
 #: Why the models without a deploy path have none (one line each).
 NO_DEPLOY_PATH = {
-    'MaskRCNN': 'Mask R-CNN (a two-stage detector) has no deploy path yet: its RPN '
-                'proposals, multi-level RoIAlign and per-class masks pasted into the image '
-                'are not exported (see docs/deploy.md); deploy RetinaNet or SSDLite configs.',
+    'MaskRCNN': 'Mask R-CNN (a two-stage detector) has no deploy path yet: its proposals, '
+                'multi-level RoIAlign and per-class masks are not exported (docs/deploy.md '
+                'says what fails); deploy RetinaNet or SSDLite configs.',
     'CascadeEncoderDecoder': 'Cascade segmentors have no deploy path yet; deploy an '
                              'EncoderDecoder config.',
 }
