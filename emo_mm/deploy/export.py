@@ -17,7 +17,6 @@ graph has that one size and the preprocessing pads each image up to it.
 """
 import math
 import os.path as osp
-import shutil
 from typing import Dict, Optional, Sequence, Tuple
 
 import torch
@@ -99,11 +98,13 @@ def build_model(cfg: Config, checkpoint: Optional[str] = None, trust: bool = Fal
     """Builds the config's model in eval mode and loads ``checkpoint`` (exact key match,
     read without unpickling code unless ``trust``)."""
     from mmengine.registry import MODELS, init_default_scope
-    from ..engine.launch import verify_checkpoint
+
     from ..engine.checkpoints import install_checkpoint_loader
-    from .. import compat
+    from ..engine.launch import verify_checkpoint
     init_default_scope(resolve_scope(cfg))
-    compat.prepare_runner_config(cfg) if 'SSDHead' in str(cfg.model) else None
+    if 'SSDHead' in str(cfg.model):
+        from ..compat import mmdet_ssd_head
+        mmdet_ssd_head.apply()
     model_cfg = model_config(cfg)
     if checkpoint is not None:
         _drop_pretrained(model_cfg)
@@ -470,4 +471,4 @@ def export_bundle(config: str, checkpoint: Optional[str], out: str,
     return bundle_io.read_bundle(out), model
 
 
-__all__ = ['export_bundle', 'build_model', 'task_of', 'DeployError', 'shutil']
+__all__ = ['export_bundle', 'build_model', 'task_of', 'DeployError']
