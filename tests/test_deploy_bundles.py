@@ -100,8 +100,8 @@ def compare_samples(task, reference, deployed, post):
     assert len(reference) == len(deployed)
     summary = dict(boxes=0, matched=0, exempt=0, unmatched=0, pixels=0, equal=0, score_error=0.)
     for ref, dep in zip(reference, deployed):
-        assert ref.get('img_path', ref.get('filename')) == dep.get('img_path',
-                                                                  dep.get('filename'))
+        source = ref.get('img_path', ref.get('filename'))
+        assert source == dep.get('img_path', dep.get('filename'))
         if task == 'detection':
             as_dict = lambda s: {k: s['pred_instances'][b].numpy() for k, b in  # noqa: E731
                                  (('boxes', 'bboxes'), ('scores', 'scores'),

@@ -1,8 +1,8 @@
 """Export a trained model of any emo_mm config to a deploy bundle and check it.
 
-    python tools/deploy.py configs/demo/retinanet_emov2_1m_demo.py epoch_6.pth --out bundles/retina
-    python tools/deploy.py configs/ssdlite_emov2_1m_320_coco.py CKPT --out bundles/ssdlite
-    python tools/deploy.py configs/deeplabv3_emov2_1m_ade20k.py CKPT --out b/deeplab --input-size 512x512
+    python tools/deploy.py configs/demo/retinanet_emov2_1m_demo.py epoch_6.pth --out b/retina
+    python tools/deploy.py configs/ssdlite_emov2_1m_320_coco.py CKPT --out b/ssdlite
+    python tools/deploy.py deeplabv3_emov2_1m_ade20k CKPT --out b/deeplab --input-size 512x512
     python tools/deploy.py emov2_1m_in1k --out bundles/emov2_1m       # initialised weights
 
 The bundle folder holds the ONNX graph(s) (the network with its task's post-processing:
@@ -65,8 +65,9 @@ def parse_args(argv=None):
 
 def verification_input(cfg, task: str, folder: str) -> tuple:
     """(path, what): the first test sample's file, or a generated one."""
-    from emo_mm.deploy.export import resolve_scope
     from mmengine.registry import DATASETS, init_default_scope
+
+    from emo_mm.deploy.export import resolve_scope
     try:
         init_default_scope(resolve_scope(cfg))
         dataset = DATASETS.build(cfg.test_dataloader.dataset)

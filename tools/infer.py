@@ -93,6 +93,7 @@ def draw(image, result, task: str):
 def infer_bundle(args) -> None:
     """Runs a deploy bundle on a file or the images / videos of a folder."""
     import cv2
+
     from emo_mm.deploy import Predictor
     if args.weights:
         raise SystemExit('--weights does not apply to a bundle folder (its weights are in its '

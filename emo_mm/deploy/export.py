@@ -99,7 +99,6 @@ def build_model(cfg: Config, checkpoint: Optional[str] = None, trust: bool = Fal
     read without unpickling code unless ``trust``)."""
     from mmengine.registry import MODELS, init_default_scope
 
-    from ..engine.checkpoints import install_checkpoint_loader
     from ..engine.launch import verify_checkpoint
     init_default_scope(resolve_scope(cfg))
     if 'SSDHead' in str(cfg.model):
@@ -112,7 +111,6 @@ def build_model(cfg: Config, checkpoint: Optional[str] = None, trust: bool = Fal
     if checkpoint is not None:
         if not osp.isfile(checkpoint):
             raise DeployError(f'Checkpoint {checkpoint} does not exist.')
-        install_checkpoint_loader()
         state = verify_checkpoint(model, checkpoint, trust=trust)
         model.load_state_dict(state, strict=True)
     model.eval()

@@ -73,8 +73,8 @@ def slide_logits(score_crop: Callable[[np.ndarray], np.ndarray], inputs: np.ndar
     preds = np.zeros((1, num_classes, height, width), np.float32)
     count = np.zeros((1, 1, height, width), np.float32)
     for y1, y2, x1, x2 in slide_windows(height, width, crop_size, stride):
-        preds[:, :, y1:y2, x1:x2] += score_crop(np.ascontiguousarray(inputs[:, :, y1:y2,
-                                                                              x1:x2]))
+        crop = np.ascontiguousarray(inputs[:, :, y1:y2, x1:x2])
+        preds[:, :, y1:y2, x1:x2] += score_crop(crop)
         count[:, :, y1:y2, x1:x2] += 1
     return preds / count
 

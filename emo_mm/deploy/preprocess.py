@@ -18,7 +18,7 @@ Steps (``type`` and fields):
   (mmaction2's ``Resize``), ``video_center_crop``, ``three_crop``.
 """
 import math
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 

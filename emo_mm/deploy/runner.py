@@ -19,7 +19,7 @@ from mmengine.model import BaseModel
 
 from ..registry import MODELS
 from .bundle import BundleError, read_bundle
-from .predictor import Predictor, slide_logits
+from .predictor import Predictor
 from .preprocess import pipeline_spec
 
 #: Hooks that read or change PyTorch weights; a bundle model has none.
