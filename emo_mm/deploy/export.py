@@ -137,6 +137,10 @@ def test_pipeline(cfg: Config):
     if pipeline is None:
         raise DeployError('The config\'s test_dataloader has no pipeline to derive the '
                           'bundle\'s preprocessing from.')
+    # The tools wrap a pipeline in emo_mm.SampleGuard (per-sample error messages).
+    while (len(pipeline) == 1 and isinstance(pipeline[0], dict)
+           and pipeline[0].get('type') == 'emo_mm.SampleGuard'):
+        pipeline = pipeline[0]['transforms']
     return pipeline
 
 

@@ -25,7 +25,7 @@ import numpy as np
 #: Transforms that only load annotations or pack results: nothing to do on a device.
 IGNORED = {
     'LoadAnnotations', 'PackDetInputs', 'PackSegInputs', 'PackInputs', 'PackClsInputs',
-    'PackActionInputs', 'emo_mm.SampleGuard'
+    'PackActionInputs'
 }
 #: Image loaders (the predictor decodes with OpenCV, as mmcv's default backend does).
 IMAGE_LOADERS = {'LoadImageFromFile', 'mmdet.LoadImageFromFile', 'mmseg.LoadImageFromFile'}

@@ -22,8 +22,7 @@ def inference_pipeline(cfg: Config):
     from mmengine.registry import init_default_scope
     init_default_scope(resolve_scope(cfg))
     steps = [t for t in test_pipeline(cfg)
-             if str(t.get('type')).split('.')[-1] not in _ANNOTATIONS
-             and t.get('type') != 'emo_mm.SampleGuard']
+             if str(t.get('type')).split('.')[-1] not in _ANNOTATIONS]
     return Compose(steps)
 
 
