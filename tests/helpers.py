@@ -31,12 +31,13 @@ def build_classifier(arch: str, **backbone):
 
 
 def train_and_test(config: str, work_dir: str, schedule: dict, options: dict = None,
-                   seed: int = 0, extra_hooks=()):
+                   seed: int = 0, extra_hooks=(), dump: str = None):
     """Trains a (demo) config in-process and evaluates it before and after training.
 
     ``schedule`` shortens the config's schedule: ``max_epochs`` or ``max_iters``; the
     cosine scheduler (param_scheduler[1]) is stretched to the new length. ``extra_hooks``
-    are appended to the config's custom hooks.
+    are appended to the config's custom hooks; ``dump`` (a .pkl path) keeps the data
+    samples of the evaluation after training (MMEngine's DumpResults).
 
     Returns:
         (dict, dict): test metrics of the initialised and of the trained model.
@@ -58,6 +59,10 @@ def train_and_test(config: str, work_dir: str, schedule: dict, options: dict = N
         cfg.merge_from_dict(options)
     if extra_hooks:
         cfg.custom_hooks = [*(cfg.get('custom_hooks') or []), *extra_hooks]
+    if dump:
+        evaluators = cfg.test_evaluator
+        evaluators = list(evaluators) if isinstance(evaluators, (list, tuple)) else [evaluators]
+        cfg.test_evaluator = [*evaluators, dict(type='DumpResults', out_file_path=dump)]
     runner = Runner.from_cfg(cfg)
     before = runner.test()
     runner.train()

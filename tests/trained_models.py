@@ -3,8 +3,9 @@
 A training is named by a :data:`RECIPES` key; the session fixture ``demo_training`` in
 conftest.py trains it on first request (in-process, from the repository root, as the
 learning tests always did) and hands every later caller the same :class:`Run`: its
-checkpoint and the test metrics before and after training. The learning tests assert on
-those metrics; the deploy tests export the checkpoints.
+checkpoint, the test metrics before and after training, and the predictions of the test
+after training. The learning tests assert on those metrics; the deploy tests export the
+checkpoints and compare the bundles' predictions with these.
 
 The RetinaNet-EMOv2 recipe is ``make demo``'s (``tools/demo.py``: config, seed, epochs),
 read from there so that the two stay one recipe.
@@ -31,6 +32,7 @@ class Run(NamedTuple):
     before: Dict
     after: Dict
     work_dir: str
+    predictions: str  # the data samples of the evaluation after training (a .pkl)
 
 
 def _coco():
@@ -115,12 +117,14 @@ class TrainedModels:
             config = osp.join(REPO, recipe.config)
             # CheckpointSafetyHook only changes how checkpoints are written (plain types,
             # atomically), so that tools/test.py reads them without unpickling code.
+            predictions = osp.join(self.root, f'{name}_predictions.pkl')
             before, after = train_and_test(
                 config, work_dir, recipe.schedule, seed=recipe.seed,
-                extra_hooks=[dict(type='emo_mm.CheckpointSafetyHook')])
+                extra_hooks=[dict(type='emo_mm.CheckpointSafetyHook')], dump=predictions)
         finally:
             os.chdir(previous)
-        return Run(name, config, _last_checkpoint(work_dir), before, after, work_dir)
+        return Run(name, config, _last_checkpoint(work_dir), before, after, work_dir,
+                   predictions)
 
 
 def _last_checkpoint(work_dir: str) -> Optional[str]:
