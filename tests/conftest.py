@@ -49,7 +49,8 @@ def reference_dir(tmp_path_factory) -> str:
 def demo_training(tmp_path_factory):
     """``demo_training(name)`` -> the :class:`trained_models.Run` of that demo recipe,
     trained on first request and shared by the whole session (tests/trained_models.py)."""
-    return TrainedModels(str(tmp_path_factory.mktemp('trained')))
+    return TrainedModels(str(tmp_path_factory.mktemp('trained')),
+                         os.environ.get('EMO_MM_TEST_TRAINED_CACHE'))
 
 
 @pytest.fixture(autouse=True)

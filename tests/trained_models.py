@@ -9,8 +9,14 @@ checkpoints and compare the bundles' predictions with these.
 
 The RetinaNet-EMOv2 recipe is ``make demo``'s (``tools/demo.py``: config, seed, epochs),
 read from there so that the two stay one recipe.
+
+``EMO_MM_TEST_TRAINED_CACHE=DIR`` keeps the runs in DIR across sessions, keyed by the
+recipe and the resolved config's text (for working on the tests that use them; the
+suite's own runs train afresh).
 """
 import glob
+import hashlib
+import json
 import os
 import os.path as osp
 from typing import Callable, Dict, NamedTuple, Optional, Tuple
@@ -95,16 +101,33 @@ RECIPES: Dict[str, Callable[[], Recipe]] = {
 class TrainedModels:
     """Trains recipes on first request and caches the runs (one instance per session)."""
 
-    def __init__(self, root: str):
+    def __init__(self, root: str, cache: Optional[str] = None):
         self.root = root
+        self.cache = cache
         self.runs: Dict[str, Run] = {}
 
     def __call__(self, name: str) -> Run:
         if name not in self.runs:
-            self.runs[name] = self._train(name)
+            self.runs[name] = self._cached(name) if self.cache else self._train(name, self.root)
         return self.runs[name]
 
-    def _train(self, name: str) -> Run:
+    def _cached(self, name: str) -> Run:
+        from mmengine.config import Config
+        recipe = RECIPES[name]()
+        text = Config.fromfile(osp.join(REPO, recipe.config)).pretty_text
+        stamp = f'{recipe.config}{recipe.schedule}{recipe.seed}{text}'
+        key = hashlib.sha256(stamp.encode()).hexdigest()[:12]
+        root = osp.join(self.cache, f'{name}-{key}')
+        record = osp.join(root, 'run.json')
+        if osp.isfile(record):
+            with open(record) as f:
+                return Run(**json.load(f))
+        run = self._train(name, root)
+        with open(record, 'w') as f:
+            json.dump(run._asdict(), f)
+        return run
+
+    def _train(self, name: str, root: str) -> Run:
         if name not in RECIPES:
             raise KeyError(f'no demo training {name!r}; known: {sorted(RECIPES)}')
         recipe = RECIPES[name]()
@@ -113,11 +136,11 @@ class TrainedModels:
         try:
             for make in recipe.data:
                 make()
-            work_dir = osp.join(self.root, name)
+            work_dir = osp.join(root, name)
             config = osp.join(REPO, recipe.config)
             # CheckpointSafetyHook only changes how checkpoints are written (plain types,
             # atomically), so that tools/test.py reads them without unpickling code.
-            predictions = osp.join(self.root, f'{name}_predictions.pkl')
+            predictions = osp.join(root, f'{name}_predictions.pkl')
             before, after = train_and_test(
                 config, work_dir, recipe.schedule, seed=recipe.seed,
                 extra_hooks=[dict(type='emo_mm.CheckpointSafetyHook')], dump=predictions)
