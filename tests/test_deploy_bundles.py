@@ -557,6 +557,7 @@ def test_deploy_tool_refusals(small_bundle, tmp_path, capsys, monkeypatch):
     assert code == 2 and 'holds a bundle and other files (notes.txt)' in err
 
 
+@pytest.mark.slow
 def test_deploy_tool_replaces_a_bundle_and_test_tool_checks_the_config(
         small_bundle, tmp_path, capsys, monkeypatch):
     from emo_mm.deploy.runner import prepare_bundle_test_config
@@ -630,3 +631,14 @@ def test_segmentor_bundles_match_pytorch(config, tmp_path, monkeypatch):
         assert label_agreement(reference, deployed) >= PIXEL_AGREEMENT, path
     if config.startswith('pspnet'):
         assert manifest['postprocess']['adaptive_pooling_replaced']
+
+
+def test_deploy_package_imports_no_torch():
+    """``emo_mm.deploy`` (Predictor, bundle reader) imports neither torch nor OpenMMLab."""
+    code = ('import sys, emo_mm.deploy; from emo_mm.deploy import Predictor; '
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('torch', 'mmengine', 'mmcv', 'onnx')))")
+    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                            env=dict(os.environ, PYTHONPATH=REPO), timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == '[]'
