@@ -300,7 +300,10 @@ def _export_detector(model, folder, spec, opset):
     divisor = max(int(spec['pad_size_divisor']), 1)
     mode = _image_size_mode(spec, divisor)
     height, width = _trace_size(mode, divisor)
-    wrapper = graphs.DetectorGraph(model)
+    try:
+        wrapper = graphs.DetectorGraph(model)
+    except ValueError as err:
+        raise DeployError(str(err)) from None
     if wrapper.nms_pre <= 0:
         raise DeployError('test_cfg.nms_pre must be positive for a deploy bundle (the graph '
                           'keeps the top nms_pre candidates of each level).')

@@ -87,6 +87,13 @@ class DetectorGraph(nn.Module):
         self.num_classes = int(head.num_classes)
         self.cls_out_channels = int(head.cls_out_channels)
         coder = head.bbox_coder
+        if type(coder).__name__ != 'DeltaXYWHBBoxCoder' or getattr(coder, 'add_ctr_clamp',
+                                                                     False):
+            raise ValueError(f'{type(coder).__name__} (add_ctr_clamp='
+                             f'{getattr(coder, "add_ctr_clamp", None)}) has no deploy path; '
+                             'detector graphs decode with DeltaXYWHBBoxCoder.')
+        if getattr(getattr(head, 'loss_cls', None), 'custom_cls_channels', False):
+            raise ValueError('A classification loss with custom channels has no deploy path.')
         self.register_buffer('means', torch.tensor(coder.means, dtype=torch.float32).view(1, -1),
                              persistent=False)
         self.register_buffer('stds', torch.tensor(coder.stds, dtype=torch.float32).view(1, -1),
