@@ -87,8 +87,8 @@ class DetectorGraph(nn.Module):
         self.num_classes = int(head.num_classes)
         self.cls_out_channels = int(head.cls_out_channels)
         coder = head.bbox_coder
-        if type(coder).__name__ != 'DeltaXYWHBBoxCoder' or getattr(coder, 'add_ctr_clamp',
-                                                                     False):
+        clamped = getattr(coder, 'add_ctr_clamp', False)
+        if type(coder).__name__ != 'DeltaXYWHBBoxCoder' or clamped:
             raise ValueError(f'{type(coder).__name__} (add_ctr_clamp='
                              f'{getattr(coder, "add_ctr_clamp", None)}) has no deploy path; '
                              'detector graphs decode with DeltaXYWHBBoxCoder.')
