@@ -642,3 +642,37 @@ def test_deploy_package_imports_no_torch():
                             env=dict(os.environ, PYTHONPATH=REPO), timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == '[]'
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('config', ['configs/demo/retinanet_emov2_1m_demo.py',
+                                    'configs/demo/ssdlite_emov2_1m_demo.py'])
+def test_detector_bundles_match_pytorch_with_random_weights(config, tmp_path, monkeypatch):
+    """Randomised weights fill every image with max_per_img boxes of spread-out scores,
+    which exercises the graph's top-k, decoding, rescaling and NMS far more than the
+    trained demo models' few boxes."""
+    from mmengine.config import Config
+
+    from emo_mm.deploy.export import build_model, export_bundle
+    from emo_mm.deploy.reference import torch_predict
+    from emo_mm.models import switch_to_deploy
+    from test_deploy import randomize
+    monkeypatch.chdir(REPO)
+    _make_data('coco')
+    cfg = Config.fromfile(config)
+    cfg.model.backbone.init_cfg = None
+    checkpoint = str(tmp_path / 'random.pth')
+    torch.save({'state_dict': randomize(build_model(cfg), seed=1).state_dict()}, checkpoint)
+    bundle = str(tmp_path / 'bundle')
+    manifest, _ = export_bundle(config, checkpoint, bundle, cfg=cfg)
+    reference_model = switch_to_deploy(build_model(cfg, checkpoint))
+    post = manifest['postprocess']
+    files = sorted(glob.glob('data/demo_coco/val/*.png'))[:2]
+    files.append(_resized_copy(files[0], str(tmp_path), (210, 150)))
+    predictor = Predictor(bundle)
+    for path in files:
+        deployed = predictor(path)
+        reference = torch_predict(reference_model, cfg, path, 'detection')
+        match = match_detections(reference, deployed, post['score_thr'], post['iou_threshold'])
+        assert match['total'] == post['max_per_img'], match  # a full image of boxes
+        assert match['matched'] == match['total'], (path, match)
