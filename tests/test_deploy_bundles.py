@@ -674,5 +674,6 @@ def test_detector_bundles_match_pytorch_with_random_weights(config, tmp_path, mo
         deployed = predictor(path)
         reference = torch_predict(reference_model, cfg, path, 'detection')
         match = match_detections(reference, deployed, post['score_thr'], post['iou_threshold'])
+        print(f'\n{osp.basename(config)} {osp.basename(path)}: {match}')
         assert match['total'] == post['max_per_img'], match  # a full image of boxes
         assert match['matched'] == match['total'], (path, match)
