@@ -8,6 +8,7 @@ import torch
 
 import reference_data
 from helpers import REPO
+from trained_models import TrainedModels
 
 # The suite must run from a clone alone: the authors' reference folder, which sits beside
 # the repository on the development machines (../shared/reference), must never be read.
@@ -43,6 +44,14 @@ def reference_dir(tmp_path_factory) -> str:
     """The authors' reference folder, rebuilt from tests/data (weights regenerated and
     checked against the authors' checksums; outputs via reference_data.load_outputs)."""
     return reference_data.materialise(str(tmp_path_factory.mktemp('reference')))
+
+
+@pytest.fixture(scope='session')
+def demo_training(tmp_path_factory):
+    """``demo_training(name)`` -> the :class:`trained_models.Run` of that demo recipe,
+    trained on first request and shared by the whole session (tests/trained_models.py)."""
+    return TrainedModels(str(tmp_path_factory.mktemp('trained')),
+                         os.environ.get('EMO_MM_TEST_TRAINED_CACHE'))
 
 
 @pytest.fixture(autouse=True)

@@ -13,6 +13,7 @@ from typing import Callable, List, Optional
 
 from ..apis import ConfigSyntaxError
 from ..datasets.checks import DataError
+from ..deploy.bundle import BundleError
 from ..models.checkpoint import CheckpointError
 
 #: Exit status for errors in what the user gave (argparse uses 2 as well).
@@ -94,7 +95,7 @@ def user_message(err: BaseException) -> Optional[str]:
         # A DataLoader worker re-raises with its traceback in the message: keep the last line.
         lines = [line for line in text.splitlines() if line.strip()]
         text = re.sub(r'^[\w.]+: ', '', lines[-1]) if lines else text
-    if isinstance(err, (UserError, DataError, CheckpointError, ConfigSyntaxError)):
+    if isinstance(err, (UserError, DataError, CheckpointError, ConfigSyntaxError, BundleError)):
         return text
     if isinstance(err, FileNotFoundError):
         return text if err.filename is None else f'{err.filename}: {err.strerror or text}'

@@ -213,7 +213,7 @@ def _check_resumable(checkpoint, path: str) -> None:
 
 
 def prepare_test_config(config: str,
-                        checkpoint: str,
+                        checkpoint: Optional[str],
                         work_dir: Optional[str] = None,
                         cfg_options: Optional[dict] = None,
                         show_dir: Optional[str] = None,
@@ -227,12 +227,14 @@ def prepare_test_config(config: str,
 
     The checkpoint is read here, without running code from it unless trusted, before
     anything is built; one with NaN or infinite tensors is refused unless
-    ``allow_nonfinite``.
+    ``allow_nonfinite``. ``checkpoint=None``: the caller replaces the model (a deploy bundle,
+    :func:`emo_mm.deploy.runner.prepare_bundle_test_config`).
     """
     cfg = _load(config, cfg_options, launcher, work_dir, data_root)
     trust = trust_checkpoint or bool(cfg.get('trust_checkpoint', False))
     allow_nonfinite = allow_nonfinite or bool(cfg.get('allow_nonfinite', False))
-    _check_checkpoint(checkpoint, trust, 'Checkpoint', allow_nonfinite)
+    if checkpoint is not None:
+        _check_checkpoint(checkpoint, trust, 'Checkpoint', allow_nonfinite)
     cfg.load_from = checkpoint
     if show_dir:
         enable_visualization(cfg, show_dir, score_thr)
