@@ -1,9 +1,9 @@
-"""The model zoo (model-index.yml, configs/metafiles/*.yml) and its README tables.
+"""The model zoo (model-index.yml, configs/metafiles/*.yml) and its tables in docs/model_zoo.md.
 
 Every config is listed, every entry names an existing config whose model has the listed
 parameter count, the files are what tools/make_metafiles.py writes, they load with the
-``modelindex`` package that mim and mmpretrain use, and the README's model-zoo section is
-tools/model_zoo.py's output.
+``modelindex`` package that mim and mmpretrain use, and the generated section of
+docs/model_zoo.md is tools/model_zoo.py's output.
 """
 import glob
 import json
@@ -119,10 +119,12 @@ def test_modelindex_reads_the_files():
     assert retinanet.config == 'configs/retinanet_emov2_5m_coco.py'
 
 
-def test_readme_tables_are_the_tool_output():
+def test_model_zoo_page_tables_are_the_tool_output():
     tool = load_tool('model_zoo')
-    assert tool.readme_section(osp.join(REPO, 'README.md')) == tool.render(), \
-        'README model zoo out of date: run python tools/model_zoo.py --update README.md'
+    page = osp.join(REPO, 'docs', 'model_zoo.md')
+    assert tool.link_root_for(page) == '../'
+    assert tool.generated_section(page) == tool.render(link_root='../'), \
+        'docs/model_zoo.md out of date: run python tools/model_zoo.py --update docs/model_zoo.md'
 
 
 def test_model_zoo_table_lists_every_entry():

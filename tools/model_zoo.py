@@ -1,11 +1,12 @@
 """Prints the model-zoo tables (Markdown) from ``model-index.yml`` and its metafiles.
 
-    python tools/model_zoo.py                     # print
-    python tools/model_zoo.py --update README.md  # replace the README's generated section
+    python tools/model_zoo.py                             # print
+    python tools/model_zoo.py --update docs/model_zoo.md  # replace the page's generated section
 
-The README's section between ``<!-- model-zoo:start -->`` and ``<!-- model-zoo:end -->``
-is this tool's output (a test keeps them equal); edit the metafiles through
-``tools/make_metafiles.py``, then run ``--update``.
+The section of docs/model_zoo.md between ``<!-- model-zoo:start -->`` and
+``<!-- model-zoo:end -->`` is this tool's output (a test keeps them equal); edit the
+metafiles through ``tools/make_metafiles.py``, then run ``--update``. Links to configs are
+written relative to the updated file, so they resolve wherever it lies in the repository.
 """
 import argparse
 import os.path as osp
@@ -51,8 +52,11 @@ def title(collection: dict, backbone: str) -> str:
     return name if 'EMO' in name else f'{name}-{backbone}'
 
 
-def table(collection: dict, models: list) -> str:
-    """One Markdown table for models of one collection and one backbone."""
+def table(collection: dict, models: list, link_root: str = '') -> str:
+    """One Markdown table for models of one collection and one backbone.
+
+    ``link_root`` is prefixed to the config links (``'../'`` for a page in ``docs/``).
+    """
     metric_names = list(OrderedDict.fromkeys(
         f'{name}' for m in models for r in m.get('Results') or [] for name in r['Metrics']))
     header = ['model', 'config', 'params', 'FLOPs', 'input', *metric_names, 'weights', 'log']
@@ -65,7 +69,7 @@ def table(collection: dict, models: list) -> str:
             metrics.update(result['Metrics'])
         meta = m.get('Metadata', {})
         config = m['Config']
-        row = [f'`{m["Name"]}`', _link(osp.basename(config), config),
+        row = [f'`{m["Name"]}`', _link(osp.basename(config), link_root + config),
                _millions(meta.get('Parameters')), _giga(meta.get('FLOPs')),
                meta.get('FLOPs Input', '-'),
                *[str(metrics.get(name, '-')) for name in metric_names],
@@ -90,7 +94,9 @@ def table(collection: dict, models: list) -> str:
     return '\n'.join(text)
 
 
-def render(index_path: str = osp.join(REPO, 'model-index.yml')) -> str:
+def render(index_path: str = osp.join(REPO, 'model-index.yml'), link_root: str = '') -> str:
+    """All tables; config links are relative to the repository root, prefixed by
+    ``link_root``."""
     blocks = []
     for _, collections, models in load_index(index_path):
         for col in collections:
@@ -98,11 +104,18 @@ def render(index_path: str = osp.join(REPO, 'model-index.yml')) -> str:
             backbones = OrderedDict.fromkeys(m['Metadata']['Backbone'] for m in members)
             for backbone in backbones:  # one table per backbone (EMOv2, then EMOv1)
                 blocks.append(table(col, [m for m in members
-                                          if m['Metadata']['Backbone'] == backbone]))
+                                          if m['Metadata']['Backbone'] == backbone],
+                                    link_root))
     return '\n'.join(blocks).rstrip('\n') + '\n'
 
 
-def update_readme(path: str, text: str) -> bool:
+def link_root_for(path: str) -> str:
+    """The prefix that makes repository-relative links work from the file ``path``."""
+    rel = osp.relpath(REPO, osp.dirname(osp.abspath(path)))
+    return '' if rel == '.' else rel.replace(osp.sep, '/') + '/'
+
+
+def update_section(path: str, text: str) -> bool:
     """Replaces the generated section of ``path``; returns whether the file changed."""
     with open(path) as f:
         content = f.read()
@@ -118,7 +131,7 @@ def update_readme(path: str, text: str) -> bool:
     return new != content
 
 
-def readme_section(path: str) -> str:
+def generated_section(path: str) -> str:
     """The text between the markers of ``path`` (what ``--update`` wrote)."""
     with open(path) as f:
         content = f.read()
@@ -128,11 +141,12 @@ def readme_section(path: str) -> str:
 def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--update', metavar='README', help='write the tables into this file')
+    parser.add_argument('--update', metavar='FILE',
+                        help='write the tables into this file (docs/model_zoo.md)')
     args = parser.parse_args()
-    text = render()
+    text = render(link_root=link_root_for(args.update) if args.update else '')
     if args.update:
-        changed = update_readme(args.update, text)
+        changed = update_section(args.update, text)
         print(f'{args.update}: {"updated" if changed else "already up to date"}',
               file=sys.stderr)
     else:
