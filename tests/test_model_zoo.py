@@ -127,6 +127,20 @@ def test_model_zoo_page_tables_are_the_tool_output():
         'docs/model_zoo.md out of date: run python tools/model_zoo.py --update docs/model_zoo.md'
 
 
+def test_readme_summary_is_the_tool_output():
+    tool = load_tool('model_zoo')
+    readme = osp.join(REPO, 'README.md')
+    assert tool.generated_section(readme, tool.SUMMARY_START, tool.SUMMARY_END) == \
+        tool.render_summary(), \
+        'README model-zoo summary out of date: run python tools/model_zoo.py --update README.md'
+    rows = tool.render_summary().splitlines()[2:]
+    assert len(rows) == sum(len({m['Metadata']['Backbone'] for m in models
+                                 if m['In Collection'] == col['Name']})
+                            for _, collections, models in tool.load_index()
+                            for col in collections)
+    assert '| RetinaNet-EMOv2 | COCO | 4 | 10.60M - 29.83M | box AP 36.9 - 43.8 |' in rows
+
+
 def test_model_zoo_table_lists_every_entry():
     text = load_tool('model_zoo').render()
     for _, _, model in ENTRIES:
