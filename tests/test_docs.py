@@ -13,7 +13,8 @@ import pytest
 from helpers import REPO, load_tool
 
 check_docs = load_tool('check_docs')
-COMMANDS = [c for path in check_docs.default_files() for c in check_docs.runnable_commands(path)]
+COMMANDS = check_docs.unique([c for path in check_docs.default_files()
+                              for c in check_docs.runnable_commands(path)])
 
 
 def _where(command) -> str:
@@ -112,6 +113,15 @@ def test_slugs_are_githubs():
     assert check_docs.slug('Effective receptive field: tools/erf.py') == \
         'effective-receptive-field-toolserfpy'
     assert check_docs.slug('The `Predictor`') == 'the-predictor'
+
+
+def test_repeated_commands_run_once(tmp_path):
+    (tmp_path / 'a.md').write_text('```bash runnable\ntrue\ntrue \\\n\n```\n')
+    (tmp_path / 'b.md').write_text('```bash runnable\ntrue\n```\n```python runnable\ntrue\n```\n')
+    commands = check_docs.unique([c for name in ('a.md', 'b.md')
+                                  for c in check_docs.runnable_commands(str(tmp_path / name))])
+    assert [(osp.basename(c.path), c.line, c.language) for c in commands] == [
+        ('a.md', 2, 'bash'), ('b.md', 5, 'python')]
 
 
 def test_there_are_runnable_commands():

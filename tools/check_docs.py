@@ -7,7 +7,8 @@
 
 A fenced block whose info string is ``bash runnable`` or ``python runnable`` is run from the
 repository root: each command of a bash block (one line, or lines joined by a trailing
-backslash; blank and comment lines skipped) with bash, a python block as one script. This
+backslash; blank and comment lines skipped) with bash, a python block as one script; a
+command repeated on several pages runs once. This
 interpreter's folder comes first on ``PATH``, so ``python`` in a command is this
 environment's, and the repository first on ``PYTHONPATH``. Blocks marked only ``bash`` or
 ``python`` are not run (docs/development.md says which tests cover them).
@@ -118,6 +119,18 @@ def runnable_commands(path: str) -> List[Command]:
     return commands
 
 
+def unique(commands: Sequence[Command]) -> List[Command]:
+    """The commands with repeats left out (a command shown on several pages runs once, at
+    its first place)."""
+    seen, result = set(), []
+    for command in commands:
+        key = (command.language, command.text.strip())
+        if key not in seen:
+            seen.add(key)
+            result.append(command)
+    return result
+
+
 def slug(heading: str) -> str:
     """GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens."""
     text = re.sub(r'`|\*\*|__|\[([^\]]*)\]\([^)]*\)', r'\1', heading).strip().lower()
@@ -209,7 +222,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if missing:
         print(f'error: no such file: {", ".join(missing)}', file=sys.stderr)
         return 2
-    commands = [c for p in paths for c in runnable_commands(p)]
+    commands = unique([c for p in paths for c in runnable_commands(p)])
     if args.list:
         for command in commands:
             print(f'{osp.relpath(command.path, REPO)}:{command.line}: [{command.language}] '
