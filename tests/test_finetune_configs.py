@@ -1,4 +1,4 @@
-"""The fine-tuning examples of configs/finetune/ (README "Fine-tuning on your own data")
+"""The fine-tuning examples of configs/finetune/ (docs/training.md, "Fine-tuning on your own data")
 build, aim at the user's classes and data, and pass the data check on small sets."""
 import os
 import os.path as osp

@@ -7,7 +7,7 @@ accuracy is near chance (1/9) before training and far above it after, and the
 classifier-feature FD (FID's formula on that CNN's features, not FID) drops towards the
 real validation images' own value. Right colours with random shapes would score 1/3; the
 trained model scores well above that because it draws triangles apart from circles and
-squares (those two, of equal area, it does not yet tell apart: see the README).
+squares (those two, of equal area, it does not yet tell apart: see docs/generation.md).
 """
 import os.path as osp
 

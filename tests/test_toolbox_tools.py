@@ -1,4 +1,4 @@
-"""The toolbox tools the README defers to, and emo_mm's own small tools around them.
+"""The toolbox tools the docs defer to (docs/tools.md), and emo_mm's own small tools around them.
 
 - mmdet's analyze_logs.py (seaborn) and MMEngine's TensorboardVisBackend on a short demo
   training;
