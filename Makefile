@@ -20,7 +20,8 @@ test: setup
 	$(PY) -m pytest tests -m "not extended" $(PYTEST_ARGS)
 
 # Everything, the extended checks included (inductor compile, dynamic-shape recompiles,
-# the DiT generation comparison: several more minutes).
+# the DiT generation comparison, the further fault injections and tool paths, every
+# fine-tuning example, EMOv1's learning runs: about as long again as make test).
 test-all: setup
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 

@@ -27,6 +27,7 @@ def test_import_emo_mm_imports_no_toolbox():
     assert result.stdout.split() == ['[]', 'False']
 
 
+@pytest.mark.slow
 def test_mmaction_drn_stand_in():
     without = _python('import mmaction.models')
     assert without.returncode != 0 and 'drn' in without.stderr  # the upstream defect

@@ -600,6 +600,7 @@ def _calibrate_batchnorm(model, path):
 @pytest.mark.slow
 @pytest.mark.parametrize('config', ['fpn_emov2_1m_ade20k', 'segformer_emov2_1m_ade20k',
                                     'pspnet_emov2_1m_ade20k'])
+@pytest.mark.extended
 def test_segmentor_bundles_match_pytorch(config, tmp_path, monkeypatch):
     """Semantic FPN, SegFormer and PSPNet (its adaptive pooling replaced by pooling
     matrices in the graph): label maps of randomised models on images of two sizes."""
@@ -647,6 +648,7 @@ def test_deploy_package_imports_no_torch():
 @pytest.mark.slow
 @pytest.mark.parametrize('config', ['configs/demo/retinanet_emov2_1m_demo.py',
                                     'configs/demo/ssdlite_emov2_1m_demo.py'])
+@pytest.mark.extended
 def test_detector_bundles_match_pytorch_with_random_weights(config, tmp_path, monkeypatch):
     """Randomised weights fill every image with max_per_img boxes of spread-out scores,
     which exercises the graph's top-k, decoding, rescaling and NMS far more than the

@@ -67,6 +67,7 @@ def _scalars(work_dir):
 
 
 @pytest.mark.slow  # trains through the tools in subprocesses
+@pytest.mark.extended
 def test_resume_continues_where_it_stopped(demo_data, tmp_path):
     cfg = _tiny_config(tmp_path, 'tiny')
     train = [sys.executable, 'tools/train.py', cfg]
@@ -96,6 +97,7 @@ def test_resume_continues_where_it_stopped(demo_data, tmp_path):
 
 
 @pytest.mark.slow  # trains through the tools in subprocesses
+@pytest.mark.extended
 def test_two_cpu_processes_stay_in_sync(demo_data, tmp_path):
     cfg = _tiny_config(tmp_path, 'dist',
                        custom_hooks="[dict(type='emo_mm.ParameterSyncCheckHook')]")

@@ -117,6 +117,7 @@ def _digest(path):
 # Kills and interrupts.
 # ---------------------------------------------------------------------------------------
 @pytest.mark.slow  # subprocess runs of the tools
+@pytest.mark.extended
 def test_kill_during_training_then_resume(tiny, env, straight, tmp_path):
     work_dir = tmp_path / 'killed'
     proc = subprocess.Popen([PY, 'tools/train.py', tiny, '--work-dir', str(work_dir)], cwd=REPO,
@@ -138,6 +139,7 @@ def test_kill_during_training_then_resume(tiny, env, straight, tmp_path):
 
 
 @pytest.mark.slow  # subprocess runs of the tools
+@pytest.mark.extended
 def test_kill_during_save_keeps_previous_checkpoint(tiny, env, straight, tmp_path):
     work_dir = tmp_path / 'killed_saving'
     proc = subprocess.run([PY, 'tests/fault_injection.py', 'kill-during-write', 'tools/train.py',
@@ -155,6 +157,7 @@ def test_kill_during_save_keeps_previous_checkpoint(tiny, env, straight, tmp_pat
 
 @pytest.mark.slow  # subprocess runs of the tools
 @pytest.mark.parametrize('fault', ['sigint-in-config', 'sigint-during-write'])
+@pytest.mark.extended
 def test_ctrl_c_during_save(tiny, env, tmp_path, fault):
     work_dir = tmp_path / 'interrupted'
     result = _train(tiny, work_dir, env, expect=130, fault=fault)
@@ -172,6 +175,7 @@ def test_ctrl_c_during_save(tiny, env, tmp_path, fault):
 # Damaged checkpoints, resume and work-dir rules.
 # ---------------------------------------------------------------------------------------
 @pytest.mark.slow  # subprocess runs of the tools
+@pytest.mark.extended
 def test_truncated_latest_checkpoint(tiny, env, straight, tmp_path):
     work_dir = tmp_path / 'truncated'
     shutil.copytree(straight, work_dir)
@@ -190,6 +194,7 @@ def test_truncated_latest_checkpoint(tiny, env, straight, tmp_path):
 
 
 @pytest.mark.slow  # subprocess runs of the tools
+@pytest.mark.extended
 def test_resume_with_nothing_to_resume(tiny, env, tmp_path):
     missing = tmp_path / 'typo'
     message = _error_lines(_train(tiny, missing, env, '--resume', expect=2))
@@ -202,6 +207,7 @@ def test_resume_with_nothing_to_resume(tiny, env, tmp_path):
 
 
 @pytest.mark.slow  # subprocess runs of the tools
+@pytest.mark.extended
 def test_rerun_into_used_work_dir(tiny, env, straight):
     before = {n: _digest(straight / n) for n in ('epoch_1.pth', 'epoch_2.pth')}
     message = _error_lines(_train(tiny, straight, env, expect=2))

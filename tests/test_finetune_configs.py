@@ -150,7 +150,9 @@ TINY = {
 
 
 @pytest.mark.slow  # trains each example for an epoch (two iterations) on a CPU
-@pytest.mark.parametrize('name', sorted(TINY))
+@pytest.mark.parametrize('name', [
+    name if name == 'emov2_5m_custom-cls.py' else pytest.param(name, marks=pytest.mark.extended)
+    for name in sorted(TINY)])  # make test fine-tunes the classifier; test-all every example
 def test_fine_tunes_on_a_tiny_set(name, tmp_path):
     """The example as shipped (batch size, drop_last, sampler, schedule type) trains and
     evaluates on a set smaller than one batch; only sizes and lengths are cut (TINY)."""

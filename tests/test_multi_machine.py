@@ -164,6 +164,7 @@ sys.exit(max(p.wait() for p in procs))
 
 
 @pytest.mark.slow  # two training processes
+@pytest.mark.extended
 def test_slurm_train_two_cpu_tasks(tiny, env, tmp_path):
     """tools/slurm_train.sh: srun gets OpenMMLab's options, every task runs tools/train.py
     --launcher slurm, and the tasks (one per "machine") train one model over gloo."""

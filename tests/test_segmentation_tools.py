@@ -68,6 +68,7 @@ def test_train_test_and_overlays(ade, tmp_path):
 
 
 @pytest.mark.slow  # trains through the tools in subprocesses
+@pytest.mark.extended
 def test_slide_inference_on_sizes_not_multiple_of_crop(hrf):
     """Windows overlap and hang over the image edge: 100x140 with crop 64, stride 42."""
     import torch

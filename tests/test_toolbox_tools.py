@@ -48,6 +48,7 @@ def _run(args, env, expect=0, timeout=600, cwd=REPO):
 # Logs: mmdet's analyze_logs.py and TensorBoard.
 # ---------------------------------------------------------------------------------------
 @pytest.mark.slow  # trains (briefly) through tools/train.py
+@pytest.mark.extended
 def test_analyze_logs_and_tensorboard_on_a_demo_training(env, tmp_path):
     import mmdet
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -141,6 +142,7 @@ for config, root in zip(pairs[::2], pairs[1::2]):
 
 
 @pytest.mark.slow  # every demo config through the toolboxes' browse_dataset scripts
+@pytest.mark.extended
 def test_browse_dataset_on_every_demo_config_stops_after_the_count(small_demo_sets, env,
                                                                    tmp_path):
     """Two samples each, RepeatDataset or not (uemo_demo repeats its set 1000 times);
