@@ -27,7 +27,7 @@ import sys
 
 import torch
 
-import emo_mm  # noqa: F401  (first: applies emo_mm.compat)
+import emo_mm.compat.enable  # noqa: F401  (first: applies the upstream fixes)
 from emo_mm.apis import load_config
 from emo_mm.utils.onnx import DEFAULT_OPSET, TRACE_SIZE, export_onnx, verify_onnx
 

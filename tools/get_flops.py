@@ -25,7 +25,7 @@ import re
 
 import torch
 
-import emo_mm  # noqa: F401  (first: applies emo_mm.compat)
+import emo_mm.compat.enable  # noqa: F401  (first: applies the upstream fixes)
 from mmengine.model import BaseModel
 
 from emo_mm.apis import build_model, load_config

@@ -15,7 +15,7 @@ import os.path as osp
 
 import torch
 
-import emo_mm  # noqa: F401  (first: applies emo_mm.compat)
+import emo_mm.compat.enable  # noqa: F401  (first: applies the upstream fixes)
 
 
 def parse_args():

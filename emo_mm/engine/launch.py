@@ -17,7 +17,7 @@ from ..datasets.checks import check_data, insert_sample_guards, set_data_root
 from ..models.checkpoint import (CheckpointError, UnsafeCheckpointError, adapt_layout,
                                  allow_nonfinite_checkpoints, extract_state_dict,
                                  is_authors_classifier, shape_problems)
-from .checkpoints import (find_resume_checkpoint, install_checkpoint_loader, list_checkpoints,
+from .checkpoints import (find_resume_checkpoint, list_checkpoints,
                           remove_partial_files, safe_load)
 from .errors import UserError
 from .worklock import lock_work_dir
@@ -77,8 +77,7 @@ def _finish(cfg: Config, trust: bool, splits, allow_nonfinite: bool = False) -> 
             hooks.append(dict(type=f'emo_mm.{name}'))
     cfg.custom_hooks = hooks
     insert_sample_guards(cfg, splits)
-    install_checkpoint_loader()
-    compat.prepare_runner_config(cfg)
+    compat.prepare_runner_config(cfg)  # the upstream fixes, and CPU-only distributed runs
 
 
 def _check_checkpoint(path: str, trust: bool, what: str, allow_nonfinite: bool = False):
