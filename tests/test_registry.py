@@ -17,6 +17,7 @@ assert 'emo_mm' not in sys.modules
 for registry in (DET, SEG, ACTION, CLS):
     model = registry.build(dict(type='emo_mm.EMOv2', arch='1M', out_indices=(4, )))
     print(registry.scope, type(model).__module__, type(model).__name__)
+import emo_mm.compat.enable  # as emo_mm's configs' custom_imports do
 import mmaction.models  # needs emo_mm.compat's stand-in for the missing DRN module
 '''
 

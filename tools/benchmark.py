@@ -421,8 +421,8 @@ def measure(name: str, entry: Entry, setting: Setting, args, size,
     model.to(args.device)
     model.train(args.train)
     # Static shapes: each batch size compiles its own graph, as a deployment at a fixed
-    # batch would. By default torch makes the batch symbolic once a second size arrives,
-    # and that graph ran EMOv2-1M at batch 16 on 2 CPU threads at 116 img/s against 186.
+    # batch would (torch's default makes the batch symbolic once a second size arrives,
+    # a slower graph: docs/benchmark.md).
     runner = torch.compile(model, dynamic=False) if setting.compile else model
     steps = {}
     for batch in args.batch_sizes:

@@ -212,13 +212,8 @@ def sdpa_pays(x: torch.Tensor, dim_head: int) -> bool:
     """Whether torch's fused ``scaled_dot_product_attention`` beats two batched matmuls
     for heads of ``dim_head`` channels on ``x``'s device.
 
-    Measured, not assumed: on CPUs torch has a fused kernel only for equal q/k and v
-    widths, and even then the EMO shapes (49-100 tokens, heads of 16-32 channels) ran
-    faster eagerly (EMOv2-5M, 2 threads: 60.7 vs 59.4 img/s at batch 1). On an H100 in
-    fp16, EMOv2-5M (heads of 32) was faster with SDPA while EMOv2-1M (heads of 16/20) ran
-    17,752 img/s eagerly against 13,140 with SDPA; in fp32 the two paths ran level for
-    both (6,158 / 6,140 and 12,930 / 12,854 img/s, batch 256), so the choice needs no
-    dtype term. Hence: CUDA and heads of at least 32.
+    CUDA and heads of at least 32: on CPUs torch fuses only equal q/k and v widths, and
+    narrower heads run faster as two matmuls on GPUs too (figures: docs/benchmark.md).
     """
     return x.is_cuda and dim_head >= 32
 
