@@ -7,8 +7,9 @@ With emo_mm's upstream fixes applied (:func:`emo_mm.compat.apply`; emo_mm's tool
   ``get_model('emov2-5m_in1k', pretrained=True)`` and
   ``ImageClassificationInferencer('emov2-5m_in1k', pretrained=True)`` work. The names and
   weights come from ``configs/metafiles/emov{1,2}_in1k.yml``; they are read the first time
-  mmpretrain's hub is used (:mod:`emo_mm.compat.mmpretrain_model_hub`). The authors' released weights (their key
-  layout) are converted to the mmpretrain classifier's on loading.
+  mmpretrain's hub is used (:mod:`emo_mm.compat.mmpretrain_model_hub`). The authors'
+  released weights (their key layout) are converted to the mmpretrain classifier's on
+  loading.
 - :func:`build_inferencer` picks the toolbox's inferencer for any emo_mm config or model
   name (``DetInferencer``, ``MMSegInferencer``, ``ImageClassificationInferencer``).
 

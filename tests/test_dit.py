@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from emo_mm.models import DEMO, DEMOBlock, DiT, DiTBlock, I2RMB, WindowAttention
+from emo_mm.models import DEMO, I2RMB, DEMOBlock, DiT, DiTBlock, WindowAttention
 from emo_mm.models.attention import attention_path
 from emo_mm.models.dit import LabelEmbedder, convert_official_dit, sincos_pos_embed_2d
 from emo_mm.utils.flops import count_flops

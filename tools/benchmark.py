@@ -96,8 +96,9 @@ def _emo_classifier(config: str) -> nn.Module:
 def _emo_backbone(config: str, size=None, **overrides) -> nn.Module:
     """The classifier config's backbone as detectors use it: four outputs, no final
     norm, and the overrides (EMOv2's downstream window is 10)."""
-    from emo_mm.apis import load_config
     from mmengine.registry import MODELS, init_default_scope
+
+    from emo_mm.apis import load_config
     cfg = load_config(config)
     init_default_scope(cfg.get('default_scope', 'mmengine'))
     cfg.model.backbone.update(out_indices=(1, 2, 3, 4), final_norm=False, **overrides)

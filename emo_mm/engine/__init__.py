@@ -10,7 +10,8 @@ from .launch import (finish_distributed, place_show_dir, prepare_test_config, pr
 from .nonfinite import NonFiniteError, NonFiniteGuardHook
 from .worklock import WorkDirBusyError, lock_work_dir
 
-__all__ = ['CompileHook', 'enable_compile', 'ParameterSyncCheckHook', 'ProgressBarHook', 'SwitchToDeployHook',
+__all__ = ['CompileHook', 'enable_compile', 'ParameterSyncCheckHook', 'ProgressBarHook',
+           'SwitchToDeployHook',
            'CheckpointSafetyHook', 'CheckpointLayoutHook',
            'NonFiniteGuardHook', 'NonFiniteError', 'prepare_train_config', 'prepare_test_config',
            'place_show_dir', 'finish_distributed', 'verify_checkpoint', 'safe_load',

@@ -17,8 +17,7 @@ from ..datasets.checks import check_data, insert_sample_guards, set_data_root
 from ..models.checkpoint import (CheckpointError, UnsafeCheckpointError, adapt_layout,
                                  allow_nonfinite_checkpoints, extract_state_dict,
                                  is_authors_classifier, shape_problems)
-from .checkpoints import (find_resume_checkpoint, list_checkpoints,
-                          remove_partial_files, safe_load)
+from .checkpoints import find_resume_checkpoint, list_checkpoints, remove_partial_files, safe_load
 from .errors import UserError
 from .worklock import lock_work_dir
 

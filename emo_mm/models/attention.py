@@ -86,7 +86,8 @@ def pad_to_windows(x: torch.Tensor, windows, lengths,
         return x
     if fill is None:
         # F.pad takes (before, after) pairs, last axis first.
-        return F.pad(x, [p for s, t in zip(reversed(spatial), reversed(padded)) for p in (0, t - s)])
+        pads = [p for s, t in zip(reversed(spatial), reversed(padded)) for p in (0, t - s)]
+        return F.pad(x, pads)
     out = torch.empty((x.shape[0], x.shape[1], *padded), dtype=x.dtype, device=x.device,
                       memory_format=memory_format_of(x))
     out.copy_(fill.view(1, -1, *([1] * len(spatial))).expand_as(out))
@@ -111,6 +112,7 @@ def _window_view(x: torch.Tensor, num_heads: int, windows, lengths, strided: boo
     # (outer, inner) sizes per axis: strided windows are the inner (fast) factor.
     split = [(w, n) if strided else (n, w) for n, w in zip(windows, lengths)]
     sizes = [s for pair in split for s in pair]
+
     # Per spatial axis d two axes, outer at first + 2d and inner at first + 2d + 1. The
     # window index is the n-factor, the token index the w-factor.
     def axes(first):

@@ -508,8 +508,8 @@ class DiffusionTransformer(BaseModule):
                              f'null-class half), got {x.shape[0]}.')
         half = x[:len(x) // 2]
         out = self.forward(torch.cat([half, half], dim=0), t, y)
-        n = self.in_channels if guidance_channels is None else min(guidance_channels,
-                                                                    self.in_channels)
+        n = self.in_channels if guidance_channels is None else min(
+            guidance_channels, self.in_channels)
         eps, rest = out[:, :n], out[:, n:]
         cond, uncond = eps.chunk(2, dim=0)
         guided = uncond + cfg_scale * (cond - uncond)
@@ -566,7 +566,8 @@ class DEMO(DiffusionTransformer):
     """D-EMO: DiT with EMOv2's i2RMB as the block (:class:`DEMOBlock`).
 
     Parameter totals equal the authors' training logs except B-2's, whose run was logged
-    at ``input_size=64`` (``tests/test_dit.py``; README, D-EMO and DiT). See :class:`DiffusionTransformer` for arguments.
+    at ``input_size=64`` (``tests/test_dit.py``; README, D-EMO and DiT). See
+    :class:`DiffusionTransformer` for arguments.
 
     Example:
         >>> import torch
