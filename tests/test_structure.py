@@ -14,11 +14,12 @@ MODELS = osp.join(REPO, 'emo_mm', 'models')
 #: shared base, never each other.
 ALLOWED = {
     'layers': set(),
+    'arch': set(),
     'checkpoint': set(),
     'attention': {'layers'},
     'blocks': {'layers', 'attention'},
-    'dit': {'layers', 'attention', 'blocks'},
-    'backbones.base': {'layers', 'attention', 'blocks', 'checkpoint'},
+    'dit': {'layers', 'attention', 'blocks', 'arch'},
+    'backbones.base': {'layers', 'attention', 'blocks', 'checkpoint', 'arch'},
     'backbones.emov1': {'layers', 'attention', 'blocks', 'backbones.base'},
     'backbones.emov2': {'backbones.base'},
     'backbones.vemo': {'backbones.base'},

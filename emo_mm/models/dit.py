@@ -30,6 +30,7 @@ import torch.nn as nn
 from mmengine.model import BaseModule
 
 from ..registry import MODELS
+from .arch import resolve_arch
 from .attention import MIXERS, WindowAttention
 from .blocks import I2RMB
 
@@ -386,21 +387,10 @@ class DiffusionTransformer(BaseModule):
     @classmethod
     def resolve_arch(cls, arch: Union[str, dict]) -> dict:
         """An arch name or dict -> a complete, validated setting."""
+        setting = resolve_arch(cls.__name__, arch, cls.arch_settings, cls.block_defaults,
+                               ('hidden', 'depth', 'heads', 'patch_size'))
         if isinstance(arch, str):
-            if arch not in cls.arch_settings:
-                raise KeyError(f'Unknown {cls.__name__} arch {arch!r}; choose one of '
-                               f'{list(cls.arch_settings)} or pass a dict.')
-            return {**cls.block_defaults, **cls.arch_settings[arch]}
-        if not isinstance(arch, dict):
-            raise TypeError(f'arch must be a name or a dict, got {type(arch).__name__}.')
-        required = {'hidden', 'depth', 'heads', 'patch_size'}
-        allowed = required | set(cls.block_defaults)
-        missing, unknown = required - set(arch), set(arch) - allowed
-        if missing or unknown:
-            raise ValueError(f'Malformed {cls.__name__} arch dict: missing keys '
-                             f'{sorted(missing)}, unknown keys {sorted(unknown)}; it takes '
-                             f'{sorted(required)} and optionally {sorted(cls.block_defaults)}.')
-        setting = {**cls.block_defaults, **arch}
+            return setting
         for key, value in setting.items():
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
                 raise ValueError(f'arch[{key!r}] must be a positive number, got {value!r}.')

@@ -109,7 +109,7 @@ class VEMO(I2RMBBackbone):
                  **kwargs):
         super().__init__(arch, window_size=window_size, out_indices=out_indices,
                          final_norm=final_norm, return_tuple=return_tuple,
-                         in_channels=in_channels, **{**_EMOV2_DEFAULTS, **kwargs})
+                         in_channels=in_channels, **kwargs)
         if len(temporal_strides) != self.num_stages + 1 or not all(
                 isinstance(s, int) and s >= 1 for s in temporal_strides):
             raise ValueError(f'temporal_strides needs {self.num_stages + 1} positive ints '
@@ -146,8 +146,3 @@ class VEMO(I2RMBBackbone):
     def convert_checkpoint(self):
         """2-D checkpoints are inflated (3-D ones pass through unchanged)."""
         return functools.partial(inflate_2d_state, mode=self.inflate)
-
-
-#: EMOv2's defaults for the arguments V-EMO passes through.
-_EMOV2_DEFAULTS = dict(frozen_stages=-1, norm_eval=False, drop_path_rate=0.,
-                       channels_last=True)
