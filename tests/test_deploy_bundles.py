@@ -604,11 +604,12 @@ def _calibrate_batchnorm(model, path):
 def test_segmentor_bundles_match_pytorch(config, tmp_path, monkeypatch):
     """Semantic FPN, SegFormer and PSPNet (its adaptive pooling replaced by pooling
     matrices in the graph): label maps of randomised models on images of two sizes."""
+    from test_deploy import randomize
+
     from emo_mm.apis import find_config, load_config
     from emo_mm.deploy.export import build_model, export_bundle
     from emo_mm.deploy.reference import torch_predict
     from emo_mm.models import switch_to_deploy
-    from test_deploy import randomize
     monkeypatch.chdir(REPO)
     _make_data('ade20k')
     cfg = load_config(config)
@@ -654,11 +655,11 @@ def test_detector_bundles_match_pytorch_with_random_weights(config, tmp_path, mo
     which exercises the graph's top-k, decoding, rescaling and NMS far more than the
     trained demo models' few boxes."""
     from mmengine.config import Config
+    from test_deploy import randomize
 
     from emo_mm.deploy.export import build_model, export_bundle
     from emo_mm.deploy.reference import torch_predict
     from emo_mm.models import switch_to_deploy
-    from test_deploy import randomize
     monkeypatch.chdir(REPO)
     _make_data('coco')
     cfg = Config.fromfile(config)

@@ -19,13 +19,12 @@ import cv2
 import pytest
 import torch
 
-from helpers import REPO
 from emo_mm.datasets.checks import DataError, check_data, set_data_root
-from emo_mm.demo.data import (make_ade20k_regions, make_coco_shapes,
-                                       make_motion_videos)
+from emo_mm.demo.data import make_ade20k_regions, make_coco_shapes, make_motion_videos
 from emo_mm.engine import prepare_train_config
 from emo_mm.engine.errors import UserError
 from emo_mm.models.checkpoint import CheckpointError, UnsafeCheckpointError
+from helpers import REPO
 
 DEMO = osp.join(REPO, 'configs', 'demo', 'retinanet_emov2_1m_demo.py')
 PY = sys.executable
@@ -273,8 +272,8 @@ def test_payload_through_every_loading_path(tiny, env, evil, tmp_path):
 # ---------------------------------------------------------------------------------------
 def _config_with(tmp_path, base, **entries):
     path = tmp_path / f'cfg_{len(list(tmp_path.iterdir()))}.py'
-    path.write_text('\n'.join([f'_base_ = [{base!r}]'] + [f'{k} = {v}' for k, v in
-                                                            entries.items()]) + '\n')
+    lines = [f'_base_ = [{base!r}]'] + [f'{k} = {v}' for k, v in entries.items()]
+    path.write_text('\n'.join(lines) + '\n')
     return str(path)
 
 
@@ -442,6 +441,7 @@ def test_video_check_opens_one_video_at_a_time(monkeypatch):
 
     monkeypatch.setitem(sys.modules, 'decord', types.SimpleNamespace(VideoReader=Reader))
     from concurrent.futures import ThreadPoolExecutor
+
     from emo_mm.datasets.checks import count_video_frames
     with ThreadPoolExecutor(4) as pool:
         assert list(pool.map(count_video_frames, [f'v{i}.mp4' for i in range(12)])) == [8] * 12

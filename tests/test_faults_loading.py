@@ -8,8 +8,6 @@ import os.path as osp
 
 import pytest
 import torch
-from fault_helpers import PY, config_with, error_line, run, tool_env, write_tiny_config
-from helpers import REPO, load_tool
 
 from emo_mm.apis import build_model, load_config
 from emo_mm.demo.data import make_coco_shapes
@@ -18,6 +16,8 @@ from emo_mm.engine.worklock import release_work_dir
 from emo_mm.models.checkpoint import (CheckpointError, NonFiniteCheckpointError,
                                       UnsafeCheckpointError, allow_nonfinite_checkpoints,
                                       mmpretrain_to_authors, read_checkpoint)
+from fault_helpers import PY, config_with, error_line, run, tool_env, write_tiny_config
+from helpers import REPO, load_tool
 
 
 @pytest.fixture(autouse=True)

@@ -14,12 +14,12 @@ import time
 
 import pytest
 import torch
-from fault_helpers import (PY, error_line, is_finite_checkpoint, run, tool_env, train,
-                           write_tiny_config)
-from helpers import REPO
 
 from emo_mm.demo.data import make_coco_shapes
 from emo_mm.engine.worklock import LOCK_NAME, WorkDirLock, describe, process_start_time
+from fault_helpers import (PY, error_line, is_finite_checkpoint, run, tool_env, train,
+                           write_tiny_config)
+from helpers import REPO
 
 
 @pytest.fixture(scope='module')

@@ -218,6 +218,7 @@ def test_a_last_batch_of_one_sample_trains(name):
         inputs, sample = torch.rand(1, 3, 64, 64), DataSample().set_gt_label(1)
     else:
         from mmaction.structures import ActionDataSample
+
         # (N, views, C, T, H, W), as the data preprocessor gives it
         inputs, sample = torch.rand(1, 1, 3, 4, 64, 64), ActionDataSample().set_gt_label(1)
     losses = model(inputs, [sample], mode='loss')

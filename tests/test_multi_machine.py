@@ -200,4 +200,3 @@ def test_the_scaling_table_of_the_docs_is_the_configs():
         assert int(base) == cfg.auto_scale_lr.base_batch_size, name
         gpus = int(run.split()[0]) if 'GPUs x' in run else 1
         assert gpus * int(batch) == int(base), name  # the authors' global batch
-

@@ -207,6 +207,7 @@ def test_mim_search_and_run_through_the_wrapper(env):
 def test_mim_root_of_an_installed_and_of_a_checkout_package(tmp_path, monkeypatch):
     import emo_mm
     from emo_mm.compat.mim_editable import emo_mm_root
+
     # this checkout (no install links): mim reads model-index.yml and tools/ at its root
     assert emo_mm_root() in (REPO, osp.join(REPO, 'emo_mm'))
     assert osp.isfile(osp.join(emo_mm_root(), 'tools', 'train.py')) or osp.isfile(

@@ -63,7 +63,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 
-import emo_mm  # noqa: F401  (first: applies emo_mm.compat)
+import emo_mm.compat.enable  # noqa: F401  (first: applies the upstream fixes)
 from emo_mm.utils.flops import count_flops
 from emo_mm.utils.onnx import TensorOutput, export_onnx, onnx_session, switch_to_deploy
 
@@ -104,8 +104,9 @@ def _emo_classifier(config: str) -> nn.Module:
 def _emo_backbone(config: str, size=None, **overrides) -> nn.Module:
     """The classifier config's backbone as detectors use it: four outputs, no final
     norm, and the overrides (EMOv2's downstream window is 10)."""
-    from emo_mm.apis import load_config
     from mmengine.registry import MODELS, init_default_scope
+
+    from emo_mm.apis import load_config
     cfg = load_config(config)
     init_default_scope(cfg.get('default_scope', 'mmengine'))
     cfg.model.backbone.update(out_indices=(1, 2, 3, 4), final_norm=False, **overrides)
@@ -429,8 +430,8 @@ def measure(name: str, entry: Entry, setting: Setting, args, size,
     model.to(args.device)
     model.train(args.train)
     # Static shapes: each batch size compiles its own graph, as a deployment at a fixed
-    # batch would. By default torch makes the batch symbolic once a second size arrives,
-    # and that graph ran EMOv2-1M at batch 16 on 2 CPU threads at 116 img/s against 186.
+    # batch would (torch's default makes the batch symbolic once a second size arrives,
+    # a slower graph: docs/benchmark.md).
     runner = torch.compile(model, dynamic=False) if setting.compile else model
     steps = {}
     for batch in args.batch_sizes:
