@@ -1,0 +1,219 @@
+"""Speed of one model's graphs in several precisions and quantization formats, side by side.
+
+    python tools/precision_study.py --models EMOv2-5M EMOv2-1M --threads 2 --repeat 3 \\
+        --variants fp32 int8-qdq-u8 int8-qop-u8 int8-qdq-s8 int8-qdq-u8-raw
+
+Every model of ``tools/benchmark.py``'s table is built with random weights in deploy
+mode, exported at 224x224 (fixed size, dynamic batch) and turned into each variant's
+onnxruntime graph; then every (model, variant, batch size) cell is timed with the
+benchmark's own timing (``--min-time`` seconds after ``--warmup`` calls), in ``--repeat``
+rounds over all cells, and the medians are reported with each variant's ratio to the
+model's fp32 graph. ``--profile N`` prints each cell's N most expensive operator types
+(onnxruntime's profiler, milliseconds per call).
+
+Variants (``--variants``): ``fp32`` (the exported graph), ``fp32-gelu`` (the same with
+GELU fused, :mod:`emo_mm.deploy.rewrite`), and ``int8-<fmt>-<act>[-<option>...]``:
+``fmt`` ``qdq`` or ``qop`` (QOperator), ``act`` ``u8`` or ``s8``, options ``raw`` (no
+graph rewrites, no basic optimisation), ``silu`` (SiLU fused, stays float), ``fattn``
+(attention core in float), ``int8ok`` (the session option that lets onnxruntime fuse
+s8 activations on x86: ``session.qdqisint8allowed``). Calibration uses ``--calib``
+random images: speed does not depend on the weights' or the ranges' values.
+"""
+import argparse
+import functools
+import os
+import os.path as osp
+import statistics
+import sys
+import tempfile
+from typing import Dict, List
+
+import numpy as np
+import torch
+
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+import benchmark  # noqa: E402  (tools/benchmark.py: model table, timing, profiles)
+
+import emo_mm  # noqa: E402,F401
+from emo_mm.utils.onnx import export_onnx  # noqa: E402
+
+SIZE = (224, 224)
+
+
+def parse_variant(name: str) -> dict:
+    """``int8-qdq-u8-fattn`` -> QuantizeConfig arguments and session options."""
+    if name in ('fp32', 'fp32-gelu'):
+        return dict(kind=name)
+    parts = name.split('-')
+    if len(parts) < 3 or parts[0] != 'int8' or parts[1] not in ('qdq', 'qop') \
+            or parts[2] not in ('u8', 's8'):
+        raise argparse.ArgumentTypeError(f'Unknown variant {name!r}: fp32, fp32-gelu or '
+                                          'int8-{qdq|qop}-{u8|s8}[-raw|-silu|-fattn|-int8ok]')
+    options = set(parts[3:])
+    unknown = options - {'raw', 'silu', 'fattn', 'int8ok'}
+    if unknown:
+        raise argparse.ArgumentTypeError(f'Unknown option(s) {sorted(unknown)} in {name!r}.')
+    rewrites = () if 'raw' in options else ('gelu', ) + (('silu', ) if 'silu' in options else ())
+    config = dict(quant_format='qdq' if parts[1] == 'qdq' else 'qoperator',
+                  activation_type=parts[2], rewrites=rewrites, optimize='raw' not in options,
+                  float_attention='fattn' in options)
+    session = {'session.qdqisint8allowed': '1'} if 'int8ok' in options else {}
+    return dict(kind='int8', config=config, session=session)
+
+
+def make_graph(variant: str, fp32_path: str, folder: str, calib: List[dict]) -> str:
+    from emo_mm.deploy.quantize import QuantizeConfig, load_model, quantize, save_model
+    from emo_mm.deploy.rewrite import fuse_gelu
+    spec = parse_variant(variant)
+    if spec['kind'] == 'fp32':
+        return fp32_path
+    path = osp.join(folder, f'{variant}.onnx')
+    if spec['kind'] == 'fp32-gelu':
+        model = load_model(fp32_path)
+        fuse_gelu(model)
+        return save_model(model, path)
+    quantize(fp32_path, path, calib, QuantizeConfig(**spec['config']))
+    return path
+
+
+def session(path: str, threads: int, options: Dict[str, str]):
+    import onnxruntime as ort
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    for key, value in options.items():
+        so.add_session_config_entry(key, value)
+    return ort.InferenceSession(path, so, providers=['CPUExecutionProvider'])
+
+
+def profile(path: str, feeds, threads: int, options: Dict[str, str], top: int, calls: int = 5):
+    """Milliseconds per call by operator type (onnxruntime's profiler)."""
+    import json
+    with tempfile.TemporaryDirectory() as folder:
+        sess = _profiling_session(path, threads, options, osp.join(folder, 'p'))
+        for _ in range(calls + 1):
+            sess.run(None, feeds)
+        with open(sess.end_profiling()) as f:
+            events = json.load(f)
+    times, runs = {}, 0
+    for event in events:
+        if event.get('name') == 'model_run':
+            runs += 1
+        if runs > 1 and event.get('cat') == 'Node' and event['name'].endswith('_kernel_time'):
+            op = event['args']['op_name']
+            times[op] = times.get(op, 0.) + event['dur'] / calls / 1e3
+    return sorted(times.items(), key=lambda kv: -kv[1])[:top]
+
+
+def _profiling_session(path, threads, options, prefix):
+    import onnxruntime as ort
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.enable_profiling = True
+    so.profile_file_prefix = prefix
+    for key, value in options.items():
+        so.add_session_config_entry(key, value)
+    return ort.InferenceSession(path, so, providers=['CPUExecutionProvider'])
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--models', nargs='+', default=['EMOv2-5M'])
+    parser.add_argument('--variants', nargs='+', default=['fp32', 'int8-qdq-u8'])
+    parser.add_argument('--batch-sizes', type=int, nargs='+', default=[1, 16])
+    parser.add_argument('--threads', type=int, default=2)
+    parser.add_argument('--repeat', type=int, default=3)
+    parser.add_argument('--min-time', type=float, default=2.0)
+    parser.add_argument('--warmup', type=int, default=3)
+    parser.add_argument('--calib', type=int, default=8)
+    parser.add_argument('--profile', type=int, nargs='?', const=10, default=0)
+    parser.add_argument('--work-dir', default=None, help='keep the graphs here')
+    args = parser.parse_args(argv)
+    for variant in args.variants:
+        parse_variant(variant)
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    head = benchmark.header(argparse.Namespace(
+        device='cpu', threads=args.threads, task='classifier', train=False, amp=None,
+        eager_attention=False, batch_sizes=args.batch_sizes, baseline='fp32 of each model',
+        min_time=args.min_time, warmup=args.warmup, repeat=args.repeat), SIZE)
+    print(benchmark.format_header(head), flush=True)
+    folder = args.work_dir or tempfile.mkdtemp(prefix='precision_study.')
+    os.makedirs(folder, exist_ok=True)
+    rng = np.random.default_rng(0)
+    calib = [{'input': rng.random((1, 3, *SIZE), dtype=np.float32)} for _ in range(args.calib)]
+    cells = []  # (model, variant, batch, step, row)
+    rows = []
+    for name in args.models:
+        entry = benchmark.lookup(name)
+        torch.manual_seed(0)
+        model = entry.build().eval()
+        benchmark.apply_deploy(model)
+        model_dir = osp.join(folder, name)
+        os.makedirs(model_dir, exist_ok=True)
+        fp32_path = osp.join(model_dir, 'fp32.onnx')
+        export_onnx(model, fp32_path, trace_size=SIZE, deploy=False, dynamic_spatial=False)
+        for variant in args.variants:
+            row = dict(model=name, variant=variant, runs={}, error=None, profile={})
+            rows.append(row)
+            try:
+                path = make_graph(variant, fp32_path, model_dir, calib)
+                options = parse_variant(variant).get('session', {})
+                sess = session(path, args.threads, options)
+                for batch in args.batch_sizes:
+                    feeds = {'input': rng.random((batch, 3, *SIZE), dtype=np.float32)}
+                    step = functools.partial(sess.run, None, feeds)
+                    step()
+                    cells.append((row, batch, step))
+                    if args.profile:
+                        row['profile'][batch] = profile(path, feeds, args.threads, options,
+                                                        args.profile)
+            except Exception as error:  # a failing variant is reported, not dropped
+                row['error'] = f'{type(error).__name__}: {error}'.splitlines()[0][:300]
+                print(f'  {name} {variant}: {row["error"]}', flush=True)
+    for index in range(1, args.repeat + 1):
+        print(f'round {index}/{args.repeat}', flush=True)
+        for row, batch, step in cells:
+            if row['error']:
+                continue
+            speed, _ = benchmark._timed(step, batch, 'cpu', args.warmup, args.min_time)
+            row['runs'].setdefault(batch, []).append(speed)
+            print(f'  {row["model"]} {row["variant"]} bs{batch}: {speed:.1f} img/s', flush=True)
+    print()
+    print(format_table(rows, args.batch_sizes))
+    for row in rows:
+        for batch, ops in row['profile'].items():
+            print(f'profile {row["model"]} {row["variant"]} bs{batch} (ms/call): ' +
+                  ', '.join(f'{op} {ms:.2f}' for op, ms in ops))
+    return rows
+
+
+def format_table(rows, batch_sizes) -> str:
+    medians = {(r['model'], r['variant']): {b: statistics.median(v) for b, v in r['runs'].items()}
+               for r in rows}
+    header = f'{"model":<14}{"variant":<24}' + ''.join(
+        f'{f"bs{b} img/s":>12}{"x fp32":>9}' for b in batch_sizes)
+    out = [header, '-' * len(header)]
+    for row in rows:
+        base = medians.get((row['model'], 'fp32'), {})
+        cells = ''
+        for batch in batch_sizes:
+            speed = medians[(row['model'], row['variant'])].get(batch)
+            ratio = speed / base[batch] if speed and base.get(batch) else None
+            cells += f'{"error" if row["error"] else f"{speed:.1f}" if speed else "-":>12}'
+            cells += f'{f"{ratio:.2f}" if ratio else "-":>9}'
+        out.append(f'{row["model"]:<14}{row["variant"]:<24}' + cells)
+    for row in rows:
+        if row['error']:
+            out.append(f'error: {row["model"]} {row["variant"]}: {row["error"]}')
+    return '\n'.join(out)
+
+
+if __name__ == '__main__':
+    main()
