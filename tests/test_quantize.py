@@ -194,6 +194,10 @@ def test_sensitivity_keeps_the_nodes_that_reduce_the_error():
         previous = group['error_after']
         assert set(group['nodes']) <= set(result['float_nodes'])
     assert result['error_final'] == previous < result['error_int8']
+    # The gated simulation agrees with onnxruntime's int8 kernels, and the real graph
+    # with the chosen nodes in float has the lower error too.
+    assert abs(result['error_int8'] - result['error_int8_real']) < 0.2 * result['error_int8_real']
+    assert result['error_final_real'] < result['error_int8_real']
     # Every group was measured, most sensitive first; none outside the network.
     reductions = [g['reduction'] for g in result['groups']]
     assert reductions == sorted(reductions, reverse=True)
@@ -203,4 +207,58 @@ def test_sensitivity_keeps_the_nodes_that_reduce_the_error():
 def test_sensitivity_stops_when_within_budget():
     result = find_float_nodes(small_graph(), images(8), budget=1.0)
     assert result['within_budget'] and result['float_nodes'] == []
-    assert result['groups'] == [] and result['quantizations'] == 1
+    assert result['groups'] == [] and result['evaluations'] == 1
+
+
+@pytest.fixture(scope='module')
+def emov2_graph(tmp_path_factory):
+    """A deploy-mode EMOv2-1M classifier (non-trivial LayerScale) exported at 112x112
+    through torch.export, and the model."""
+    import torch
+
+    from emo_mm.utils.onnx import export_onnx
+    from helpers import build_classifier
+    model = build_classifier('1M', window_size=7).eval()
+    for module in model.modules():
+        if hasattr(module, 'gamma'):
+            torch.nn.init.uniform_(module.gamma, 0.5, 1.0)
+    path = str(tmp_path_factory.mktemp('emov2') / 'emov2_1m.onnx')
+    export_onnx(model, path, trace_size=(112, 112), dynamic_spatial=False)
+    return path, model
+
+
+def emov2_images(count, seed=0):
+    rng = np.random.default_rng(seed)
+    return [{'input': rng.normal(0, 1, (1, 3, 112, 112)).astype(np.float32)}
+            for _ in range(count)]
+
+
+@pytest.mark.slow
+def test_emov2_rewrites_keep_fp32_outputs_and_quantize(emov2_graph, tmp_path):
+    from emo_mm.deploy.quantize import prepare
+    path, _ = emov2_graph
+    feeds = emov2_images(2, seed=3)
+    expected = [run(load_model(path), f)[0] for f in feeds]
+    prepared = prepare(path, QuantizeConfig(rewrites=('gelu', 'silu')))
+    ops = [n.op_type for n in prepared.graph.node]
+    assert 'Erf' not in ops and ops.count('Gelu') > 0 and ops.count('QuickGelu') > 0
+    actual = [run(prepared, f)[0] for f in feeds]
+    for a, e in zip(actual, expected):
+        assert np.abs(a - e).max() <= 1e-5 * np.abs(e).max()
+    out = tmp_path / 'int8.onnx'
+    record = quantize(path, str(out), emov2_images(8))
+    assert record['op_counts']['Gelu'] > 0 and 'Erf' not in record['op_counts']
+    quantized = [run(out, f)[0] for f in feeds]
+    assert relative_rms_error(quantized, expected) < 0.5
+
+
+@pytest.mark.slow
+def test_emov2_sensitivity_names_module_groups(emov2_graph):
+    path, _ = emov2_graph
+    result = find_float_nodes(path, emov2_images(8), budget=0.0, max_groups=6, refine=1,
+                              max_float_groups=1)
+    assert len(result['float_groups']) == 1
+    group = result['float_groups'][0]
+    # Groups are the exporter's module scopes, e.g. 'model.backbone.stage3'.
+    assert group['group'].startswith('model.')
+    assert group['error_after'] < group['error_quantized'] == result['error_int8']

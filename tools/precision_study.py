@@ -11,8 +11,13 @@ rounds over all cells, and the medians are reported with each variant's ratio to
 model's fp32 graph. ``--profile N`` prints each cell's N most expensive operator types
 (onnxruntime's profiler, milliseconds per call).
 
-Variants (``--variants``): ``fp32`` (the exported graph), ``fp32-gelu`` (the same with
-GELU fused, :mod:`emo_mm.deploy.rewrite`), and ``int8-<fmt>-<act>[-<option>...]``:
+Variants (``--variants``): ``fp32`` (the exported graph in onnxruntime; every ratio
+refers to it), ``fp32-gelu`` (the same with GELU fused, :mod:`emo_mm.deploy.rewrite`),
+``int8-<fmt>-<act>[-<option>...]`` (below), and the PyTorch ones
+``torch-<dtype>[-cl][-compile]`` and ``aoti-<dtype>[-cl]``: ``dtype`` ``fp32``, ``amp``
+(bf16 autocast) or ``bf16`` (the model converted to bf16); ``cl`` channels-last model and
+input; ``compile`` ``torch.compile`` (static shapes, one graph per batch size); ``aoti``
+torch.export + AOTInductor (a compiled package per batch size). int8 variants:
 ``fmt`` ``qdq`` or ``qop`` (QOperator), ``act`` ``u8`` or ``s8``, options ``raw`` (no
 graph rewrites, no basic optimisation), ``silu`` (SiLU fused, stays float), ``fattn``
 (attention core in float), ``int8ok`` (the session option that lets onnxruntime fuse
@@ -41,9 +46,20 @@ SIZE = (224, 224)
 
 
 def parse_variant(name: str) -> dict:
-    """``int8-qdq-u8-fattn`` -> QuantizeConfig arguments and session options."""
+    """``int8-qdq-u8-fattn`` -> QuantizeConfig arguments and session options;
+    ``torch-bf16-cl`` -> the PyTorch settings."""
     if name in ('fp32', 'fp32-gelu'):
         return dict(kind=name)
+    if name.startswith(('torch-', 'aoti-')):
+        parts = name.split('-')
+        options = set(parts[2:])
+        if parts[1] not in ('fp32', 'amp', 'bf16') or options - {'cl', 'compile'} or (
+                parts[0] == 'aoti' and ('compile' in options or parts[1] == 'amp')):
+            raise argparse.ArgumentTypeError(
+                f'Unknown variant {name!r}: torch-{{fp32|amp|bf16}}[-cl][-compile] or '
+                'aoti-{fp32|bf16}[-cl].')
+        return dict(kind=parts[0], dtype=parts[1], channels_last='cl' in options,
+                    compile='compile' in options)
     parts = name.split('-')
     if len(parts) < 3 or parts[0] != 'int8' or parts[1] not in ('qdq', 'qop') \
             or parts[2] not in ('u8', 's8'):
@@ -74,6 +90,36 @@ def make_graph(variant: str, fp32_path: str, folder: str, calib: List[dict]) -> 
         return save_model(model, path)
     quantize(fp32_path, path, calib, QuantizeConfig(**spec['config']))
     return path
+
+
+def torch_steps(model, spec: dict, batch_sizes, rng) -> dict:
+    """Batch size -> one inference call of ``model`` under a torch variant."""
+    import copy
+    model = copy.deepcopy(model).eval()
+    dtype = torch.bfloat16 if spec['dtype'] == 'bf16' else torch.float32
+    memory_format = torch.channels_last if spec['channels_last'] else torch.contiguous_format
+    model = model.to(dtype=dtype, memory_format=memory_format)
+    steps = {}
+    for batch in batch_sizes:
+        images = torch.from_numpy(rng.random((batch, 3, *SIZE), dtype=np.float32))
+        images = images.to(dtype=dtype).contiguous(memory_format=memory_format)
+        autocast = spec['dtype'] == 'amp'
+        if spec['kind'] == 'aoti':
+            with torch.inference_mode():
+                program = torch.export.export(model, (images, ))
+            folder = tempfile.mkdtemp(prefix='aoti.')
+            package = torch._inductor.aoti_compile_and_package(
+                program, package_path=osp.join(folder, 'model.pt2'))
+            runner = torch._inductor.aoti_load_package(package)
+        else:
+            runner = torch.compile(model, dynamic=False) if spec['compile'] else model
+
+        def step(runner=runner, images=images, autocast=autocast):
+            with torch.inference_mode(), torch.autocast('cpu', torch.bfloat16,
+                                                        enabled=autocast):
+                return runner(images)
+        steps[batch] = step
+    return steps
 
 
 def session(path: str, threads: int, options: Dict[str, str]):
@@ -163,8 +209,15 @@ def main(argv=None):
             row = dict(model=name, variant=variant, runs={}, error=None, profile={})
             rows.append(row)
             try:
+                spec = parse_variant(variant)
+                if spec['kind'] in ('torch', 'aoti'):
+                    for batch, step in torch_steps(model, spec, args.batch_sizes,
+                                                   rng).items():
+                        step()
+                        cells.append((row, batch, step))
+                    continue
                 path = make_graph(variant, fp32_path, model_dir, calib)
-                options = parse_variant(variant).get('session', {})
+                options = spec.get('session', {})
                 sess = session(path, args.threads, options)
                 for batch in args.batch_sizes:
                     feeds = {'input': rng.random((batch, 3, *SIZE), dtype=np.float32)}

@@ -239,7 +239,14 @@ def optimize_basic(model: onnx.ModelProto) -> onnx.ModelProto:
         options.optimized_model_filepath = osp.join(folder, 'optimized.onnx')
         ort.InferenceSession(model.SerializeToString(), options,
                              providers=['CPUExecutionProvider'])
-        return onnx.load(options.optimized_model_filepath)
+        optimized = onnx.load(options.optimized_model_filepath)
+    # onnxruntime drops node metadata (the exporter's module scopes, which name the
+    # sensitivity groups); nodes it kept keep their names.
+    metadata = {node.name: node.metadata_props for node in model.graph.node if node.name}
+    for node in optimized.graph.node:
+        if node.name in metadata and not node.metadata_props:
+            node.metadata_props.extend(metadata[node.name])
+    return optimized
 
 
 def prepare(model: ModelLike, config: Optional[QuantizeConfig] = None) -> onnx.ModelProto:

@@ -174,6 +174,7 @@ def fuse_gelu(model: onnx.ModelProto) -> int:
         x, output, nodes = match
         gelu = helper.make_node('Gelu', [x], [output], name=f'{node.name}_gelu',
                                 domain=MS_DOMAIN)
+        gelu.metadata_props.extend(node.metadata_props)  # the exporter's module scope
         removed += nodes
         # The anchor is the last matched node in graph order, where x and the other
         # operands are all available.
@@ -203,6 +204,7 @@ def fuse_silu(model: onnx.ModelProto) -> int:
             continue
         silu = helper.make_node('QuickGelu', [x], [mul.output[0]], name=f'{mul.name}_silu',
                                 domain=MS_DOMAIN, alpha=1.0)
+        silu.metadata_props.extend(mul.metadata_props)
         removed += [node, mul]
         added.append((silu, mul))
     if added:

@@ -2,28 +2,35 @@
 
 >>> from emo_mm.deploy.sensitivity import find_float_nodes
 >>> result = find_float_nodes('end2end.onnx', calibration_inputs, budget=0.05)  # doctest: +SKIP
->>> result['float_nodes'], result['groups'][0]                                  # doctest: +SKIP
+>>> result['float_nodes'], result['float_groups'][0]                            # doctest: +SKIP
 
-The network part of the graph (:func:`emo_mm.deploy.quantize.network_graph`: the tail
-cut off, its inputs as outputs) is quantized whole once; then, group by group, it is
-quantized again with that group kept in float, and the error of its outputs against the
-fp32 graph on the same inputs is measured each time. The groups whose restoration lowers
-the error most are kept in float, one after the other, until the measured error of the
-graph quantized *with all of them in float* is within ``budget``. Every kept group comes
-with its figures: the error with everything quantized, with that group alone in float,
-and of the final graph.
+The pass works on the network part of the graph
+(:func:`emo_mm.deploy.quantize.network_graph`: the task tail cut off, its inputs as
+outputs). That part is quantized once with onnxruntime (QDQ, every candidate node
+quantized); from this graph the pass builds a *gated* one in which every quantized input
+of a candidate node becomes ``x + g * (dq(q(x)) - x)``, with one gate ``g`` per node group
+fed as a graph input: 1 gives the quantized value, 0 the float one (weights likewise).
+One session then evaluates any choice of float groups by its gates alone, so measuring
+every group costs one inference over the evaluation inputs each, not a quantization.
+
+The groups are measured first one by one (each alone in float, all others quantized);
+the most sensitive ones are split into their sub-modules and measured again. Then the
+groups whose restoration lowered the error most are kept in float one after the other,
+each kept only if it still lowers the error together with those before it, until the
+error is within ``budget``. At the end the graph is quantized for real with the chosen
+nodes in float and its error measured; both figures are returned.
 
 Groups are the exporter's module scopes (the ``pkg.torch.onnx.name_scopes`` metadata of
-torch.export graphs: blocks such as ``model.backbone.stage3.1``), at the deepest level
-that gives at most ``max_groups`` groups; the most sensitive groups are then split into
-their sub-modules and measured again, so that what stays float is as small as the
-measurements allow. Graphs without that metadata are grouped by weight layer: each
-weight layer with the nodes after it up to the next one, merged in order.
+torch.export graphs, e.g. ``model.backbone.stage3.1``) at the deepest level that gives at
+most ``max_groups`` groups, one level deeper for the refinement; graphs without that
+metadata are grouped by weight layer (each weight layer with the nodes after it, up to
+the next one, merged in graph order).
 
 The error is the relative RMS error over all network outputs,
-``sqrt(sum ||y_int8 - y_fp32||^2 / sum ||y_fp32||^2)``, on the calibration inputs
-(or ``eval_inputs``).
+``sqrt(sum ||y_int8 - y_fp32||^2 / sum ||y_fp32||^2)``, on the calibration inputs (or
+``eval_inputs``).
 """
+import ast
 import os.path as osp
 import tempfile
 import time
@@ -31,6 +38,7 @@ from typing import Dict, Iterable, List, Optional, Sequence
 
 import numpy as np
 import onnx
+from onnx import TensorProto, helper
 
 from .quantize import (Inputs, ModelLike, QuantizeConfig, calibrate, check_inputs,
                        excluded_nodes, network_graph, prepare, quantizable_op_types,
@@ -44,13 +52,32 @@ def _scopes(node: onnx.NodeProto) -> Optional[List[str]]:
     for prop in node.metadata_props:
         if prop.key == SCOPES_KEY:
             try:
-                import ast
                 scopes = ast.literal_eval(prop.value)
             except (ValueError, SyntaxError):
                 return None
             # The last entry names the node itself (e.g. 'permute_2'), not a module.
             return [s for s in scopes[:-1] if s] or None
     return None
+
+
+def _all_scopes(model: onnx.ModelProto) -> Dict[str, Optional[List[str]]]:
+    """Module scopes per node name. Nodes the exporter's or onnxruntime's optimisers
+    created carry none; they take those of the node that produces their first input (or,
+    failing that, of their first reader)."""
+    index = GraphIndex(model.graph)
+    scopes = {node.name: _scopes(node) for node in model.graph.node}
+    for node in model.graph.node:  # graph order: producers are resolved first
+        if scopes[node.name]:
+            continue
+        producer = index.producer.get(node.input[0]) if node.input else None
+        if producer is not None and scopes.get(producer.name):
+            scopes[node.name] = scopes[producer.name]
+    for node in reversed(model.graph.node):
+        if scopes[node.name]:
+            continue
+        readers = [r for out in node.output for r in index.consumers.get(out, [])]
+        scopes[node.name] = next((scopes[r.name] for r in readers if scopes.get(r.name)), None)
+    return scopes
 
 
 def candidate_nodes(model: onnx.ModelProto, config: QuantizeConfig) -> List[str]:
@@ -89,11 +116,11 @@ def _segment_keys(model: onnx.ModelProto, names: Sequence[str]) -> Dict[str, str
 
 def group_nodes(model: onnx.ModelProto, names: Sequence[str],
                 max_groups: int = 24) -> Dict[str, List[str]]:
-    """Groups ``names`` by module scope (see the module docstring); at most
+    """Groups ``names`` by module scope (see the module docstring): at most
     ``max_groups`` groups where the graph's metadata allows, keyed by scope."""
-    nodes = {node.name: node for node in model.graph.node}
-    scopes = {name: _scopes(nodes[name]) for name in names}
-    if all(scopes.values()):
+    all_scopes = _all_scopes(model)
+    scopes = {name: all_scopes.get(name) for name in names}
+    if scopes and all(scopes.values()):
         depth = max(len(s) for s in scopes.values())
         for level in range(depth, 0, -1):
             keys = {name: s[min(level, len(s)) - 1] for name, s in scopes.items()}
@@ -102,7 +129,7 @@ def group_nodes(model: onnx.ModelProto, names: Sequence[str],
     else:
         keys = _segment_keys(model, names)
         order = list(dict.fromkeys(keys[name] for name in names))
-        # Merge consecutive segments into at most max_groups groups.
+        # Consecutive segments merged into at most max_groups groups.
         per_group = max(1, -(-len(order) // max_groups))
         merged = {key: order[(i // per_group) * per_group] for i, key in enumerate(order)}
         keys = {name: merged[key] for name, key in keys.items()}
@@ -112,14 +139,19 @@ def group_nodes(model: onnx.ModelProto, names: Sequence[str],
     return groups
 
 
-def _subgroups(model: onnx.ModelProto, key: str, names: Sequence[str]) -> Dict[str, List[str]]:
-    """``names`` (one group) split by the next module scope below ``key``."""
-    nodes = {node.name: node for node in model.graph.node}
+def split_group(model: onnx.ModelProto, key: str, names: Sequence[str]) -> Dict[str, List[str]]:
+    """One group split into its sub-modules (the next scope below ``key``), or, without
+    scopes, into its weight-layer segments."""
+    all_scopes = _all_scopes(model)
     groups: Dict[str, List[str]] = {}
+    if all(all_scopes.get(name) for name in names):
+        for name in names:
+            child = next((s for s in all_scopes[name] if s.startswith(key + '.')), key)
+            groups.setdefault(child, []).append(name)
+        return groups
+    keys = _segment_keys(model, names)
     for name in names:
-        scopes = _scopes(nodes[name]) or []
-        child = next((s for s in scopes if s.startswith(key + '.')), key)
-        groups.setdefault(child, []).append(name)
+        groups.setdefault(keys[name], []).append(name)
     return groups
 
 
@@ -131,28 +163,119 @@ def relative_rms_error(actual: Sequence[np.ndarray], expected: Sequence[np.ndarr
     return float(np.sqrt(num / max(den, 1e-30)))
 
 
-class _Evaluator:
-    """Runs graphs on fixed inputs and compares their outputs to the fp32 graph's."""
+# ---------------------------------------------------------------------------------------
+# The gated graph.
+# ---------------------------------------------------------------------------------------
+def gated_graph(quantized: onnx.ModelProto, float_model: onnx.ModelProto,
+                fine_groups: Dict[str, List[str]]) -> onnx.ModelProto:
+    """The QDQ graph ``quantized`` with every dequantized input of a grouped node gated
+    (see the module docstring). ``float_model`` is the graph it was quantized from (for
+    the float weights). One scalar input ``gate_<i>`` per group, in the order of
+    ``fine_groups``."""
+    model = onnx.ModelProto()
+    model.CopyFrom(quantized)
+    graph = model.graph
+    index = GraphIndex(graph)
+    float_nodes = {node.name: node for node in float_model.graph.node}
+    float_inits = {init.name: init for init in float_model.graph.initializer}
+    existing = {init.name for init in graph.initializer}
+    group_of = {name: i for i, names in enumerate(fine_groups.values()) for name in names}
+    gates = [f'gate_{i}' for i in range(len(fine_groups))]
+    new_nodes: Dict[int, List[onnx.NodeProto]] = {}  # position -> nodes inserted before it
+    positions = {id(node): i for i, node in enumerate(graph.node)}
+    gated: Dict[tuple, str] = {}
+    for node in list(graph.node):
+        group = group_of.get(node.name)
+        if group is None:
+            continue
+        for slot, name in enumerate(node.input):
+            dq = index.producer.get(name)
+            if dq is None or dq.op_type != 'DequantizeLinear':
+                continue
+            source = _float_source(dq, index, node, slot, float_nodes, float_inits)
+            if source is None:
+                continue
+            if source in float_inits:
+                # The quantizer may name the dequantized weight like the float one.
+                renamed = source + '_float' if source in index.producer else source
+                if renamed not in existing:
+                    init = onnx.TensorProto()
+                    init.CopyFrom(float_inits[source])
+                    init.name = renamed
+                    graph.initializer.append(init)
+                    existing.add(renamed)
+                source = renamed
+            key = (name, group)
+            if key not in gated:
+                out = f'{name}_gated_{group}'
+                diff, scaled = out + '_diff', out + '_scaled'
+                new_nodes.setdefault(positions[id(node)], []).extend([
+                    helper.make_node('Sub', [name, source], [diff], name=diff),
+                    helper.make_node('Mul', [gates[group], diff], [scaled], name=scaled),
+                    helper.make_node('Add', [source, scaled], [out], name=out)])
+                gated[key] = out
+            node.input[slot] = gated[key]
+    nodes = []
+    for i, node in enumerate(graph.node):
+        nodes.extend(new_nodes.get(i, []))
+        nodes.append(node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    for gate in gates:
+        graph.input.append(helper.make_tensor_value_info(gate, TensorProto.FLOAT, []))
+    return model
 
-    def __init__(self, model: onnx.ModelProto, inputs: List[Dict[str, np.ndarray]],
+
+def _float_source(dq: onnx.NodeProto, index: GraphIndex, consumer: onnx.NodeProto, slot: int,
+                  float_nodes, float_inits) -> Optional[str]:
+    """The float tensor a DequantizeLinear output stands for: the input of its
+    QuantizeLinear (activations) or the float weight the consumer had before."""
+    q = index.producer.get(dq.input[0])
+    if q is not None and q.op_type == 'QuantizeLinear':
+        return q.input[0]
+    original = float_nodes.get(consumer.name)
+    if original is not None and slot < len(original.input) and \
+            original.input[slot] in float_inits:
+        return original.input[slot]
+    return None
+
+
+class _GatedRunner:
+    """Evaluates the error of gate settings on fixed inputs against the fp32 outputs."""
+
+    def __init__(self, gated: onnx.ModelProto, float_model: onnx.ModelProto,
+                 inputs: List[Dict[str, np.ndarray]], num_gates: int,
                  threads: Optional[int]):
-        self.inputs = inputs
-        self.threads = threads
-        self.reference = self.run(model.SerializeToString())
-        self.calls = 0
-
-    def run(self, graph) -> List[np.ndarray]:
         import onnxruntime as ort
+        self.inputs = inputs
+        self.num_gates = num_gates
         options = ort.SessionOptions()
-        if self.threads:
-            options.intra_op_num_threads = self.threads
-        session = ort.InferenceSession(graph, options, providers=['CPUExecutionProvider'])
-        outputs = [session.run(None, feeds) for feeds in self.inputs]
-        return [out for per_input in outputs for out in per_input]
+        if threads:
+            options.intra_op_num_threads = threads
+        self.reference = _run_all(float_model.SerializeToString(), inputs, threads)
+        # Basic optimisations only: the int8 fusions would change the gated arithmetic.
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        self.session = ort.InferenceSession(gated.SerializeToString(), options,
+                                            providers=['CPUExecutionProvider'])
+        self.evaluations = 0
 
-    def error(self, graph) -> float:
-        self.calls += 1
-        return relative_rms_error(self.run(graph), self.reference)
+    def error(self, float_gates: Iterable[int] = ()) -> float:
+        gates = np.ones(self.num_gates, np.float32)
+        gates[list(float_gates)] = 0.
+        feeds_gates = {f'gate_{i}': np.array(g, np.float32) for i, g in enumerate(gates)}
+        outputs = [out for feeds in self.inputs
+                   for out in self.session.run(None, {**feeds, **feeds_gates})]
+        self.evaluations += 1
+        return relative_rms_error(outputs, self.reference)
+
+
+def _run_all(graph, inputs, threads) -> List[np.ndarray]:
+    import onnxruntime as ort
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    session = ort.InferenceSession(graph, options, providers=['CPUExecutionProvider'])
+    return [out for feeds in inputs for out in session.run(None, feeds)]
 
 
 def find_float_nodes(model: ModelLike,
@@ -172,7 +295,7 @@ def find_float_nodes(model: ModelLike,
         calibration_inputs: Input dicts for calibration (and for the error, unless
             ``eval_inputs`` is given).
         config (QuantizeConfig): The quantization the pass measures; defaults to
-            ``QuantizeConfig()``.
+            ``QuantizeConfig()``. The float decisions apply to either format.
         budget (float): Largest acceptable relative RMS error of the network outputs.
         eval_inputs: Input dicts the error is measured on (default: the calibration
             inputs).
@@ -186,12 +309,14 @@ def find_float_nodes(model: ModelLike,
 
     Returns:
         dict: ``float_nodes`` (names in the prepared graph, to pass to
-        :func:`emo_mm.deploy.quantize.quantize`), ``float_groups`` (per kept group:
-        ``group``, ``nodes``, ``op_types``, ``error_quantized`` (all int8),
-        ``error_group_float`` (this group alone in float), ``error_after`` (the kept
-        groups so far in float)), ``groups`` (every measured group, most sensitive
-        first), ``error_fp32`` (0 by definition), ``error_int8``, ``error_final``,
-        ``budget``, ``within_budget``, ``quantizations`` and ``seconds``.
+        :func:`emo_mm.deploy.quantize.quantize` with the same ``config``),
+        ``float_groups`` (per kept group: ``group``, ``nodes``, ``op_types``,
+        ``error_quantized`` (all int8), ``error_group_float`` (that group alone in
+        float), ``error_after`` (the kept groups so far in float)), ``groups`` (every
+        measured group, most sensitive first), ``error_int8`` and ``error_final``
+        (simulated by the gates), ``error_int8_real`` / ``error_final_real``
+        (onnxruntime's int8 graphs), ``budget``, ``within_budget`` (of the real final
+        error), ``evaluations``, ``candidates``, ``seconds``, ``metric``.
     """
     start = time.time()
     log = log or (lambda line: None)
@@ -200,58 +325,81 @@ def find_float_nodes(model: ModelLike,
     network = network_graph(prepared)
     inputs = check_inputs(network, list(calibration_inputs))
     evaluation = check_inputs(network, list(eval_inputs)) if eval_inputs is not None else inputs
-    evaluator = _Evaluator(network, evaluation, threads)
     candidates = candidate_nodes(network, config)
     nodes = {node.name: node for node in network.graph.node}
+    coarse = group_nodes(network, candidates, max_groups)
+    # Gates at the finer level; a coarse group is the set of its fine groups' gates.
+    fine: Dict[str, List[str]] = {}
+    children: Dict[str, List[int]] = {}
+    for key, names in coarse.items():
+        parts = split_group(network, key, names)
+        children[key] = []
+        for child, child_names in parts.items():
+            children[key].append(len(fine))
+            fine[f'{child}#{len(fine)}' if child in fine else child] = child_names
+    fine_keys, fine_names = list(fine), list(fine.values())
+    qdq = QuantizeConfig(**{**config.to_dict(), 'quant_format': 'qdq'})
     with tempfile.TemporaryDirectory(prefix='emo_mm_sensitivity.') as folder:
         cache = calibrate(network, inputs, config, osp.join(folder, 'ranges.json'))
         path = osp.join(folder, 'int8.onnx')
+        quantize_prepared(network, path, qdq, cache)
+        runner = _GatedRunner(gated_graph(onnx.load(path), network, fine), network,
+                              evaluation, len(fine), threads)
+        error_int8_real = relative_rms_error(_run_all(path, evaluation, threads),
+                                             runner.reference)
+        error_all = runner.error()
+        log(f'all quantized: error {error_all:.4f} (onnxruntime int8 {error_int8_real:.4f}); '
+            f'budget {budget}')
 
-        def error_with_float(float_nodes: Sequence[str]) -> float:
-            quantize_prepared(network, path, config, cache, float_nodes)
-            return evaluator.error(path)
-
-        error_all = error_with_float([])
-        log(f'all quantized: error {error_all:.4f} (budget {budget})')
         measured = []
 
-        def measure(groups: Dict[str, List[str]]) -> None:
-            for key, names in groups.items():
-                error = error_with_float(names)
-                measured.append(dict(group=key, nodes=names, error_group_float=error,
-                                     reduction=error_all - error,
-                                     op_types=sorted({nodes[n].op_type for n in names})))
-                log(f'  {key}: {len(names)} nodes float -> error {error:.4f}')
+        def measure(key: str, gates: List[int]) -> None:
+            names = [n for g in gates for n in fine_names[g]]
+            error = runner.error(gates)
+            measured.append(dict(group=key, gates=gates, nodes=names, error_group_float=error,
+                                 reduction=error_all - error,
+                                 op_types=sorted({nodes[n].op_type for n in names})))
+            log(f'  {key}: {len(names)} nodes in float -> error {error:.4f}')
 
-        groups = group_nodes(network, candidates, max_groups)
         if error_all > budget:
-            measure(groups)
-            # Split the most sensitive groups into their sub-modules.
+            for key in coarse:
+                measure(key, children[key])
             top = sorted(measured, key=lambda g: -g['reduction'])[:refine]
             for group in top:
-                children = _subgroups(network, group['group'], group['nodes'])
-                if len(children) > 1:
-                    measure(children)
+                if len(group['gates']) > 1:
+                    for gate in group['gates']:
+                        measure(fine_keys[gate], [gate])
         ranked = sorted(measured, key=lambda g: -g['reduction'])
-        kept, float_nodes, error = [], [], error_all
+        kept, float_gates, error = [], set(), error_all
         for group in ranked:
             if error <= budget or len(kept) >= max_float_groups or group['reduction'] <= 0:
                 break
-            new = [name for name in group['nodes'] if name not in float_nodes]
-            if not new:
+            if set(group['gates']) <= float_gates:
                 continue  # inside a group already kept (a parent or a child)
-            trial = float_nodes + new
-            trial_error = error_with_float(trial)
+            trial = float_gates | set(group['gates'])
+            trial_error = runner.error(sorted(trial))
             if trial_error >= error:
                 continue  # no gain together with the groups already kept
-            float_nodes, error = trial, trial_error
+            float_gates, error = trial, trial_error
             kept.append(dict(group=group['group'], nodes=group['nodes'],
                              op_types=group['op_types'], error_quantized=error_all,
                              error_group_float=group['error_group_float'],
                              error_after=trial_error))
             log(f'keep {group["group"]} in float: error {trial_error:.4f}')
-    return dict(float_nodes=float_nodes, float_groups=kept, groups=ranked, error_fp32=0.0,
-                error_int8=error_all, error_final=error, budget=budget,
-                within_budget=error <= budget, quantizations=evaluator.calls,
+        float_nodes = [n for g in sorted(float_gates) for n in fine_names[g]]
+        if float_nodes:
+            quantize_prepared(network, path, config, cache, float_nodes)
+            error_final_real = relative_rms_error(_run_all(path, evaluation, threads),
+                                                  runner.reference)
+        else:
+            error_final_real = error_int8_real
+        log(f'onnxruntime int8 with {len(float_nodes)} float nodes: error '
+            f'{error_final_real:.4f}')
+    for group in ranked:
+        del group['gates']
+    return dict(float_nodes=float_nodes, float_groups=kept, groups=ranked,
+                error_int8=error_all, error_final=error, error_int8_real=error_int8_real,
+                error_final_real=error_final_real, budget=budget,
+                within_budget=error_final_real <= budget, evaluations=runner.evaluations,
                 candidates=len(candidates), seconds=time.time() - start,
                 metric='relative RMS error of the network outputs against fp32')
