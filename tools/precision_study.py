@@ -25,6 +25,7 @@ s8 activations on x86: ``session.qdqisint8allowed``). Calibration uses ``--calib
 random images: speed does not depend on the weights' or the ranges' values.
 """
 import argparse
+import copy
 import functools
 import os
 import os.path as osp
@@ -47,7 +48,10 @@ SIZE = (224, 224)
 
 def parse_variant(name: str) -> dict:
     """``int8-qdq-u8-fattn`` -> QuantizeConfig arguments and session options;
-    ``torch-bf16-cl`` -> the PyTorch settings."""
+    ``torch-bf16-cl`` -> the PyTorch settings. A ``@u`` suffix: the graph is exported with
+    each attention partition on its own (``stack_partitions=False``)."""
+    if name.endswith('@u'):
+        return dict(parse_variant(name[:-2]), unstacked=True)
     if name in ('fp32', 'fp32-gelu'):
         return dict(kind=name)
     if name.startswith(('torch-', 'aoti-')):
@@ -66,10 +70,11 @@ def parse_variant(name: str) -> dict:
         raise argparse.ArgumentTypeError(f'Unknown variant {name!r}: fp32, fp32-gelu or '
                                           'int8-{qdq|qop}-{u8|s8}[-raw|-silu|-fattn|-int8ok]')
     options = set(parts[3:])
-    unknown = options - {'raw', 'silu', 'fattn', 'int8ok'}
+    unknown = options - {'raw', 'silu', 'fattn', 'int8ok', 'split'}
     if unknown:
         raise argparse.ArgumentTypeError(f'Unknown option(s) {sorted(unknown)} in {name!r}.')
-    rewrites = () if 'raw' in options else ('gelu', ) + (('silu', ) if 'silu' in options else ())
+    rewrites = () if 'raw' in options else ('gelu', ) + tuple(
+        option for option in ('silu', 'split') if option in options)
     config = dict(quant_format='qdq' if parts[1] == 'qdq' else 'qoperator',
                   activation_type=parts[2], rewrites=rewrites, optimize='raw' not in options,
                   float_attention='fattn' in options)
@@ -83,7 +88,7 @@ def make_graph(variant: str, fp32_path: str, folder: str, calib: List[dict]) -> 
     spec = parse_variant(variant)
     if spec['kind'] == 'fp32':
         return fp32_path
-    path = osp.join(folder, f'{variant}.onnx')
+    path = osp.join(folder, f'{variant.replace("@", "_")}.onnx')
     if spec['kind'] == 'fp32-gelu':
         model = load_model(fp32_path)
         fuse_gelu(model)
@@ -205,6 +210,13 @@ def main(argv=None):
         os.makedirs(model_dir, exist_ok=True)
         fp32_path = osp.join(model_dir, 'fp32.onnx')
         export_onnx(model, fp32_path, trace_size=SIZE, deploy=False, dynamic_spatial=False)
+        if any(v.endswith('@u') for v in args.variants):
+            unstacked = copy.deepcopy(model)
+            for module in unstacked.modules():
+                if hasattr(module, 'stack_partitions'):
+                    module.stack_partitions = False
+            export_onnx(unstacked, osp.join(model_dir, 'fp32@u.onnx'), trace_size=SIZE,
+                        deploy=False, dynamic_spatial=False)
         for variant in args.variants:
             row = dict(model=name, variant=variant, runs={}, error=None, profile={})
             rows.append(row)
@@ -216,7 +228,8 @@ def main(argv=None):
                         step()
                         cells.append((row, batch, step))
                     continue
-                path = make_graph(variant, fp32_path, model_dir, calib)
+                source = osp.join(model_dir, 'fp32@u.onnx') if spec.get('unstacked') else fp32_path
+                path = make_graph(variant, source, model_dir, calib)
                 options = spec.get('session', {})
                 sess = session(path, args.threads, options)
                 for batch in args.batch_sizes:

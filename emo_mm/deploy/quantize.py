@@ -34,7 +34,7 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Set, Union
 import numpy as np
 import onnx
 
-from .rewrite import GraphIndex, fuse_gelu, fuse_silu
+from .rewrite import GraphIndex, fuse_gelu, fuse_silu, split_convs
 
 ModelLike = Union[str, os.PathLike, onnx.ModelProto]
 Inputs = Mapping[str, np.ndarray]
@@ -43,7 +43,7 @@ FORMATS = ('qdq', 'qoperator')
 ACTIVATION_TYPES = ('u8', 's8')
 CALIBRATION_METHODS = ('minmax', 'percentile', 'entropy')
 #: Rewrites :func:`prepare` can apply, by name (see :mod:`emo_mm.deploy.rewrite`).
-REWRITES = {'gelu': fuse_gelu, 'silu': fuse_silu}
+REWRITES = {'gelu': fuse_gelu, 'silu': fuse_silu, 'split': split_convs}
 
 #: Layers whose weights are quantized; the network is them and what feeds them.
 WEIGHT_OPS = ('Conv', 'ConvTranspose', 'Gemm', 'MatMul')

@@ -13,6 +13,9 @@ and initializer name.
 * :func:`fuse_silu`: ``x * sigmoid(x)`` becomes one ``com.microsoft.QuickGelu`` node
   (``alpha=1``), which the quantizer leaves in float; unfused, it becomes
   QLinearSigmoid and QLinearMul.
+* :func:`split_convs`: a convolution whose output is only split along its channels
+  (EMO's ``qk`` projection, chunked into q and k) becomes one convolution per part: no
+  Split node, and each part (q, k) gets its own 8-bit range instead of a shared one.
 """
 import math
 from typing import Dict, Iterable, List, Optional, Tuple
@@ -182,6 +185,7 @@ def fuse_gelu(model: onnx.ModelProto) -> int:
         added.append((gelu, last))
     if added:
         _replace(graph, removed, added)
+        _drop_unused_initializers(graph)
         _ensure_domain(model, MS_DOMAIN)
     return len(added)
 
@@ -218,3 +222,92 @@ def _position(graph: onnx.GraphProto, node: onnx.NodeProto) -> int:
         if other is node:
             return i
     raise ValueError(f'node {node.name} is not in the graph')
+
+
+def _split_sizes(split: onnx.NodeProto, index: GraphIndex, channels: int) -> Optional[List[int]]:
+    if len(split.input) > 1 and split.input[1]:
+        sizes = index.constant(split.input[1])
+        return None if sizes is None else [int(v) for v in sizes.reshape(-1)]
+    attrs = {a.name: helper.get_attribute_value(a) for a in split.attribute}
+    if 'split' in attrs:
+        return [int(v) for v in attrs['split']]
+    parts = attrs.get('num_outputs', len(split.output))
+    if channels % parts:
+        return None  # uneven num_outputs splits: leave them to the runtime
+    return [channels // parts] * parts
+
+
+def split_convs(model: onnx.ModelProto) -> int:
+    """Replaces ``Split(Conv(x), axis=1)`` by one Conv per output part (exact: each output
+    channel is computed as before, from the same weights and bias).
+
+    Returns:
+        int: The number of convolutions split.
+    """
+    graph = model.graph
+    index = GraphIndex(graph)
+    removed, added, new_inits = [], [], []
+    for split in list(graph.node):
+        if split.op_type != 'Split':
+            continue
+        conv = index.producer.get(split.input[0])
+        attrs = {a.name: helper.get_attribute_value(a) for a in split.attribute}
+        if (conv is None or conv.op_type != 'Conv' or attrs.get('axis', 0) != 1
+                or index.only_consumer(conv.output[0]) is not split):
+            continue
+        weight = index.constant(conv.input[1])
+        bias = index.constant(conv.input[2]) if len(conv.input) > 2 and conv.input[2] else None
+        groups = next((helper.get_attribute_value(a) for a in conv.attribute
+                       if a.name == 'group'), 1)
+        if weight is None or groups != 1 or (len(conv.input) > 2 and conv.input[2]
+                                             and bias is None):
+            continue
+        sizes = _split_sizes(split, index, weight.shape[0])
+        if sizes is None or sum(sizes) != weight.shape[0] or len(sizes) != len(split.output):
+            continue
+        start = 0
+        convs = []
+        for part, (size, output) in enumerate(zip(sizes, split.output)):
+            stop = start + size
+            w_name = f'{conv.input[1]}_part{part}'
+            new_inits.append(numpy_helper.from_array(weight[start:stop], w_name))
+            inputs = [conv.input[0], w_name]
+            if bias is not None:
+                b_name = f'{conv.input[2]}_part{part}'
+                new_inits.append(numpy_helper.from_array(bias[start:stop], b_name))
+                inputs.append(b_name)
+            new = helper.make_node('Conv', inputs, [output], name=f'{conv.name}_part{part}')
+            new.attribute.extend(conv.attribute)
+            new.metadata_props.extend(conv.metadata_props)
+            convs.append(new)
+            start = stop
+        removed += [conv, split]
+        added += [(new, split) for new in convs]
+    if added:
+        graph.initializer.extend(new_inits)
+        _replace_many(graph, removed, added)
+        _drop_unused_initializers(graph)
+    return len(removed) // 2
+
+
+def _replace_many(graph: onnx.GraphProto, remove, add) -> None:
+    """Like :func:`_replace`, with several new nodes per anchor (kept in order)."""
+    removed = {id(node) for node in remove}
+    anchors: Dict[int, List[onnx.NodeProto]] = {}
+    for new, anchor in add:
+        anchors.setdefault(id(anchor), []).append(new)
+    nodes = []
+    for node in graph.node:
+        nodes.extend(anchors.get(id(node), []))
+        if id(node) not in removed:
+            nodes.append(node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+
+
+def _drop_unused_initializers(graph: onnx.GraphProto) -> None:
+    used = {name for node in graph.node for name in node.input}
+    used.update(out.name for out in graph.output)
+    kept = [init for init in graph.initializer if init.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)

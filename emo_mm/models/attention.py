@@ -297,7 +297,8 @@ def window_attention(x: torch.Tensor,
                      partitions: Sequence[bool],
                      values_first: bool,
                      fused: Optional[bool],
-                     attn_drop: nn.Dropout) -> torch.Tensor:
+                     attn_drop: nn.Dropout,
+                     stack_partitions: bool = True) -> torch.Tensor:
     """Window attention over ``x`` (B, C_in, *S) with q/k from ``qk`` and values from ``v``.
 
     Args:
@@ -307,6 +308,10 @@ def window_attention(x: torch.Tensor,
             apply ``v`` to the result (iRMB).
         partitions: Partitions to sum, see :data:`MIXERS`.
         fused: Attention path, see :func:`attention`.
+        stack_partitions: Attend over several partitions in one batch (one copy of each
+            partition into a stacked tensor, one batched product). False attends over each
+            partition on its own: the same outputs with fewer copies, which suits
+            exported graphs (no stack and unstack nodes around the products).
 
     Returns:
         (B, C_mid, *S), in ``x``'s memory layout.
@@ -347,11 +352,17 @@ def window_attention(x: torch.Tensor,
         # one of them, bit for bit. (The reference path keeps the authors' computation,
         # which FLOP counting sees; attention dropout draws a mask per partition.)
         partitions, repeats = partitions[:1], len(partitions)
-    q_w, k_w, v_w = (partition_heads_stacked(t, num_heads, windows, lengths, partitions,
-                                             tokens_inner, channels_last)
-                     for t in (q, k, values))
-    y = attention(q_w, k_w, v_w, scale, fused, attn_drop, tokens_inner)
-    y = y.view(len(partitions), -1, *y.shape[1:])
+    if stack_partitions:
+        q_w, k_w, v_w = (partition_heads_stacked(t, num_heads, windows, lengths, partitions,
+                                                 tokens_inner, channels_last)
+                         for t in (q, k, values))
+        y = attention(q_w, k_w, v_w, scale, fused, attn_drop, tokens_inner)
+        y = y.view(len(partitions), -1, *y.shape[1:])
+    else:
+        y = [attention(*(partition_heads_stacked(t, num_heads, windows, lengths, (strided, ),
+                                                 tokens_inner, channels_last)
+                         for t in (q, k, values)), scale, fused, attn_drop, tokens_inner)
+             for strided in partitions]
     out = None
     for part, strided in zip(y, partitions):
         part = merge_heads(part, windows, lengths, strided, channels_last, tokens_inner)
@@ -415,11 +426,14 @@ class WindowAttention(nn.Module):
                              spatial_dims=spatial_dims)
         self.attn_drop = nn.Dropout(attn_drop)
         self.fused_attn = fused_attn
+        #: See ``stack_partitions`` of :func:`window_attention`; the ONNX export turns it off.
+        self.stack_partitions = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return window_attention(x, self.qk, self.v, self.num_heads, self.scale,
                                 self.window_size, self.partitions, values_first=True,
-                                fused=self.fused_attn, attn_drop=self.attn_drop)
+                                fused=self.fused_attn, attn_drop=self.attn_drop,
+                                stack_partitions=self.stack_partitions)
 
     def switch_to_deploy(self) -> None:
         """Folds the attention scale into ``qk`` (see :func:`fold_attention_scale`)."""
