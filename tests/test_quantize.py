@@ -262,3 +262,20 @@ def test_emov2_sensitivity_names_module_groups(emov2_graph):
     # Groups are the exporter's module scopes, e.g. 'model.backbone.stage3'.
     assert group['group'].startswith('model.')
     assert group['error_after'] < group['error_quantized'] == result['error_int8']
+
+
+def test_quantize_within_budget_records_the_float_nodes(tmp_path):
+    from emo_mm.deploy.sensitivity import quantize_within_budget
+    out = tmp_path / 'int8.onnx'
+    record = quantize_within_budget(small_graph(tail=True), str(out), images(16), budget=0.0,
+                                    max_float_groups=1)
+    assert len(record['float_reasons']) == 1
+    reason = record['float_reasons'][0]
+    assert set(reason['nodes']) == set(record['float_nodes'])
+    assert 'budget 0' in reason['reason'] and reason['error_after'] < reason['error_quantized']
+    sensitivity = record['sensitivity']
+    assert sensitivity['error_final'] < sensitivity['error_int8']
+    assert not sensitivity['within_budget']
+    import json
+    json.dumps(record)  # the bundle's deploy.json takes it as it is
+    run(out, images(1)[0])

@@ -403,3 +403,52 @@ def find_float_nodes(model: ModelLike,
                 within_budget=error_final_real <= budget, evaluations=runner.evaluations,
                 candidates=len(candidates), seconds=time.time() - start,
                 metric='relative RMS error of the network outputs against fp32')
+
+
+def quantize_within_budget(model: ModelLike,
+                           out_path: str,
+                           calibration_inputs: Iterable[Inputs],
+                           config: Optional[QuantizeConfig] = None,
+                           budget: float = 0.05,
+                           eval_inputs: Optional[Iterable[Inputs]] = None,
+                           threads: Optional[int] = None,
+                           log=None,
+                           **search) -> dict:
+    """The sensitivity pass, then the quantization with the nodes it keeps in float.
+
+    What a deploy tool calls with its graph and N images of the config's own pipeline;
+    the returned record goes into the bundle's ``deploy.json``.
+
+    Args:
+        model, calibration_inputs, config, budget, eval_inputs, threads, log: See
+            :func:`find_float_nodes`.
+        out_path (str): Where the int8 graph is written.
+        **search: ``max_groups``, ``refine``, ``max_float_groups`` of
+            :func:`find_float_nodes`.
+
+    Returns:
+        dict: :func:`emo_mm.deploy.quantize.quantize`'s record with ``sensitivity``:
+        the budget, the errors (all int8, final; onnxruntime's graphs), the metric,
+        and per float group its nodes and measured errors (the reason it stays float).
+    """
+    from .quantize import quantize
+    config = config or QuantizeConfig()
+    calibration_inputs = list(calibration_inputs)
+    result = find_float_nodes(model, calibration_inputs, config, budget, eval_inputs,
+                              threads=threads, log=log, **search)
+    record = quantize(model, out_path, calibration_inputs, config,
+                      float_nodes=result['float_nodes'])
+    record['sensitivity'] = dict(
+        budget=budget, metric=result['metric'], error_int8=result['error_int8_real'],
+        error_final=result['error_final_real'], within_budget=result['within_budget'],
+        groups_measured=len(result['groups']), seconds=round(result['seconds'], 1))
+    record['float_reasons'] = [
+        dict(group=g['group'], nodes=g['nodes'], op_types=g['op_types'],
+             reason=(f'relative RMS error with every node int8 {g["error_quantized"]:.4g}, '
+                     f'with this group alone in float {g["error_group_float"]:.4g}, with '
+                     f'it and the groups before it in float {g["error_after"]:.4g} '
+                     f'(budget {budget:g})'),
+             error_quantized=g['error_quantized'], error_group_float=g['error_group_float'],
+             error_after=g['error_after'])
+        for g in result['float_groups']]
+    return record
