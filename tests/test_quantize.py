@@ -19,7 +19,7 @@ def _init(name, array):
     return numpy_helper.from_array(np.asarray(array, np.float32), name)
 
 
-def small_graph(tail: bool = False, seed: int = 0) -> onnx.ModelProto:
+def small_graph(tail: bool = False, seed: int = 0, shared_bias: bool = False) -> onnx.ModelProto:
     """A small conv net with the EMO activations as torch exports them (SiLU as Sigmoid *
     Mul, GELU as the five-node erf form), an attention-like MatMul / Softmax, a
     classifier Gemm and, with ``tail``, a task tail (Sigmoid scores, TopK, ArgMax)."""
@@ -61,6 +61,9 @@ def small_graph(tail: bool = False, seed: int = 0) -> onnx.ModelProto:
         node('Flatten', ['p'], ['f'], name='flatten'),
         node('Gemm', ['f', 'fc_w', 'fc_b'], ['logits_out'], name='fc', transB=1),
     ]
+    if shared_bias:
+        nodes[-1:-1] = [node('Add', ['f', 'b1'], ['f_shifted'], name='shift')]
+        nodes[-1].input[0] = 'f_shifted'
     outputs = [helper.make_tensor_value_info('logits_out', TensorProto.FLOAT, [1, 10])]
     if tail:
         nodes += [
@@ -148,6 +151,20 @@ def test_quantized_graph_loads_and_runs(tmp_path, quant_format, activation_type)
     assert error < 0.1, error
     assert record['config']['quant_format'] == quant_format
     assert record['calibration'] == {'inputs': 16}
+
+
+def test_shared_initializers_quantize_to_a_valid_qoperator_graph(tmp_path):
+    from emo_mm.deploy.quantize import prepare
+    model = small_graph(shared_bias=True)
+    prepared = prepare(model)
+    reads = [name for node in prepared.graph.node for name in node.input
+             if name in {init.name for init in prepared.graph.initializer}]
+    assert len(reads) == len(set(reads))
+    out = tmp_path / 'int8.onnx'
+    quantize(model, str(out), images(16), QuantizeConfig(quant_format='qoperator'))
+    feeds = images(4, seed=3)
+    error = relative_rms_error([run(out, f)[0] for f in feeds], [run(model, f)[0] for f in feeds])
+    assert error < 0.1, error
 
 
 def test_external_data_graph_is_read_whole(tmp_path):

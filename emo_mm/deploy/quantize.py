@@ -34,7 +34,7 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Set, Union
 import numpy as np
 import onnx
 
-from .rewrite import GraphIndex, fuse_gelu, fuse_silu, split_convs
+from .rewrite import GraphIndex, fuse_gelu, fuse_silu, split_convs, unshare_initializers
 
 ModelLike = Union[str, os.PathLike, onnx.ModelProto]
 Inputs = Mapping[str, np.ndarray]
@@ -251,7 +251,8 @@ def optimize_basic(model: onnx.ModelProto) -> onnx.ModelProto:
 
 def prepare(model: ModelLike, config: Optional[QuantizeConfig] = None) -> onnx.ModelProto:
     """The fp32 graph the quantizer reads: self-contained, optimised (``config.optimize``),
-    with ``config.rewrites`` applied and every node named. Same outputs as ``model`` up to
+    shared initializers copied per reader (:func:`~.rewrite.unshare_initializers`),
+    ``config.rewrites`` applied and every node named. Same outputs as ``model`` up to
     float rounding."""
     config = config or QuantizeConfig()
     model = load_model(model)
@@ -261,6 +262,7 @@ def prepare(model: ModelLike, config: Optional[QuantizeConfig] = None) -> onnx.M
     # shape inference stops at contrib operators (the fused Gelu), and the quantizer
     # calibrates only tensors whose type it knows.
     model = onnx.shape_inference.infer_shapes(model)
+    unshare_initializers(model)
     for name in config.rewrites:
         REWRITES[name](model)
     _name_nodes(model.graph)

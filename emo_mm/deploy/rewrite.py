@@ -13,6 +13,10 @@ and initializer name.
 * :func:`fuse_silu`: ``x * sigmoid(x)`` becomes one ``com.microsoft.QuickGelu`` node
   (``alpha=1``), which the quantizer leaves in float; unfused, it becomes
   QLinearSigmoid and QLinearMul.
+* :func:`unshare_initializers`: a float initializer read by several nodes gets one copy
+  per reader. TorchScript exports merge equal tensors (e.g. zero biases) into one, and
+  onnxruntime's QOperator quantizer then reuses one node's quantized form (an int32 conv
+  bias) for another (an 8-bit Add operand): a graph that fails to load.
 * :func:`split_convs`: a convolution whose output is only split along its channels
   (EMO's ``qk`` projection, chunked into q and k) becomes one convolution per part: no
   Split node, and each part (q, k) gets its own 8-bit range instead of a shared one.
@@ -311,3 +315,27 @@ def _drop_unused_initializers(graph: onnx.GraphProto) -> None:
     kept = [init for init in graph.initializer if init.name in used]
     del graph.initializer[:]
     graph.initializer.extend(kept)
+
+
+def unshare_initializers(model: onnx.ModelProto) -> int:
+    """Gives every reader of a shared float initializer its own copy (see the module
+    docstring). Returns the number of copies made."""
+    graph = model.graph
+    inits = {init.name: init for init in graph.initializer
+             if init.data_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16)}
+    seen: Dict[str, int] = {}
+    copies = []
+    for node in graph.node:
+        for slot, name in enumerate(node.input):
+            if name not in inits:
+                continue
+            seen[name] = seen.get(name, 0) + 1
+            if seen[name] == 1:
+                continue
+            copy = onnx.TensorProto()
+            copy.CopyFrom(inits[name])
+            copy.name = f'{name}_copy{seen[name] - 1}'
+            copies.append(copy)
+            node.input[slot] = copy.name
+    graph.initializer.extend(copies)
+    return len(copies)
