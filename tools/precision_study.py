@@ -32,6 +32,7 @@ import os.path as osp
 import statistics
 import sys
 import tempfile
+import time
 from typing import Dict, List
 
 import numpy as np
@@ -67,8 +68,9 @@ def parse_variant(name: str) -> dict:
     parts = name.split('-')
     if len(parts) < 3 or parts[0] != 'int8' or parts[1] not in ('qdq', 'qop') \
             or parts[2] not in ('u8', 's8'):
-        raise argparse.ArgumentTypeError(f'Unknown variant {name!r}: fp32, fp32-gelu or '
-                                          'int8-{qdq|qop}-{u8|s8}[-raw|-silu|-fattn|-int8ok]')
+        raise argparse.ArgumentTypeError(
+            f'Unknown variant {name!r}: fp32, fp32-gelu or '
+            'int8-{qdq|qop}-{u8|s8}[-raw|-silu|-fattn|-split|-int8ok]')
     options = set(parts[3:])
     unknown = options - {'raw', 'silu', 'fattn', 'int8ok', 'split'}
     if unknown:
@@ -99,7 +101,6 @@ def make_graph(variant: str, fp32_path: str, folder: str, calib: List[dict]) -> 
 
 def torch_steps(model, spec: dict, batch_sizes, rng) -> dict:
     """Batch size -> one inference call of ``model`` under a torch variant."""
-    import copy
     model = copy.deepcopy(model).eval()
     dtype = torch.bfloat16 if spec['dtype'] == 'bf16' else torch.float32
     memory_format = torch.channels_last if spec['channels_last'] else torch.contiguous_format
@@ -181,6 +182,10 @@ def parse_args(argv=None):
     parser.add_argument('--calib', type=int, default=8)
     parser.add_argument('--profile', type=int, nargs='?', const=10, default=0)
     parser.add_argument('--work-dir', default=None, help='keep the graphs here')
+    parser.add_argument('--clock', choices=['wall', 'cpu'], default='wall',
+                        help="wall: the benchmark's timing; cpu: the same loop on this "
+                        "process's CPU time, which other processes' load does not inflate "
+                        "(with --threads 1 it is the computation's own time)")
     args = parser.parse_args(argv)
     for variant in args.variants:
         parse_variant(variant)
@@ -248,7 +253,10 @@ def main(argv=None):
         for row, batch, step in cells:
             if row['error']:
                 continue
-            speed, _ = benchmark._timed(step, batch, 'cpu', args.warmup, args.min_time)
+            if args.clock == 'wall':
+                speed, _ = benchmark._timed(step, batch, 'cpu', args.warmup, args.min_time)
+            else:
+                speed = _timed_cpu(step, batch, args.warmup, args.min_time)
             row['runs'].setdefault(batch, []).append(speed)
             print(f'  {row["model"]} {row["variant"]} bs{batch}: {speed:.1f} img/s', flush=True)
     print()
@@ -258,6 +266,20 @@ def main(argv=None):
             print(f'profile {row["model"]} {row["variant"]} bs{batch} (ms/call): ' +
                   ', '.join(f'{op} {ms:.2f}' for op, ms in ops))
     return rows
+
+
+def _timed_cpu(step, batch: int, warmup: int, min_time: float) -> float:
+    """``benchmark._timed`` on ``time.process_time``: images per CPU-second of this
+    process (all its threads) after ``warmup`` calls, over >= ``min_time`` s and 3 calls."""
+    for _ in range(warmup):
+        step()
+    runs, start = 0, time.process_time()
+    while True:
+        step()
+        runs += 1
+        elapsed = time.process_time() - start
+        if elapsed >= min_time and runs >= 3:
+            return batch * runs / elapsed
 
 
 def format_table(rows, batch_sizes) -> str:

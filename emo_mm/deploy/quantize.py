@@ -366,8 +366,9 @@ def quantize_prepared(model: onnx.ModelProto, out_path: str, config: QuantizeCon
                       cache_path: str, float_nodes: Iterable[str] = ()) -> str:
     """Quantizes a graph from :func:`prepare` with the ranges in ``cache_path`` (from
     :func:`calibrate`) and writes it to ``out_path``."""
-    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
     import logging
+
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
     types = {'u8': QuantType.QUInt8, 's8': QuantType.QInt8}
     quiet = logging.getLogger().level
     logging.getLogger().setLevel(logging.ERROR)  # the quantizer warns through the root logger

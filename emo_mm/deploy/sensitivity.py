@@ -40,9 +40,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from .quantize import (Inputs, ModelLike, QuantizeConfig, calibrate, check_inputs,
-                       excluded_nodes, network_graph, prepare, quantizable_op_types,
-                       quantize_prepared)
+from .quantize import (Inputs, ModelLike, QuantizeConfig, calibrate, check_inputs, excluded_nodes,
+                       network_graph, prepare, quantizable_op_types, quantize_prepared)
 from .rewrite import GraphIndex
 
 SCOPES_KEY = 'pkg.torch.onnx.name_scopes'
