@@ -92,8 +92,9 @@ def _onnx_matmul(shape, kind: str):
             node = helper.make_node('QLinearMatMul', ['A', 'a_scale', 'a_zero', 'B', 'b_scale',
                                                       'b_zero', 'y_scale', 'y_zero'], ['Y'])
             y_type, inits = TensorProto.UINT8, [b] + scalars
-    graph = helper.make_graph([node], 'matmul', [helper.make_tensor_value_info('A', a_type, [m, k])],
-                              [helper.make_tensor_value_info('Y', y_type, [m, n])], inits)
+    a_info = helper.make_tensor_value_info('A', a_type, [m, k])
+    y_info = helper.make_tensor_value_info('Y', y_type, [m, n])
+    graph = helper.make_graph([node], 'matmul', [a_info], [y_info], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', 18)])
     model.ir_version = 9
     onnx.checker.check_model(model)
