@@ -42,6 +42,7 @@ sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 import benchmark  # noqa: E402  (tools/benchmark.py: model table, timing, profiles)
 
 import emo_mm  # noqa: E402,F401
+from emo_mm.utils.flops import count_flops  # noqa: E402
 from emo_mm.utils.onnx import export_onnx  # noqa: E402
 
 SIZE = (224, 224)
@@ -182,6 +183,14 @@ def parse_args(argv=None):
     parser.add_argument('--calib', type=int, default=8)
     parser.add_argument('--profile', type=int, nargs='?', const=10, default=0)
     parser.add_argument('--work-dir', default=None, help='keep the graphs here')
+    parser.add_argument('--versus', nargs='+', default=[], metavar='A:B',
+                        help='print, per batch size, the fastest variant of model A over '
+                        'the fastest of model B (e.g. EMOv2-5M:EdgeNeXt-S)')
+    parser.add_argument('--best-of', nargs='+', default=None, metavar='VARIANT',
+                        help='variants --versus picks the fastest from (default: all)')
+    parser.add_argument('--peak', action='store_true',
+                        help="measure this machine's matrix-multiply rates (emo_mm.deploy."
+                        "peak) with the same threads and clock, and print each cell's share")
     parser.add_argument('--clock', choices=['wall', 'cpu'], default='wall',
                         help="wall: the benchmark's timing; cpu: the same loop on this "
                         "process's CPU time, which other processes' load does not inflate "
@@ -206,11 +215,13 @@ def main(argv=None):
     calib = [{'input': rng.random((1, 3, *SIZE), dtype=np.float32)} for _ in range(args.calib)]
     cells = []  # (model, variant, batch, step, row)
     rows = []
+    macs = {}
     for name in args.models:
         entry = benchmark.lookup(name)
         torch.manual_seed(0)
         model = entry.build().eval()
         benchmark.apply_deploy(model)
+        macs[name] = count_flops(model, torch.rand(1, 3, *SIZE))['flops']
         model_dir = osp.join(folder, name)
         os.makedirs(model_dir, exist_ok=True)
         fp32_path = osp.join(model_dir, 'fp32.onnx')
@@ -261,11 +272,76 @@ def main(argv=None):
             print(f'  {row["model"]} {row["variant"]} bs{batch}: {speed:.1f} img/s', flush=True)
     print()
     print(format_table(rows, args.batch_sizes))
+    if args.versus:
+        print()
+        print(format_versus(rows, args.versus, args.batch_sizes, args.best_of))
+    if args.peak:
+        from emo_mm.deploy.peak import format_rates, matmul_rates
+        rates = matmul_rates(threads=args.threads, min_time=args.min_time, rounds=args.repeat,
+                             clock=time.process_time if args.clock == 'cpu' else time.perf_counter)
+        print()
+        print(format_rates(rates))
+        print()
+        print(format_shares(rows, rates['peak'], macs, args.batch_sizes))
     for row in rows:
         for batch, ops in row['profile'].items():
             print(f'profile {row["model"]} {row["variant"]} bs{batch} (ms/call): ' +
                   ', '.join(f'{op} {ms:.2f}' for op, ms in ops))
     return rows
+
+
+def _medians(rows):
+    return {(r['model'], r['variant']): {b: statistics.median(v) for b, v in r['runs'].items()}
+            for r in rows if not r['error']}
+
+
+def format_versus(rows, pairs, batch_sizes, best_of=None) -> str:
+    """Fastest variant of A over fastest of B, per batch size."""
+    medians = _medians(rows)
+    lines = []
+    for pair in pairs:
+        a, _, b = pair.partition(':')
+        for batch in batch_sizes:
+            best = {}
+            for model in (a, b):
+                cells = [(speed[batch], variant) for (m, variant), speed in medians.items()
+                         if m == model and batch in speed
+                         and (best_of is None or variant in best_of)]
+                best[model] = max(cells) if cells else None
+            if best[a] and best[b]:
+                lines.append(f'{a} ({best[a][1]}, {best[a][0]:.1f} img/s) over {b} '
+                             f'({best[b][1]}, {best[b][0]:.1f} img/s) at bs{batch}: '
+                             f'{best[a][0] / best[b][0]:.2f}x')
+    return '\n'.join(lines)
+
+
+def peak_runtime(variant: str) -> str:
+    """The matrix-multiply rate a variant is compared with."""
+    spec = parse_variant(variant)
+    if spec['kind'] == 'int8':
+        return 'onnxruntime int8 MatMulInteger'
+    if spec['kind'] in ('torch', 'aoti'):
+        return 'torch bf16' if spec['dtype'] in ('bf16', 'amp') else 'torch fp32'
+    return 'onnxruntime fp32'
+
+
+def format_shares(rows, peak, macs, batch_sizes) -> str:
+    """Each cell's share of its precision's matrix-multiply rate (2 x MACs x img/s)."""
+    from emo_mm.deploy.peak import model_share
+    medians = _medians(rows)
+    lines = [f'{"share of the peak":<38}' + ''.join(f'{f"bs{b}":>8}' for b in batch_sizes)]
+    for (model, variant), speeds in medians.items():
+        runtime = peak_runtime(variant)
+        rate = peak.get(runtime)
+        if not isinstance(rate, float):
+            continue
+        cells = ''.join(f'{model_share(speeds[b], macs[model], rate):>8.1%}' if b in speeds
+                        else f'{"-":>8}' for b in batch_sizes)
+        lines.append(f'{model + " " + variant:<38}{cells}  of {runtime} {rate:.0f} GFLOP/s')
+    lines.append('(FLOPs per image, emo_mm.utils.flops (fvcore: one per multiply-accumulate): '
+                 + ', '.join(f'{m} {v / 1e9:.3f} G' for m, v in macs.items())
+                 + '; shares count 2 operations per FLOP, as the rates do)')
+    return '\n'.join(lines)
 
 
 def _timed_cpu(step, batch: int, warmup: int, min_time: float) -> float:

@@ -37,16 +37,18 @@ SHAPES = {
 PEAK_SHAPE = 'square 1024'
 
 
-def time_calls(step: Callable[[], None], warmup: int = 3, min_time: float = 1.0) -> float:
+def time_calls(step: Callable[[], None], warmup: int = 3, min_time: float = 1.0,
+               clock: Callable[[], float] = time.perf_counter) -> float:
     """Calls per second of ``step`` after ``warmup`` untimed calls, over at least
-    ``min_time`` seconds and 3 calls (``tools/benchmark.py``'s cell timing)."""
+    ``min_time`` seconds and 3 calls (``tools/benchmark.py``'s cell timing). ``clock``:
+    ``time.process_time`` counts this process's CPU time instead of wall time."""
     for _ in range(warmup):
         step()
-    runs, start = 0, time.perf_counter()
+    runs, start = 0, clock()
     while True:
         step()
         runs += 1
-        elapsed = time.perf_counter() - start
+        elapsed = clock() - start
         if elapsed >= min_time and runs >= 3:
             return runs / elapsed
 
@@ -134,7 +136,8 @@ def matmul_rates(threads: Optional[int] = None,
                  runtimes: Optional[Sequence[str]] = None,
                  warmup: int = 3,
                  min_time: float = 1.0,
-                 rounds: int = 1) -> Dict[str, Dict[str, object]]:
+                 rounds: int = 1,
+                 clock: Callable[[], float] = time.perf_counter) -> Dict[str, Dict[str, object]]:
     """Measured matrix-multiply rates in GFLOP/s (2 operations per multiply-accumulate).
 
     Args:
@@ -145,6 +148,7 @@ def matmul_rates(threads: Optional[int] = None,
         min_time (float): Seconds per timed cell.
         rounds (int): Each cell is timed in ``rounds`` rounds over all cells; the median
             is kept (a busy machine's drifts then reach every runtime alike).
+        clock (callable): See :func:`time_calls`.
 
     Returns:
         dict: ``{shape name: {runtime: GFLOP/s or 'error: ...'}}`` and ``peak``: the
@@ -167,7 +171,7 @@ def matmul_rates(threads: Optional[int] = None,
         for (shape_name, runtime), step in steps.items():
             m, k, n = shapes[shape_name]
             samples[shape_name, runtime].append(
-                time_calls(step, warmup, min_time) * 2 * m * k * n / 1e9)
+                time_calls(step, warmup, min_time, clock) * 2 * m * k * n / 1e9)
     for (shape_name, runtime), values in samples.items():
         results[shape_name][runtime] = float(np.median(values))
     peak = PEAK_SHAPE if PEAK_SHAPE in shapes else next(iter(shapes))
