@@ -154,6 +154,19 @@ def test_quantized_graph_loads_and_runs(tmp_path, quant_format, activation_type)
     assert record['calibration'] == {'inputs': 16}
 
 
+def test_float_op_classes_stay_float(tmp_path):
+    from emo_mm.deploy.quantize import attention_core_nodes, depthwise_conv_nodes, excluded_nodes
+    model = small_graph()
+    assert depthwise_conv_nodes(model) == ['conv_dw']
+    assert attention_core_nodes(model) == ['attn_qk', 'attn_softmax', 'attn_v']
+    config = QuantizeConfig(quant_format='qoperator', float_depthwise=True, float_attention=True)
+    assert {'conv_dw', 'attn_qk', 'attn_softmax', 'attn_v'} <= set(excluded_nodes(model, config))
+    record = quantize(model, str(tmp_path / 'int8.onnx'), images(8), config)
+    ops = record['op_counts']
+    assert ops['Conv'] == 1 and ops['QLinearConv'] == 3  # the depth-wise one stays float
+    assert ops['Softmax'] == 1 and ops['MatMul'] == 2 and 'QLinearMatMul' not in ops
+
+
 def test_shared_initializers_quantize_to_a_valid_qoperator_graph(tmp_path):
     from emo_mm.deploy.quantize import prepare
     model = small_graph(shared_bias=True)

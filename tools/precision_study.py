@@ -20,7 +20,8 @@ input; ``compile`` ``torch.compile`` (static shapes, one graph per batch size); 
 torch.export + AOTInductor (a compiled package per batch size). int8 variants:
 ``fmt`` ``qdq`` or ``qop`` (QOperator), ``act`` ``u8`` or ``s8``, options ``raw`` (no
 graph rewrites, no basic optimisation), ``silu`` (SiLU fused, stays float), ``fattn``
-(attention core in float), ``int8ok`` (the session option that lets onnxruntime fuse
+(attention core in float), ``fdw`` (depth-wise convolutions in float), ``split`` (the
+q/k conv split in two), ``int8ok`` (the session option that lets onnxruntime fuse
 s8 activations on x86: ``session.qdqisint8allowed``). Calibration uses ``--calib``
 random images: speed does not depend on the weights' or the ranges' values.
 """
@@ -73,14 +74,14 @@ def parse_variant(name: str) -> dict:
             f'Unknown variant {name!r}: fp32, fp32-gelu or '
             'int8-{qdq|qop}-{u8|s8}[-raw|-silu|-fattn|-split|-int8ok]')
     options = set(parts[3:])
-    unknown = options - {'raw', 'silu', 'fattn', 'int8ok', 'split'}
+    unknown = options - {'raw', 'silu', 'fattn', 'fdw', 'int8ok', 'split'}
     if unknown:
         raise argparse.ArgumentTypeError(f'Unknown option(s) {sorted(unknown)} in {name!r}.')
     rewrites = () if 'raw' in options else ('gelu', ) + tuple(
         option for option in ('silu', 'split') if option in options)
     config = dict(quant_format='qdq' if parts[1] == 'qdq' else 'qoperator',
                   activation_type=parts[2], rewrites=rewrites, optimize='raw' not in options,
-                  float_attention='fattn' in options)
+                  float_attention='fattn' in options, float_depthwise='fdw' in options)
     session = {'session.qdqisint8allowed': '1'} if 'int8ok' in options else {}
     return dict(kind='int8', config=config, session=session)
 

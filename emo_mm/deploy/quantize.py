@@ -71,6 +71,7 @@ class QuantizeConfig:
             ``('Softmax',)``).
         float_attention (bool): Keep the attention core (MatMuls without a constant
             operand and Softmax) in float.
+        float_depthwise (bool): Keep depth-wise convolutions in float.
         optimize (bool): Run onnxruntime's basic graph optimisations (constant folding,
             redundant-node removal) first, as ``quant_pre_process`` does.
     """
@@ -81,6 +82,7 @@ class QuantizeConfig:
     rewrites: Sequence[str] = ('gelu', )
     float_op_types: Sequence[str] = ()
     float_attention: bool = False
+    float_depthwise: bool = False
     optimize: bool = True
 
     def __post_init__(self):
@@ -226,6 +228,21 @@ def attention_core_nodes(model: onnx.ModelProto) -> List[str]:
                                              and not _is_weight_layer(node, index))]
 
 
+def depthwise_conv_nodes(model: onnx.ModelProto) -> List[str]:
+    """Convolutions with one group per input channel (and more than one group)."""
+    index = GraphIndex(model.graph)
+    names = []
+    for node in model.graph.node:
+        if node.op_type != 'Conv':
+            continue
+        groups = next((onnx.helper.get_attribute_value(a) for a in node.attribute
+                       if a.name == 'group'), 1)
+        weight = index.constant(node.input[1])
+        if groups > 1 and weight is not None and weight.shape[1] == 1:
+            names.append(node.name)
+    return names
+
+
 # ---------------------------------------------------------------------------------------
 # Preparation, calibration, quantization.
 # ---------------------------------------------------------------------------------------
@@ -329,6 +346,8 @@ def excluded_nodes(model: onnx.ModelProto, config: QuantizeConfig,
                 if node.name not in network or node.op_type in config.float_op_types}
     if config.float_attention:
         excluded.update(attention_core_nodes(model))
+    if config.float_depthwise:
+        excluded.update(depthwise_conv_nodes(model))
     unknown = set(float_nodes) - {node.name for node in model.graph.node}
     if unknown:
         raise ValueError(f'Float nodes not in the graph: {sorted(unknown)[:5]}; were they '
