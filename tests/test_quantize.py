@@ -310,3 +310,19 @@ def test_quantize_within_budget_records_the_float_nodes(tmp_path):
     import json
     json.dumps(record)  # the bundle's deploy.json takes it as it is
     run(out, images(1)[0])
+
+
+def test_evaluation_inputs_are_batched_only_on_a_dynamic_batch_axis():
+    from types import SimpleNamespace
+
+    from emo_mm.deploy.sensitivity import _batches
+    inputs = [{'input': np.full((1, 3, 4, 4), i, np.float32)} for i in range(20)]
+
+    def session(first_axis):
+        return SimpleNamespace(get_inputs=lambda: [
+            SimpleNamespace(name='input', shape=[first_axis, 3, 4, 4]),
+            SimpleNamespace(name='gate_0', shape=[])])
+    batches = _batches(session('batch'), inputs)
+    assert [b['input'].shape[0] for b in batches] == [16, 4]
+    assert batches[1]['input'][:, 0, 0, 0].tolist() == [16, 17, 18, 19]
+    assert _batches(session(1), inputs) is inputs

@@ -262,10 +262,35 @@ class _GatedRunner:
         gates = np.ones(self.num_gates, np.float32)
         gates[list(float_gates)] = 0.
         feeds_gates = {f'gate_{i}': np.array(g, np.float32) for i, g in enumerate(gates)}
-        outputs = [out for feeds in self.inputs
-                   for out in self.session.run(None, {**feeds, **feeds_gates})]
+        outputs = _run_batched(self.session, self.inputs, feeds_gates)
         self.evaluations += 1
         return relative_rms_error(outputs, self.reference)
+
+
+#: Inputs run together when the graph's batch axis is dynamic.
+BATCH = 16
+
+
+def _batches(session, inputs: List[Dict[str, np.ndarray]]) -> List[Dict[str, np.ndarray]]:
+    """``inputs`` concatenated along axis 0 into batches of up to :data:`BATCH` when every
+    graph input has a dynamic first axis and the inputs agree in their other axes;
+    otherwise as they are."""
+    graph_inputs = [i for i in session.get_inputs() if i.name in inputs[0]]
+    dynamic = all(i.shape and not isinstance(i.shape[0], int) for i in graph_inputs)
+    names = [i.name for i in graph_inputs]
+    same = all(len({tuple(f[n].shape[1:]) for f in inputs}) == 1 for n in names)
+    if not (dynamic and same):
+        return inputs
+    return [{n: np.concatenate([f[n] for f in inputs[i:i + BATCH]]) for n in names}
+            for i in range(0, len(inputs), BATCH)]
+
+
+def _run_batched(session, inputs, extra=None) -> List[np.ndarray]:
+    """Outputs of ``session`` on ``inputs``, batched where possible (see :func:`_batches`);
+    outputs whose first axis is the batch are compared as a whole either way."""
+    extra = extra or {}
+    return [out for feeds in _batches(session, inputs)
+            for out in session.run(None, {**feeds, **extra})]
 
 
 def _run_all(graph, inputs, threads) -> List[np.ndarray]:
@@ -274,7 +299,7 @@ def _run_all(graph, inputs, threads) -> List[np.ndarray]:
     if threads:
         options.intra_op_num_threads = threads
     session = ort.InferenceSession(graph, options, providers=['CPUExecutionProvider'])
-    return [out for feeds in inputs for out in session.run(None, feeds)]
+    return _run_batched(session, inputs)
 
 
 def find_float_nodes(model: ModelLike,
