@@ -310,6 +310,7 @@ def find_float_nodes(model: ModelLike,
                      max_groups: int = 24,
                      refine: int = 4,
                      max_float_groups: int = 8,
+                     min_gain: float = 0.02,
                      threads: Optional[int] = None,
                      log=None) -> dict:
     """The sensitivity pass (see the module docstring).
@@ -328,6 +329,8 @@ def find_float_nodes(model: ModelLike,
             measured again.
         max_float_groups (int): At most this many groups are kept in float; if the budget
             is still not met, the result says so (``within_budget`` False).
+        min_gain (float): A group is kept only if it lowers the error (with the groups
+            kept before it) by at least this fraction of the error so far.
         threads (int, optional): onnxruntime threads for the measurements.
         log (callable, optional): Called with progress lines.
 
@@ -340,9 +343,10 @@ def find_float_nodes(model: ModelLike,
         measured group, most sensitive first), ``error_int8`` and ``error_final``
         (simulated by the gates), ``error_int8_real`` / ``error_final_real``
         (onnxruntime's int8 graphs), ``budget``, ``within_budget`` (of the real final
-        error), ``evaluations``, ``candidates``, ``seconds``, ``metric``.
+        error), ``evaluations``, ``candidates``, ``seconds`` (wall) and ``cpu_seconds``
+        (this process), ``metric``.
     """
-    start = time.time()
+    start, cpu_start = time.time(), time.process_time()
     log = log or (lambda line: None)
     config = config or QuantizeConfig()
     prepared = prepare(model, config)
@@ -402,8 +406,8 @@ def find_float_nodes(model: ModelLike,
                 continue  # inside a group already kept (a parent or a child)
             trial = float_gates | set(group['gates'])
             trial_error = runner.error(sorted(trial))
-            if trial_error >= error:
-                continue  # no gain together with the groups already kept
+            if trial_error > error * (1 - min_gain):
+                continue  # too little gain together with the groups already kept
             float_gates, error = trial, trial_error
             kept.append(dict(group=group['group'], nodes=group['nodes'],
                              op_types=group['op_types'], error_quantized=error_all,
@@ -426,6 +430,7 @@ def find_float_nodes(model: ModelLike,
                 error_final_real=error_final_real, budget=budget,
                 within_budget=error_final_real <= budget, evaluations=runner.evaluations,
                 candidates=len(candidates), seconds=time.time() - start,
+                cpu_seconds=time.process_time() - cpu_start,
                 metric='relative RMS error of the network outputs against fp32')
 
 
@@ -447,7 +452,7 @@ def quantize_within_budget(model: ModelLike,
         model, calibration_inputs, config, budget, eval_inputs, threads, log: See
             :func:`find_float_nodes`.
         out_path (str): Where the int8 graph is written.
-        **search: ``max_groups``, ``refine``, ``max_float_groups`` of
+        **search: ``max_groups``, ``refine``, ``max_float_groups``, ``min_gain`` of
             :func:`find_float_nodes`.
 
     Returns:
@@ -465,7 +470,8 @@ def quantize_within_budget(model: ModelLike,
     record['sensitivity'] = dict(
         budget=budget, metric=result['metric'], error_int8=result['error_int8_real'],
         error_final=result['error_final_real'], within_budget=result['within_budget'],
-        groups_measured=len(result['groups']), seconds=round(result['seconds'], 1))
+        groups_measured=len(result['groups']), seconds=round(result['seconds'], 1),
+        cpu_seconds=round(result['cpu_seconds'], 1))
     record['float_reasons'] = [
         dict(group=g['group'], nodes=g['nodes'], op_types=g['op_types'],
              reason=(f'relative RMS error with every node int8 {g["error_quantized"]:.4g}, '
