@@ -3,13 +3,7 @@ import pytest
 import torch
 
 from emo_mm.models import EMOv2
-from emo_mm.models.attention import set_fused_attention
-
-
-def _set_stacking(model, stack: bool) -> None:
-    for module in model.modules():
-        if hasattr(module, 'stack_partitions'):
-            module.stack_partitions = stack
+from emo_mm.models.attention import set_fused_attention, set_stack_partitions
 
 
 @pytest.mark.parametrize('fused', [False, None])
@@ -26,7 +20,7 @@ def test_unstacked_partitions_give_the_same_outputs(fused):
     images = torch.randn(2, 3, 80, 112)
     with torch.no_grad():
         stacked = model(images)
-        _set_stacking(model, False)
+        set_stack_partitions(model, False)
         separate = model(images)
     assert any(not m.stack_partitions for m in model.modules() if hasattr(m, 'stack_partitions'))
     for a, b in zip(separate, stacked):
@@ -47,3 +41,24 @@ def test_matmul_rates_are_measured_for_every_runtime():
     assert model_share(50., 1e9, 200.) == pytest.approx(0.5)
     with pytest.raises(ValueError, match='Unknown runtime'):
         matmul_rates(runtimes=['numpy'])
+
+
+@pytest.mark.slow
+def test_export_with_separate_partitions_matches_pytorch(tmp_path):
+    """The int8 path's export (stack_partitions=False): no stack (Concat) of partitions,
+    outputs equal to PyTorch's."""
+    import onnx
+
+    from emo_mm.utils.onnx import export_onnx, verify_onnx
+    model = EMOv2('1M', window_size=3, out_indices=(3, 4)).eval()
+    for module in model.modules():
+        if hasattr(module, 'gamma'):
+            torch.nn.init.uniform_(module.gamma, 0.5, 1.0)
+    counts = {}
+    for stack in (True, False):
+        path = str(tmp_path / f'stack_{stack}.onnx')
+        export_onnx(model, path, trace_size=(80, 112), dynamic_spatial=False,
+                    stack_partitions=stack)
+        verify_onnx(path, model, [(2, 3, 80, 112)], tolerance=1e-5)
+        counts[stack] = sum(n.op_type == 'Concat' for n in onnx.load(path).graph.node)
+    assert counts[False] < counts[True]

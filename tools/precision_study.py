@@ -228,14 +228,12 @@ def main(argv=None):
         fp32_path = osp.join(model_dir, 'fp32.onnx')
         export_onnx(model, fp32_path, trace_size=SIZE, deploy=False, dynamic_spatial=False)
         if any(v.endswith('@u') for v in args.variants):
-            unstacked = copy.deepcopy(model)
-            for module in unstacked.modules():
-                if hasattr(module, 'stack_partitions'):
-                    module.stack_partitions = False
-            export_onnx(unstacked, osp.join(model_dir, 'fp32@u.onnx'), trace_size=SIZE,
-                        deploy=False, dynamic_spatial=False)
+            export_onnx(copy.deepcopy(model), osp.join(model_dir, 'fp32@u.onnx'),
+                        trace_size=SIZE, deploy=False, dynamic_spatial=False,
+                        stack_partitions=False)
         for variant in args.variants:
-            row = dict(model=name, variant=variant, runs={}, error=None, profile={})
+            row = dict(model=name, variant=variant, runs={}, wall_runs={}, error=None,
+                       profile={})
             rows.append(row)
             try:
                 spec = parse_variant(variant)
@@ -267,12 +265,22 @@ def main(argv=None):
                 continue
             if args.clock == 'wall':
                 speed, _ = benchmark._timed(step, batch, 'cpu', args.warmup, args.min_time)
+                wall = ''
             else:
-                speed = _timed_cpu(step, batch, args.warmup, args.min_time)
+                speed, wall_speed = _timed_cpu(step, batch, args.warmup, args.min_time)
+                row['wall_runs'].setdefault(batch, []).append(wall_speed)
+                wall = f' (wall clock {wall_speed:.1f})'
             row['runs'].setdefault(batch, []).append(speed)
-            print(f'  {row["model"]} {row["variant"]} bs{batch}: {speed:.1f} img/s', flush=True)
+            print(f'  {row["model"]} {row["variant"]} bs{batch}: {speed:.1f} img/s{wall}',
+                  flush=True)
     print()
+    print(f'{args.clock} clock' + (' (images per CPU-second of this process, all threads)'
+                                   if args.clock == 'cpu' else ''))
     print(format_table(rows, args.batch_sizes))
+    if args.clock == 'cpu':
+        print()
+        print('wall clock of the same calls')
+        print(format_table(rows, args.batch_sizes, 'wall_runs'))
     if args.versus:
         print()
         print(format_versus(rows, args.versus, args.batch_sizes, args.best_of))
@@ -345,24 +353,27 @@ def format_shares(rows, peak, macs, batch_sizes) -> str:
     return '\n'.join(lines)
 
 
-def _timed_cpu(step, batch: int, warmup: int, min_time: float) -> float:
-    """``benchmark._timed`` on ``time.process_time``: images per CPU-second of this
-    process (all its threads) after ``warmup`` calls, over >= ``min_time`` s and 3 calls."""
+def _timed_cpu(step, batch: int, warmup: int, min_time: float):
+    """``benchmark._timed`` on ``time.process_time``: (images per CPU-second of this
+    process (all its threads), images per wall-clock second of the same calls) after
+    ``warmup`` calls, over >= ``min_time`` CPU-seconds and 3 calls."""
     for _ in range(warmup):
         step()
-    runs, start = 0, time.process_time()
+    runs, start, wall_start = 0, time.process_time(), time.perf_counter()
     while True:
         step()
         runs += 1
         elapsed = time.process_time() - start
         if elapsed >= min_time and runs >= 3:
-            return batch * runs / elapsed
+            return batch * runs / elapsed, batch * runs / (time.perf_counter() - wall_start)
 
 
-def format_table(rows, batch_sizes) -> str:
-    medians = {(r['model'], r['variant']): {b: statistics.median(v) for b, v in r['runs'].items()}
+def format_table(rows, batch_sizes, key: str = 'runs') -> str:
+    """Medians of ``row[key]`` (``runs``: the chosen clock; ``wall_runs``: wall clock of
+    the same calls under ``--clock cpu``) with each variant's ratio to fp32."""
+    medians = {(r['model'], r['variant']): {b: statistics.median(v) for b, v in r[key].items()}
                for r in rows}
-    header = f'{"model":<14}{"variant":<24}' + ''.join(
+    header = f'{"model":<14}{"variant":<30}' + ''.join(
         f'{f"bs{b} img/s":>12}{"x fp32":>9}' for b in batch_sizes)
     out = [header, '-' * len(header)]
     for row in rows:
@@ -373,7 +384,7 @@ def format_table(rows, batch_sizes) -> str:
             ratio = speed / base[batch] if speed and base.get(batch) else None
             cells += f'{"error" if row["error"] else f"{speed:.1f}" if speed else "-":>12}'
             cells += f'{f"{ratio:.2f}" if ratio else "-":>9}'
-        out.append(f'{row["model"]:<14}{row["variant"]:<24}' + cells)
+        out.append(f'{row["model"]:<14}{row["variant"]:<30}' + cells)
     for row in rows:
         if row['error']:
             out.append(f'error: {row["model"]} {row["variant"]}: {row["error"]}')

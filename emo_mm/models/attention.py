@@ -276,6 +276,14 @@ def set_fused_attention(model: nn.Module, fused: Optional[bool]) -> None:
             module.fused_attn = fused
 
 
+def set_stack_partitions(model: nn.Module, stack: bool) -> None:
+    """Sets ``stack_partitions`` of every window attention in ``model`` (see
+    :func:`window_attention`; same outputs either way)."""
+    for module in model.modules():
+        if hasattr(module, 'stack_partitions'):
+            module.stack_partitions = stack
+
+
 @contextlib.contextmanager
 def attention_path(model: nn.Module, fused: Optional[bool]) -> Iterator[None]:
     """Temporarily sets the attention path of ``model`` (see :func:`set_fused_attention`)."""
