@@ -326,3 +326,26 @@ def test_evaluation_inputs_are_batched_only_on_a_dynamic_batch_axis():
     assert [b['input'].shape[0] for b in batches] == [16, 4]
     assert batches[1]['input'][:, 0, 0, 0].tolist() == [16, 17, 18, 19]
     assert _batches(session(1), inputs) is inputs
+
+
+@pytest.mark.slow
+def test_torchscript_graph_groups_by_module_path(tmp_path):
+    """Graphs from the TorchScript exporter (the deploy bundles') carry no scope metadata:
+    their node names' module paths give the groups and the sub-groups."""
+    import torch
+
+    from emo_mm.deploy.quantize import network_graph, prepare
+    from emo_mm.deploy.sensitivity import candidate_nodes, group_nodes, split_group
+    from emo_mm.utils.onnx import export_onnx
+    from helpers import build_classifier
+    torch.manual_seed(0)
+    path = str(tmp_path / 'traced.onnx')
+    export_onnx(build_classifier('1M', window_size=7).eval(), path, trace_size=(112, 112))
+    network = network_graph(prepare(path))
+    candidates = candidate_nodes(network, QuantizeConfig())
+    groups = group_nodes(network, candidates, max_groups=6)
+    assert 1 < len(groups) <= 6
+    assert all(key.startswith('/model/') for key in groups), list(groups)
+    key, names = max(groups.items(), key=lambda item: len(item[1]))
+    parts = split_group(network, key, names)
+    assert len(parts) > 1 and all(child.startswith(key + '/') for child in parts), list(parts)

@@ -21,9 +21,10 @@ error is within ``budget``. At the end the graph is quantized for real with the 
 nodes in float and its error measured; both figures are returned.
 
 Groups are the exporter's module scopes (the ``pkg.torch.onnx.name_scopes`` metadata of
-torch.export graphs, e.g. ``model.backbone.stage3.1``) at the deepest level that gives at
-most ``max_groups`` groups, one level deeper for the refinement; graphs without that
-metadata are grouped by weight layer (each weight layer with the nodes after it, up to
+torch.export graphs, e.g. ``model.backbone.stage3.1``, or the module path of TorchScript
+exports' node names, e.g. ``/model/stage3/stage3.1``) at the deepest level that gives at
+most ``max_groups`` groups, one level deeper for the refinement; graphs without either
+are grouped by weight layer (each weight layer with the nodes after it, up to
 the next one, merged in graph order).
 
 The error is the relative RMS error over all network outputs,
@@ -48,6 +49,9 @@ SCOPES_KEY = 'pkg.torch.onnx.name_scopes'
 
 
 def _scopes(node: onnx.NodeProto) -> Optional[List[str]]:
+    """The module scopes of ``node``, outermost first: from torch.export's metadata, or
+    from a TorchScript-exported name (``/model/stage3/stage3.1/Conv``: one module per
+    path segment, the last segment names the node)."""
     for prop in node.metadata_props:
         if prop.key == SCOPES_KEY:
             try:
@@ -56,6 +60,9 @@ def _scopes(node: onnx.NodeProto) -> Optional[List[str]]:
                 return None
             # The last entry names the node itself (e.g. 'permute_2'), not a module.
             return [s for s in scopes[:-1] if s] or None
+    if node.name.startswith('/'):
+        segments = node.name.split('/')[1:-1]
+        return ['/' + '/'.join(segments[:i + 1]) for i in range(len(segments))] or None
     return None
 
 
@@ -145,7 +152,8 @@ def split_group(model: onnx.ModelProto, key: str, names: Sequence[str]) -> Dict[
     groups: Dict[str, List[str]] = {}
     if all(all_scopes.get(name) for name in names):
         for name in names:
-            child = next((s for s in all_scopes[name] if s.startswith(key + '.')), key)
+            scopes = all_scopes[name]
+            child = scopes[scopes.index(key) + 1] if key in scopes[:-1] else key
             groups.setdefault(child, []).append(name)
         return groups
     keys = _segment_keys(model, names)
