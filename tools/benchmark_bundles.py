@@ -11,8 +11,15 @@ seconds each, after ``--warmup`` untimed passes); the table gives each bundle's 
 images per second over the rounds and its ratio to the first bundle's, by two clocks:
 wall time, and the CPU time of this process (all its threads), which other processes'
 load changes less.
+
+``--torch-checkpoint CKPT`` adds the config's PyTorch model with these weights (deploy
+mode, wrapped as the bundle's graph computes it: class probabilities, segmentation logits
+at the input size, averaged clip scores) in fp32 and in bf16 autocast, fed the same
+preprocessed inputs, so that a bf16 runtime is compared with the bundles in the same run
+(classification, segmentation with whole-image inference, video).
 """
 import argparse
+import os.path as osp
 import statistics
 import sys
 import time
@@ -34,6 +41,9 @@ def parse_args(argv=None):
     parser.add_argument('--min-time', type=float, default=2.0,
                         help='seconds per bundle per round (2)')
     parser.add_argument('--warmup', type=int, default=1, help='untimed passes (1)')
+    parser.add_argument('--torch-checkpoint', default=None, metavar='CKPT',
+                        help='also time the PyTorch model with these weights in fp32 and bf16 '
+                        'autocast')
     return parser.parse_args(argv)
 
 
@@ -47,6 +57,36 @@ def timed_pass(predictor, metas, min_time: float):
         elapsed = time.perf_counter() - wall
         if elapsed >= min_time:
             return count / elapsed, count / max(time.process_time() - cpu, 1e-9)
+
+
+class TorchRunner:
+    """The config's PyTorch model behind ``Predictor.infer``'s interface (for timing)."""
+
+    def __init__(self, cfg, checkpoint: str, task: str, post: dict, bf16: bool):
+        import torch
+
+        from emo_mm.deploy import graphs
+        from emo_mm.deploy.export import build_model
+        from emo_mm.utils.onnx import switch_to_deploy
+        wrappers = dict(classification=graphs.ClassifierGraph,
+                        segmentation=graphs.SegmentorGraph, video=graphs.RecognizerGraph)
+        if task not in wrappers or post.get('mode', 'whole') != 'whole':
+            raise UserError('--torch-checkpoint times classifiers, whole-image segmentors and '
+                            'video models (the detector graph\'s NMS is not timed in torch).')
+        model = build_model(cfg, checkpoint)
+        switch_to_deploy(model)
+        self.model = wrappers[task](model).eval()
+        self.task, self.post, self.bf16 = task, post, bf16
+        self.manifest = dict(precision='bf16 autocast (torch)' if bf16 else 'fp32 (torch)')
+
+    def infer(self, meta):
+        import torch
+
+        from emo_mm.deploy.predictor import graph_feeds
+        feeds = graph_feeds(self.task, self.post, meta)[0]
+        image = torch.from_numpy(feeds['clips' if self.task == 'video' else 'image'])
+        with torch.inference_mode(), torch.autocast('cpu', torch.bfloat16, enabled=self.bf16):
+            return self.model(image)
 
 
 def main(argv=None):
@@ -64,6 +104,16 @@ def main(argv=None):
         raise UserError(f'The bundles are of different tasks ({", ".join(sorted(tasks))}); '
                         'compare bundles of one config.')
     inputs = [[p.preprocess(path) for path in files] for p in predictors]
+    names = list(args.bundles)
+    if args.torch_checkpoint:
+        import torch
+        torch.set_num_threads(args.threads)
+        first = predictors[0]
+        for bf16 in (False, True):
+            predictors.append(TorchRunner(cfg, args.torch_checkpoint, first.task, first.post,
+                                          bf16))
+            inputs.append(inputs[0])
+            names.append('torch ' + osp.basename(args.torch_checkpoint))
     for predictor, metas in zip(predictors, inputs):
         for _ in range(args.warmup):
             for meta in metas:
@@ -74,14 +124,14 @@ def main(argv=None):
             rounds[i].append(timed_pass(predictor, metas, args.min_time))
     print(f'{len(files)} test files of {args.config}, {args.threads} thread(s), '
           f'{args.repeat} interleaved rounds of {args.min_time:g} s; medians')
-    print(f'{"bundle":40s} {"precision":9s} {"img/s wall":>10s} {"ratio":>6s} '
+    print(f'{"bundle":40s} {"precision":22s} {"img/s wall":>10s} {"ratio":>6s} '
           f'{"img/s cpu":>10s} {"ratio":>6s}')
     base_wall = statistics.median(r[0] for r in rounds[0])
     base_cpu = statistics.median(r[1] for r in rounds[0])
-    for bundle, predictor, measured in zip(args.bundles, predictors, rounds):
+    for bundle, predictor, measured in zip(names, predictors, rounds):
         wall = statistics.median(r[0] for r in measured)
         cpu = statistics.median(r[1] for r in measured)
-        print(f'{bundle:40s} {predictor.manifest["precision"]:9s} {wall:10.1f} '
+        print(f'{bundle:40s} {predictor.manifest["precision"]:22s} {wall:10.1f} '
               f'{wall / base_wall:6.2f} {cpu:10.1f} {cpu / base_cpu:6.2f}')
     return 0
 
