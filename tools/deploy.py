@@ -4,6 +4,8 @@
     python tools/deploy.py configs/ssdlite_emov2_1m_320_coco.py CKPT --out b/ssdlite
     python tools/deploy.py deeplabv3_emov2_1m_ade20k CKPT --out b/deeplab --input-size 512x512
     python tools/deploy.py emov2_1m_in1k --out bundles/emov2_1m       # initialised weights
+    python tools/deploy.py configs/demo/retinanet_emov2_1m_demo.py epoch_6.pth --out b/r8 \
+        --precision int8 --calib 32                                      # int8 network
 
 The bundle folder holds the ONNX graph(s) (the network with its task's post-processing:
 NMS for detectors, resize + arg-max for segmentors, softmax for classifiers, view
@@ -15,6 +17,14 @@ After export the bundle is run with onnxruntime on one input (the first test sam
 the config's data set, or a generated image / video when the data set is absent) and its
 results are compared with the PyTorch model's on the same file, through the toolbox's own
 test pipeline; the tool exits with status 1 if they differ beyond the parity criteria.
+
+--precision int8: the network part of the graph is quantized with onnxruntime (static,
+per-channel int8 weights, u8 activations, QDQ), calibrated on --calib files of the
+config's --calib-split (default train) through the bundle's preprocessing; the layers kept
+in float are chosen by a measured sensitivity pass (--budget) and listed, with the reason
+for each, in deploy.json and on the console. The comparison with PyTorch is then only
+reported: measure an int8 bundle's accuracy with tools/test.py CONFIG DIR. bf16 is
+refused (docs/deploy.md, Precision).
 
 --out: a new or empty folder is written; a folder holding a bundle and nothing else is
 replaced (said on the console); any other existing path is refused. The checkpoint is read
