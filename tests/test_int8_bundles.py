@@ -14,8 +14,9 @@ import pytest
 
 pytest.importorskip('onnxruntime', reason='onnxruntime is a test dependency (requirements)')
 
-from emo_mm.deploy.predictor import graph_feeds, slide_windows  # noqa: E402
 from helpers import REPO, load_tool  # noqa: E402
+
+from emo_mm.deploy.predictor import graph_feeds, slide_windows  # noqa: E402
 
 CLS_CONFIG = 'configs/demo/emov2_1m_shapes-cls_demo.py'
 

@@ -63,8 +63,6 @@ class TorchRunner:
     """The config's PyTorch model behind ``Predictor.infer``'s interface (for timing)."""
 
     def __init__(self, cfg, checkpoint: str, task: str, post: dict, bf16: bool):
-        import torch
-
         from emo_mm.deploy import graphs
         from emo_mm.deploy.export import build_model
         from emo_mm.utils.onnx import switch_to_deploy
