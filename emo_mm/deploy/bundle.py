@@ -105,6 +105,9 @@ def read_bundle(folder: str, verify: bool = True) -> Dict:
             raise BundleError(f'{path} lacks the field {key!r}; export the bundle again.')
     if manifest['task'] not in TASKS:
         raise BundleError(f'{path}: unknown task {manifest["task"]!r} (known: {TASKS}).')
+    if manifest.get('precision', 'fp32') not in PRECISIONS:
+        raise BundleError(f'{path}: unknown precision {manifest["precision"]!r} (known: '
+                          f'{PRECISIONS}); export the bundle again with this emo_mm.')
     for graph in manifest['graphs'].values():
         if graph['file'] not in manifest['files']:
             raise BundleError(f'{path}: graph {graph["file"]} has no checksum in "files".')
