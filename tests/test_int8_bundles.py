@@ -115,3 +115,16 @@ def test_int8_detector_bundle_keeps_the_metric(demo_training, tmp_path, monkeypa
           f'{record["sensitivity"]["error_final"]:.4f}')
     assert fp32 > 10, 'the trained model must have learned for the test'
     assert fp32 - int8 <= 1.0
+
+
+def test_bundle_with_an_unknown_precision_is_refused(tmp_path):
+    from emo_mm.deploy import BundleError, read_bundle
+    manifest = dict(format='emo_mm-deploy', format_version=1, task='classification',
+                    precision='fp8', graphs={}, preprocess={}, postprocess={}, files={},
+                    input={})
+    (tmp_path / 'deploy.json').write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="unknown precision 'fp8'"):
+        read_bundle(str(tmp_path))
+    manifest['precision'] = 'int8'
+    (tmp_path / 'deploy.json').write_text(json.dumps(manifest))
+    assert read_bundle(str(tmp_path))['precision'] == 'int8'
