@@ -1,9 +1,9 @@
 """int8 deploy bundles (tools/deploy.py --precision int8).
 
-Fast: the calibration files and graph inputs, the refusals. Slow: a demo-trained detector
-(the session's shared RetinaNet training, tests/trained_models.py) deployed at int8 keeps
-its toolbox metric on the held-out demo split within 1 point of the fp32 model's, measured
-by the toolbox's test loop on the bundle (tools/test.py's path), and its deploy.json
+Fast: the calibration files and graph inputs, the refusals. Slow: demo trainings (the
+session's shared DeepLabv3 and RetinaNet, tests/trained_models.py) deployed at int8 keep
+their toolbox metric on the held-out demo split within 1 point of the PyTorch model's,
+measured by the toolbox's test loop on the bundle (tools/test.py's path), and deploy.json
 records the quantization with the reason for every float group.
 """
 import json
@@ -87,12 +87,23 @@ def test_bf16_and_unknown_precisions_are_refused(tmp_path, capsys, monkeypatch):
         assert not osp.exists(tmp_path / precision)
 
 
+#: Demo trainings deployed at int8: the metric (toolbox key, scale to points) and the
+#: least fp32 value that shows the model learned.
+INT8_FAMILIES = {
+    'deeplabv3_emov2': ('mIoU', 1, 20.),
+    'retinanet_emov2': ('coco/bbox_mAP_50', 100, 10.),
+}
+
+
 @pytest.mark.slow
-def test_int8_detector_bundle_keeps_the_metric(demo_training, tmp_path, monkeypatch):
-    """RetinaNet-EMOv2 demo training, int8 bundle: COCO bbox mAP (toolbox metric, held-out
-    demo split) within 1 point of the fp32 model's."""
+@pytest.mark.parametrize('name', list(INT8_FAMILIES))
+def test_int8_bundle_keeps_the_metric(name, demo_training, tmp_path, monkeypatch):
+    """A demo training deployed at int8 (8 calibration files): the toolbox metric on the
+    held-out demo split, measured by the test loop on the bundle, within 1 point of the
+    PyTorch model's; deploy.json records the quantization and the reason per float group."""
     from test_deploy_bundles import evaluate
-    run = demo_training('retinanet_emov2')
+    key, scale, learned = INT8_FAMILIES[name]
+    run = demo_training(name)
     monkeypatch.chdir(REPO)
     out = str(tmp_path / 'int8')
     status = load_tool('deploy').main([run.config, run.checkpoint, '--out', out, '--precision',
@@ -109,11 +120,11 @@ def test_int8_detector_bundle_keeps_the_metric(demo_training, tmp_path, monkeypa
     assert all('budget' in g['reason'] for g in record['float_reasons'])
     assert record['op_counts'].get('QuantizeLinear', 0) > 0
     metrics, _ = evaluate(run.config, out, str(tmp_path / 'eval'), bundle=True)
-    fp32, int8 = run.after['coco/bbox_mAP_50'] * 100, metrics['coco/bbox_mAP_50'] * 100
-    print(f'\nRetinaNet-EMOv2 demo: bbox mAP@0.5 fp32 {fp32:.2f}, int8 {int8:.2f} (points); '
+    fp32, int8 = float(run.after[key]) * scale, float(metrics[key]) * scale
+    print(f'\n{name}: {key} PyTorch fp32 {fp32:.2f}, int8 bundle {int8:.2f} (points); '
           f'{len(record["float_nodes"])} float nodes; network error '
           f'{record["sensitivity"]["error_final"]:.4f}')
-    assert fp32 > 10, 'the trained model must have learned for the test'
+    assert fp32 > learned, 'the trained model must have learned for the test'
     assert fp32 - int8 <= 1.0
 
 
