@@ -24,7 +24,7 @@ import statistics
 import sys
 import time
 
-import emo_mm  # noqa: F401  (first: applies emo_mm.compat)
+import emo_mm.compat.enable  # noqa: F401  (first: applies the upstream fixes)
 from emo_mm.engine import run_cli
 from emo_mm.engine.errors import UserError
 

@@ -38,7 +38,7 @@ import tempfile
 
 import numpy as np
 
-import emo_mm  # noqa: F401  (first: applies emo_mm.compat)
+import emo_mm.compat.enable  # noqa: F401  (first: applies the upstream fixes)
 from emo_mm.deploy.export import INT8_DEFAULTS
 from emo_mm.engine import run_cli
 
