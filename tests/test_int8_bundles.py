@@ -14,9 +14,8 @@ import pytest
 
 pytest.importorskip('onnxruntime', reason='onnxruntime is a test dependency (requirements)')
 
-from helpers import REPO, load_tool  # noqa: E402
-
 from emo_mm.deploy.predictor import graph_feeds, slide_windows  # noqa: E402
+from helpers import REPO, load_tool  # noqa: E402
 
 CLS_CONFIG = 'configs/demo/emov2_1m_shapes-cls_demo.py'
 
