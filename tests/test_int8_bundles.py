@@ -65,9 +65,10 @@ def test_calibration_inputs_are_the_bundle_preprocessing(monkeypatch):
     spec = dict(steps=pipeline_spec(test_pipeline(cfg), 'classification'), mean=[0., 0., 0.],
                 std=[1., 1., 1.], bgr_to_rgb=True, pad_size_divisor=1, pad_value=0.,
                 pad_size=None)
-    inputs = calibration_inputs(cfg, 'classification', spec, {}, 'train', 3)
+    inputs, files = calibration_inputs(cfg, 'classification', spec, {}, 'train', 3)
     assert len(inputs) == 3 and all(set(i) == {'image'} for i in inputs)
-    first = ImagePreprocessor(spec)(read_image(split_files(cfg, 'train', 3)[0]))['inputs']
+    assert files == split_files(cfg, 'train', 3)
+    first = ImagePreprocessor(spec)(read_image(files[0]))['inputs']
     assert inputs[0]['image'].shape == (1, 3, 64, 64)
     np.testing.assert_array_equal(inputs[0]['image'], first)
 

@@ -7,7 +7,7 @@ measured on exactly the tensors the deployed graph receives. The files are drawn
 over the split (``np.linspace`` over its indices: deterministic, spread over its classes
 and scenes), from the training split unless another is asked for.
 """
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 import numpy as np
 from mmengine.config import Config
@@ -60,19 +60,21 @@ def split_files(cfg: Config, split: str, count: int) -> List[str]:
 
 
 def calibration_inputs(cfg: Config, task: str, spec: Dict, postprocess: Dict, split: str,
-                       count: int) -> List[Dict[str, np.ndarray]]:
+                       count: int) -> Tuple[List[Dict[str, np.ndarray]], List[str]]:
     """The model graph's input dicts for ``count`` files of ``split`` (see the module
-    docstring); slide-window segmentors give one dict per crop."""
+    docstring; fewer when the split is smaller), and the files; slide-window segmentors
+    give one dict per crop."""
     inputs = []
+    files = split_files(cfg, split, count)
     if task == 'video':
         preprocessor = ClipPreprocessor(spec)
-        for path in split_files(cfg, split, count):
+        for path in files:
             # mmaction2's decoders give RGB frames; OpenCV reads BGR.
             meta = preprocessor([frame[..., ::-1] for frame in read_video(path)])
             inputs.extend(graph_feeds(task, postprocess, meta))
-        return inputs
+        return inputs, files
     preprocessor = ImagePreprocessor(spec)
-    for path in split_files(cfg, split, count):
+    for path in files:
         meta = preprocessor(check_image(read_image(path), path))
         inputs.extend(graph_feeds(task, postprocess, meta))
-    return inputs
+    return inputs, files

@@ -293,13 +293,13 @@ def quantize_bundle_graph(path: str, cfg: Config, task: str, spec: Dict, postpro
     from .calibration import calibration_inputs
     from .quantize import QuantizeConfig
     from .sensitivity import quantize_within_budget
-    inputs = calibration_inputs(cfg, task, spec, postprocess, calib_split, calib)
+    inputs, files = calibration_inputs(cfg, task, spec, postprocess, calib_split, calib)
     config = QuantizeConfig(quant_format=quant_format, activation_type='u8')
     out = path + '.int8'
     record = quantize_within_budget(path, out, inputs, config, budget=budget, threads=threads,
                                     log=log)
     os.replace(out, path)
-    record['calibration'] = dict(split=calib_split, files=calib, inputs=len(inputs),
+    record['calibration'] = dict(split=calib_split, files=len(files), inputs=len(inputs),
                                  preprocessing='the bundle\'s own (deploy.json "preprocess")')
     return record
 
