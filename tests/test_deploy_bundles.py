@@ -535,9 +535,9 @@ def test_deploy_tool_refusals(small_bundle, tmp_path, capsys, monkeypatch):
                              str(tmp_path / 'm')], capsys)
     assert code == 2 and 'Mask R-CNN' in err and 'no deploy path' in err
     assert len(err.strip().splitlines()) == 1
-    code, err = _deploy_cli([config, '--out', str(tmp_path / 'p'), '--precision', 'int8'],
+    code, err = _deploy_cli([config, '--out', str(tmp_path / 'p'), '--precision', 'bf16'],
                             capsys)
-    assert code == 2 and '--precision int8 is not supported' in err
+    assert code == 2 and '--precision bf16 is not offered' in err
     code, err = _deploy_cli([config, str(tmp_path / 'missing.pth'), '--out',
                              str(tmp_path / 'c')], capsys)
     assert code == 2 and 'does not exist' in err

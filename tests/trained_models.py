@@ -123,8 +123,10 @@ class TrainedModels:
             with open(record) as f:
                 return Run(**json.load(f))
         run = self._train(name, root)
-        with open(record, 'w') as f:
-            json.dump(run._asdict(), f)
+        # Metrics may be numpy scalars (mmseg's); the record is written whole or not at all.
+        with open(record + '.tmp', 'w') as f:
+            json.dump(run._asdict(), f, default=float)
+        os.replace(record + '.tmp', record)
         return run
 
     def _train(self, name: str, root: str) -> Run:

@@ -129,7 +129,8 @@ def export_onnx(model: nn.Module,
                 trace_size: Tuple[int, int] = TRACE_SIZE,
                 opset: int = DEFAULT_OPSET,
                 deploy: bool = True,
-                dynamic_spatial: bool = True) -> Dict[str, object]:
+                dynamic_spatial: bool = True,
+                stack_partitions: bool = True) -> Dict[str, object]:
     """Exports ``model`` (eval mode) to ``path`` with a dynamic batch axis (and dynamic
     height and width unless ``dynamic_spatial=False``).
 
@@ -150,6 +151,9 @@ def export_onnx(model: nn.Module,
             fixes them to ``trace_size`` (the batch stays dynamic) and exports with
             torch.export: a graph for one input size, without the shape arithmetic and
             the zero-size padding a dynamic one carries, and faster in onnxruntime.
+        stack_partitions (bool): False exports EMOv2's spanning attention with each
+            partition attended on its own (same outputs, no stack / unstack copies; the
+            int8 path of :mod:`emo_mm.deploy.quantize` uses it). The model keeps the setting.
 
     Returns:
         dict: ``deployed`` (names of the switched modules), ``inputs`` and ``outputs``
@@ -162,6 +166,8 @@ def export_onnx(model: nn.Module,
     model.eval()  # not `model = model.eval()`: some mmpretrain backbones' train() returns None
     deployed = switch_to_deploy(model) if deploy else []
     _eager_attention(model)
+    from ..models.attention import set_stack_partitions
+    set_stack_partitions(model, stack_partitions)
     wrapper = TensorOutput(model)
     wrapper.eval()
     example = torch.rand(1, in_channels, *trace_size)
