@@ -94,7 +94,7 @@ RECIPES: Dict[str, Callable[[], Recipe]] = {
     'vemo_single_frame': lambda: Recipe('configs/demo/vemo_demo_single_frame.py',
                                         dict(max_epochs=8), (_kinetics, )),
     'classifier_emov2': lambda: Recipe('configs/demo/emov2_1m_shapes-cls_demo.py',
-                                       dict(max_epochs=6), (_shapes_cls, _shapes_backbone)),
+                                       dict(max_epochs=40), (_shapes_cls, _shapes_backbone)),
 }
 
 
