@@ -7,7 +7,7 @@ stand-in for ImageNet weights, the head from random weights (top-1 near chance).
 """
 import pytest
 
-# 40 epochs on a CPU: make test-all (the 6-epoch recipe ended at chance; see the config)
+# 40 epochs on a CPU: make test-all.
 pytestmark = [pytest.mark.slow, pytest.mark.extended]
 
 

@@ -41,8 +41,7 @@ test_dataloader = val_dataloader
 val_evaluator = dict(type='Accuracy', topk=(1, ))
 test_evaluator = val_evaluator
 
-# Shorter runs learn slowly and depend on the seed (6 epochs ended at chance); 40 epochs
-# learn the four shapes.
+# Shorter runs learn the four shapes slowly and depend on the seed.
 max_epochs = 40
 optim_wrapper = dict(optimizer=dict(lr=2e-3), clip_grad=None)
 param_scheduler = [
