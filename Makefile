@@ -15,6 +15,11 @@ $(STAMP): $(SETUP_INPUTS)
 
 # Extra pytest arguments, e.g. make test PYTEST_ARGS='-k parity -x'
 PYTEST_ARGS ?=
+# pytest-xdist workers (one per core; a worker computes on cores/workers threads, see
+# tests/conftest.py); the users of one demo training share a worker (--dist loadgroup).
+# PYTEST_WORKERS=0 runs the suite in this process, in collection order.
+PYTEST_WORKERS ?= 2
+XDIST := -n $(PYTEST_WORKERS) --dist loadgroup
 
 # flake8 and isort (settings in setup.cfg, versions in requirements/lint.txt, the same set as
 # .pre-commit-config.yaml) over everything Python; the test targets run it first.
@@ -25,18 +30,18 @@ lint: setup
 	$(PY) -m isort --check-only --diff $(LINT_PATHS)
 
 test: setup lint
-	$(PY) -m pytest tests -m "not extended" $(PYTEST_ARGS)
+	$(PY) -m pytest tests $(XDIST) -m "not extended" $(PYTEST_ARGS)
 
 # Everything, the extended checks included (inductor compile, dynamic-shape recompiles,
 # the DiT generation comparison, the further fault injections and tool paths, every
 # fine-tuning example, EMOv1's learning runs: about as long again as make test).
 test-all: setup lint
-	$(PY) -m pytest tests $(PYTEST_ARGS)
+	$(PY) -m pytest tests $(XDIST) $(PYTEST_ARGS)
 
 # Parity, shapes, config builds and errors in a few minutes: the tests marked slow
 # (learning runs, wheel build) are left out.
 test-fast: setup lint
-	$(PY) -m pytest tests -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest tests $(XDIST) -m "not slow" $(PYTEST_ARGS)
 
 # The suite in a fresh clone of the committed HEAD, in a temporary folder with nothing
 # beside it (no ../shared) and EMO_MM_REFERENCE unset, run with this checkout's .venv:

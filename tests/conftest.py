@@ -14,6 +14,16 @@ from trained_models import TrainedModels
 # The suite runs with emo_mm's upstream fixes applied, as emo_mm's tools and configs do.
 compat.apply()
 
+# Under pytest-xdist (make test runs one worker per core) every worker computes on one
+# thread: two workers with a core's worth of threads each would oversubscribe the cores.
+# OMP_NUM_THREADS carries the limit into the tools the tests start, and into onnxruntime
+# sessions (emo_mm.deploy.predictor.create_session).
+if os.environ.get('PYTEST_XDIST_WORKER'):
+    _workers = int(os.environ.get('PYTEST_XDIST_WORKER_COUNT', '1'))
+    _threads = max(1, (os.cpu_count() or 1) // _workers)
+    os.environ['OMP_NUM_THREADS'] = str(_threads)
+    torch.set_num_threads(_threads)
+
 # The suite must run from a clone alone: the authors' reference folder, which sits beside
 # the repository on the development machines (../shared/reference), must never be read.
 # Every file the test process opens is checked; the session fails if one lies there.
@@ -41,6 +51,37 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_line(
             f'error: tests read files outside the repository: {sorted(set(_READ_OUTSIDE))}; '
             'test data must come from tests/data (session failed).', red=True, bold=True)
+
+
+#: Fixtures that train or export a demo training (tests/trained_models.py).
+_TRAINING_FIXTURES = ('demo_training', 'bundles')
+
+
+def _training_family(item):
+    """The demo training a test uses: its ``name`` parameter or its ``demo_family`` mark."""
+    mark = item.get_closest_marker('demo_family')
+    if mark is not None:
+        return mark.args[0]
+    params = getattr(item, 'callspec', None)
+    if params is not None and 'name' in params.params:
+        return params.params['name']
+    raise pytest.UsageError(
+        f'{item.nodeid} uses a demo training: name it with a `name` parameter or '
+        "@pytest.mark.demo_family('<recipe>') so that pytest-xdist keeps its users together")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Keeps the users of one demo training on one xdist worker (``--dist loadgroup``), so
+    that it trains once, and runs the modules with slow tests first (modules stay whole),
+    so that the longest runs do not start last."""
+    slow_modules = set()
+    for item in items:
+        if any(name in item.fixturenames for name in _TRAINING_FIXTURES):
+            item.add_marker(pytest.mark.xdist_group(_training_family(item)))
+        if item.get_closest_marker('slow') is not None:
+            slow_modules.add(item.module.__name__)
+    items.sort(key=lambda item: item.module.__name__ not in slow_modules)
 
 
 @pytest.fixture(scope='session')

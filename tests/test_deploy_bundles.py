@@ -225,6 +225,7 @@ def _metric_line(text, key):
 
 
 @pytest.mark.slow
+@pytest.mark.demo_family('retinanet_emov2')
 def test_test_tool_command_line_evaluates_a_bundle(bundles, tmp_path):
     run, bundle = bundles('retinanet_emov2')
     result = subprocess.run(

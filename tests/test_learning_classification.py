@@ -11,6 +11,7 @@ import pytest
 pytestmark = [pytest.mark.slow, pytest.mark.extended]
 
 
+@pytest.mark.demo_family('classifier_emov2')
 def test_classifier_learns_shapes(demo_training):
     run = demo_training('classifier_emov2')  # the session's shared run (trained_models.py)
     before, after = run.before['accuracy/top1'], run.after['accuracy/top1']

@@ -40,6 +40,7 @@ def test_retinanet_learns(name, demo_training):
     assert after['coco/bbox_mAP_50'] > before['coco/bbox_mAP_50'] + 0.02
 
 
+@pytest.mark.demo_family('ssdlite_emov2')
 def test_ssdlite_learns(demo_training):
     before, after = _train(demo_training, 'ssdlite_emov2')
     _report('SSDLite', before, after, 'coco/bbox_mAP')
@@ -48,6 +49,7 @@ def test_ssdlite_learns(demo_training):
     assert after['coco/bbox_mAP_50'] > 0.01
 
 
+@pytest.mark.demo_family('mask_rcnn_emov2')
 def test_mask_rcnn_learns(demo_training):
     before, after = _train(demo_training, 'mask_rcnn_emov2')
     _report('Mask R-CNN', before, after, 'coco/segm_mAP')

@@ -26,6 +26,7 @@ def test_ade20k_format_learns(name, demo_training):
     assert after['mIoU'] > 2.5 * before['mIoU']
 
 
+@pytest.mark.demo_family('uemo')
 def test_uemo_learns_vessels(demo_training):
     """U-EMO (the full 21M UNet of configs/uemo_hrf.py) from scratch on the vessel set."""
     run = demo_training('uemo')

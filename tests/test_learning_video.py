@@ -17,6 +17,7 @@ def _top1(demo_training, name):
     return before['acc/top1'], after['acc/top1']
 
 
+@pytest.mark.demo_family('vemo')
 def test_vemo_learns_motion(demo_training):
     before, after = _top1(demo_training, 'vemo')
     # chance is 1/6; runs over three seeds: docs/benchmark.md
@@ -24,6 +25,7 @@ def test_vemo_learns_motion(demo_training):
     assert after > 0.55
 
 
+@pytest.mark.demo_family('vemo_single_frame')
 def test_single_frames_stay_near_chance(demo_training):
     _, after = _top1(demo_training, 'vemo_single_frame')
     # chance is 1/6 (60 validation clips, 10 per class)

@@ -43,25 +43,31 @@ def generate_once(root: str, params: dict, write: Callable[[str], None]) -> str:
 
     ``write`` fills a fresh ``<root>.tmp`` folder, which then replaces ``root`` together
     with a ``.complete`` marker holding ``params``: an interrupted run never leaves a
-    half-written set that a later call would take as complete.
+    half-written set that a later call would take as complete. A lock file beside ``root``
+    makes concurrent callers (parallel test workers, two trainings started together) wait
+    for the first one's set instead of writing over it.
 
     Returns:
         str: ``root``.
     """
+    from filelock import FileLock  # a dependency of torch
     marker = osp.join(root, '.complete')
     stamp = json.dumps(dict(params, version=_VERSION), sort_keys=True)
-    if osp.isfile(marker):
-        with open(marker) as f:
-            if f.read() == stamp:
-                return root
-    tmp = root.rstrip('/') + '.tmp'
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
-    write(tmp)
-    with open(osp.join(tmp, '.complete'), 'w') as f:
-        f.write(stamp)
-    shutil.rmtree(root, ignore_errors=True)
-    os.replace(tmp, root)
+    root = root.rstrip('/')
+    os.makedirs(osp.dirname(osp.abspath(root)), exist_ok=True)
+    with FileLock(root + '.lock'):
+        if osp.isfile(marker):
+            with open(marker) as f:
+                if f.read() == stamp:
+                    return root
+        tmp = root + '.tmp'
+        shutil.rmtree(tmp, ignore_errors=True)
+        os.makedirs(tmp)
+        write(tmp)
+        with open(osp.join(tmp, '.complete'), 'w') as f:
+            f.write(stamp)
+        shutil.rmtree(root, ignore_errors=True)
+        os.replace(tmp, root)
     return root
 
 

@@ -21,6 +21,7 @@ Results (plain numpy):
 ``preprocess``, ``infer`` and ``postprocess`` are the three stages ``__call__`` chains, for
 callers that time or batch them separately.
 """
+import os
 import os.path as osp
 from typing import Callable, Dict, List, Optional, Sequence, Union
 
@@ -31,13 +32,16 @@ from .preprocess import ClipPreprocessor, ImagePreprocessor, check_image, read_i
 
 
 def create_session(path: str, threads: Optional[int] = None):
-    """An onnxruntime CPU session (``threads`` intra-op threads)."""
+    """An onnxruntime CPU session with ``threads`` intra-op threads (default: the
+    ``OMP_NUM_THREADS`` limit that torch also follows, else onnxruntime's one per core)."""
     try:
         import onnxruntime as ort
     except ImportError as error:  # pragma: no cover - depends on the environment
         raise ImportError('onnxruntime is not installed: `pip install onnxruntime` to run '
                           'deploy bundles.') from error
     options = ort.SessionOptions()
+    limit = os.environ.get('OMP_NUM_THREADS', '')
+    threads = threads or (int(limit) if limit.isdigit() else 0)
     if threads:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
