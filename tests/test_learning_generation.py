@@ -40,6 +40,7 @@ def _train(config, tmp_path, max_iters):
     return before, after
 
 
+@pytest.mark.timeout(1800)  # on one thread under pytest-xdist it nears the default 900 s
 def test_demo_generates_the_classes(tmp_path):
     before, after = _train('demo-tiny_shapes32.py', tmp_path, ITERS)
     # 180 samples: the accuracy's standard error is about 0.037 (runs: docs/benchmark.md).
