@@ -97,29 +97,37 @@ def test_vemo_deploy_equals_model():
     assert count(model, _BatchNorm) == 0
 
 
-def test_uemo_deploy_equals_model():
+def _small_uemo():
     import mmseg.models  # noqa: F401  (registers UNet's upsampling layers)
     from mmengine.registry import DefaultScope
 
     from emo_mm.models import UEMO
     with DefaultScope.overwrite_default_scope('mmseg'):
-        model = UEMO(base_channels=16, num_stages=4, strides=(1, 1, 1, 1),
-                     enc_num_convs=(1, 1, 1, 1), dec_num_convs=(1, 1, 1),
-                     downsamples=(True, True, True), enc_dilations=(1, 1, 1, 1),
-                     dec_dilations=(1, 1, 1), block_cfg=dict(window_size=4))
-    model = assert_deploy_exact(model, torch.rand(2, 3, 48, 40))
+        return UEMO(base_channels=16, num_stages=4, strides=(1, 1, 1, 1),
+                    enc_num_convs=(1, 1, 1, 1), dec_num_convs=(1, 1, 1),
+                    downsamples=(True, True, True), enc_dilations=(1, 1, 1, 1),
+                    dec_dilations=(1, 1, 1), block_cfg=dict(window_size=4))
+
+
+def test_uemo_deploy_equals_model():
+    model = assert_deploy_exact(_small_uemo(), torch.rand(2, 3, 48, 40))
     # The encoder's conv layers lose their BatchNorms; the i2RMBs their LayerScales.
     assert not [n for n, _ in model.encoder.named_parameters() if n.endswith('ls.gamma')]
     assert not any(isinstance(m, _BatchNorm) for m in model.encoder.modules())
 
 
-def test_deployed_model_refuses_training():
-    model = EMOv2('1M')
+@pytest.mark.parametrize('build', [lambda: EMOv2('1M'), _small_uemo], ids=['emov2', 'uemo'])
+def test_deployed_model_refuses_training(build):
+    """One deploy mode (emo_mm.models.layers.DeployMixin) for the backbones and U-EMO."""
+    from emo_mm.models.layers import DeployMixin
+    model = build()
+    assert isinstance(model, DeployMixin)
+    assert model.train() is model and not model.deployed  # trains before deploying
     model.switch_to_deploy()
     assert model.deployed and not model.training
     with pytest.raises(RuntimeError, match='deploy mode'):
         model.train()
-    model.eval()  # still allowed
+    assert model.eval() is model  # still allowed
     model.switch_to_deploy()  # idempotent
 
 

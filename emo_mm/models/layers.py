@@ -277,6 +277,32 @@ def fold_sequential(seq: nn.Sequential) -> None:
             seq[i + 1] = nn.Identity()
 
 
+class DeployMixin:
+    """Deploy mode of a whole model (the EMO backbones, U-EMO).
+
+    :meth:`switch_to_deploy` re-parameterises the model for inference, in place and
+    exactly (:func:`reparameterize`: BatchNorms and LayerScales folded into convs), once;
+    the model is then in eval mode and refuses ``train()``, since its folded weights no
+    longer hold the trainable layers. Mix in before the ``nn.Module`` base class.
+    """
+    deployed = False
+
+    def switch_to_deploy(self) -> None:
+        if self.deployed:
+            return
+        self.eval()
+        reparameterize(self)
+        self.deployed = True
+
+    def train(self, mode: bool = True):
+        if mode and self.deployed:
+            raise RuntimeError(f'This {type(self).__name__} is in deploy mode (BatchNorm and '
+                               'LayerScale folded into convs) and cannot be trained: train '
+                               'the model as built, and call switch_to_deploy() afterwards.')
+        super().train(mode)  # some bases (mmseg's UNet) return None
+        return self
+
+
 def reparameterize(module: nn.Module) -> None:
     """Folds, in place, what :meth:`switch_to_deploy` methods and conv/BatchNorm pairs allow.
 

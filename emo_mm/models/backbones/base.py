@@ -25,7 +25,7 @@ from ..arch import resolve_arch
 from ..attention import MIXERS
 from ..blocks import I2RMB
 from ..checkpoint import load_pretrained_from_init_cfg
-from ..layers import ChannelLayerNorm, ConvNormAct, reparameterize
+from ..layers import ChannelLayerNorm, ConvNormAct, DeployMixin
 
 NORMS = ('bn', 'ln')
 ACTS = ('silu', 'gelu', 'relu')
@@ -42,7 +42,7 @@ def resolve_init_cfg(init_cfg: Optional[dict], pretrained: Optional[str]) -> Opt
     return dict(type='Pretrained', checkpoint=pretrained)
 
 
-class EMOBackbone(BaseModule):
+class EMOBackbone(DeployMixin, BaseModule):
     """What every EMO backbone shares (see the module docstring).
 
     Every argument but ``arch`` has a default, so a variant states only what differs.
@@ -122,7 +122,6 @@ class EMOBackbone(BaseModule):
         self.final_norm = final_norm
         self.channels_last = channels_last
         self.embed_dims = list(self.arch['embed_dims'])
-        self.deployed = False
 
     # ----------------------------------------------------------------------------------
     # Arch settings.
@@ -289,28 +288,13 @@ class EMOBackbone(BaseModule):
                 param.requires_grad = False
 
     def train(self, mode: bool = True):
-        if mode and self.deployed:
-            raise RuntimeError(f'This {type(self).__name__} is in deploy mode (BatchNorm and '
-                               'LayerScale folded into convs) and cannot be trained: train '
-                               'the model as built, and call switch_to_deploy() afterwards.')
-        super().train(mode)
+        super().train(mode)  # DeployMixin refuses training a deployed model
         self._freeze_stages()
         if mode and self.norm_eval:
             for module in self.modules():
                 if isinstance(module, _BatchNorm):
                     module.eval()
         return self
-
-    def switch_to_deploy(self) -> None:
-        """Re-parameterises for inference, in place and exactly: every BatchNorm that
-        follows a conv and every LayerScale folds into its conv, a BatchNorm pre-norm into
-        a following pointwise mixer; dropouts and stochastic depth become identities. The
-        model is then in eval mode and refuses ``train()``."""
-        if self.deployed:
-            return
-        self.eval()
-        reparameterize(self)
-        self.deployed = True
 
     # ----------------------------------------------------------------------------------
     # Checkpoints.

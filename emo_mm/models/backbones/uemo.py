@@ -18,7 +18,7 @@ from mmcv.cnn import ConvModule
 from mmseg.models.backbones import UNet
 
 from ..blocks import I2RMB
-from ..layers import reparameterize
+from ..layers import DeployMixin
 
 
 class I2RMBConvBlock(nn.Module):
@@ -88,7 +88,7 @@ class I2RMBConvBlock(nn.Module):
         return self.convs(x)
 
 
-class UEMO(UNet):
+class UEMO(DeployMixin, UNet):
     """U-EMO backbone: a UNet built of i2RMBs (EMOv2 paper, HRF experiments).
 
     Takes every argument of mmseg's ``UNet`` (``base_channels``, ``num_stages``,
@@ -125,20 +125,3 @@ class UEMO(UNet):
         last = block.convs[-1].conv
         return I2RMBConvBlock(first.in_channels, last.out_channels, len(block.convs),
                               stride=first.stride[0], dilation=last.dilation[0], **common)
-
-    def switch_to_deploy(self) -> None:
-        """Folds every conv/BatchNorm pair and every i2RMB's BatchNorm and LayerScale into
-        convs, in place (see :meth:`EMOBackbone.switch_to_deploy`)."""
-        if getattr(self, 'deployed', False):
-            return
-        self.eval()
-        reparameterize(self)
-        self.deployed = True
-
-    def train(self, mode: bool = True):
-        if mode and getattr(self, 'deployed', False):
-            raise RuntimeError('This UEMO is in deploy mode (BatchNorm and LayerScale folded '
-                               'into convs) and cannot be trained: train the model as built, '
-                               'and call switch_to_deploy() afterwards.')
-        super().train(mode)  # mmseg's UNet.train returns None
-        return self
