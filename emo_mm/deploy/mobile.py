@@ -463,3 +463,49 @@ def verify_executorch(path: str,
             raise AssertionError(f'{path} differs from PyTorch: relative error {error:.3g} > '
                                  f'{tolerance:g}.')
     return errors
+
+
+# ---------------------------------------------------------------------------------------
+# Evaluation with the toolboxes' own test loops.
+# ---------------------------------------------------------------------------------------
+#: Head attributes whose ``forward`` maps the backbone's (and neck's) features to the raw
+#: outputs: mmdet single-stage detectors, mmseg encoder-decoders, mmpretrain classifiers.
+HEAD_ATTRIBUTES = ('bbox_head', 'decode_head', 'head')
+
+
+def attach_program(model: nn.Module, program: ExecuTorchProgram) -> nn.Module:
+    """Makes ``model`` compute its network with ``program``, in place, for evaluation.
+
+    ``extract_feat`` passes the preprocessed batch through and the head's ``forward`` runs
+    the program on it (in slices of the program's batch), so the toolbox's own
+    ``predict`` decodes the program's raw outputs (boxes and NMS, resizing of the logits,
+    class scores) and its evaluator scores them. The program must come from this model
+    (its raw outputs have the structure of ``model(images, mode='tensor')``). Single-stage
+    detectors, encoder-decoder segmentors and image classifiers.
+
+    Returns:
+        nn.Module: ``model``.
+    """
+    from torch.utils._pytree import tree_flatten, tree_unflatten
+
+    head_name = next((name for name in HEAD_ATTRIBUTES if hasattr(model, name)), None)
+    if head_name is None or not hasattr(model, 'extract_feat'):
+        raise TypeError(f'{type(model).__name__} has no extract_feat and head '
+                        f'({"/".join(HEAD_ATTRIBUTES)}): attach_program takes single-stage '
+                        'detectors, encoder-decoder segmentors and image classifiers.')
+    example = torch.zeros(program.input_shape)
+    with torch.no_grad():
+        _, spec = tree_flatten(TensorOutput(model).eval()(example))
+    batch = program.input_shape[0]
+
+    def run_program(images: torch.Tensor):
+        if images.shape[0] % batch:
+            raise ValueError(f'Batch of {images.shape[0]} images is not a multiple of the '
+                             f"program's batch {batch}.")
+        parts = [program(chunk) for chunk in images.split(batch)]
+        outputs = [torch.cat(column) for column in zip(*parts)]
+        return tree_unflatten(outputs, spec)
+
+    model.extract_feat = lambda inputs, *args, **kwargs: inputs
+    getattr(model, head_name).forward = lambda inputs, *args, **kwargs: run_program(inputs)
+    return model

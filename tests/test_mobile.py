@@ -1,0 +1,202 @@
+"""Mobile runtime: ExecuTorch programs lowered to XNNPACK, run by ExecuTorch's Python runtime.
+
+The mobile forms of the window attention and the channel LayerNorm are checked in PyTorch
+(always); the programs against PyTorch (when ExecuTorch is installed: requirements/mobile.txt).
+LayerScale and BatchNorm statistics are randomised, so every branch weighs in the outputs.
+"""
+import importlib.util
+import os
+
+import pytest
+import torch
+import torch.nn as nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from emo_mm.deploy.mobile import (XNNPACK_MAX_RANK, ConvChannelLayerNorm, ExecuTorchProgram,
+                                  LowRankWindowAttention, export_executorch, prepare_for_mobile,
+                                  verify_executorch)
+from emo_mm.models import EMOv2
+from emo_mm.models.attention import MIXERS, WindowAttention, attention_path
+from emo_mm.models.layers import ChannelLayerNorm
+from helpers import build_classifier, relative_error
+
+needs_executorch = pytest.mark.skipif(
+    importlib.util.find_spec('executorch') is None,
+    reason='ExecuTorch is not installed (pip install -r requirements/mobile.txt)')
+
+#: A classifier input whose stride-16 and stride-32 maps (10x14, 5x7) pad to windows of 7,
+#: with two windows on one axis (both partitions) and one window (their shared case).
+CLASSIFIER_SIZE = (160, 224)
+#: A detector input whose maps pad to windows of 10 at strides 16 and 32 (16x20, 8x10).
+DETECTOR_SIZE = (256, 320)
+
+
+@torch.no_grad()
+def randomize(model: nn.Module, seed: int = 0) -> nn.Module:
+    """LayerScale far from its 1e-6 start and BatchNorm statistics far from identity."""
+    gen = torch.Generator().manual_seed(seed)
+    for name, param in model.named_parameters():
+        if name.endswith('gamma'):
+            param.copy_(torch.rand(param.shape, generator=gen) * 0.5 + 0.5)
+    for module in model.modules():
+        if isinstance(module, _BatchNorm):
+            module.running_mean.copy_(torch.randn(module.running_mean.shape, generator=gen) * 0.1)
+            module.running_var.copy_(torch.rand(module.running_var.shape, generator=gen) + 0.5)
+    return model.eval()
+
+
+def flat(outputs):
+    if isinstance(outputs, torch.Tensor):
+        return [outputs]
+    return [t for item in outputs for t in flat(item)]
+
+
+# ---------------------------------------------------------------------------------------
+# The mobile forms, in PyTorch.
+# ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize('mixer', ['spanning', 'strided', 'contiguous'])
+@pytest.mark.parametrize('window,size', [((7, 7), (14, 21)), ((7, 7), (10, 13)),
+                                         ((4, 6), (9, 11)), ((0, 5), (6, 10)),
+                                         ((10, 10), (8, 8))])
+def test_low_rank_attention_equals_window_attention(mixer, window, size):
+    torch.manual_seed(0)
+    attention = WindowAttention(40, 96, dim_head=10, window_size=window,
+                                partitions=MIXERS[mixer], act='gelu').eval()
+    mobile = LowRankWindowAttention(attention)
+    x = torch.randn(2, 40, *size)
+    with torch.no_grad():
+        expected = attention(x)
+        actual = mobile(x)
+        with attention_path(attention, False):  # the authors' order (pad first)
+            reference = attention(x)
+    assert actual.shape == expected.shape == (2, 96, *size)
+    assert relative_error(actual, expected) < 1e-5
+    assert relative_error(actual, reference) < 1e-5
+    # The attention branch matters: a different q/k gives a different output.
+    with torch.no_grad():
+        mobile.qk.conv.weight.mul_(3.0)
+        assert relative_error(mobile(x), expected) > 1e-3
+
+
+def test_low_rank_attention_refuses_3d():
+    attention = WindowAttention(32, 64, dim_head=16, window_size=(2, 4, 4),
+                                partitions=MIXERS['spanning'], act='gelu', spatial_dims=3)
+    with pytest.raises(ValueError, match='2-D'):
+        LowRankWindowAttention(attention)
+
+
+def test_conv_channel_layer_norm_equals_layer_norm():
+    torch.manual_seed(0)
+    norm = ChannelLayerNorm(48)
+    with torch.no_grad():
+        norm.norm.weight.uniform_(0.5, 1.5)
+        norm.norm.bias.uniform_(-0.5, 0.5)
+    mobile = ConvChannelLayerNorm(norm)
+    x = torch.randn(2, 48, 7, 9) * 3 + 1
+    assert relative_error(mobile(x), norm(x)) < 1e-5
+    video = torch.randn(1, 48, 2, 3, 4)  # 3-D maps use the layer norm itself
+    assert relative_error(mobile(video), norm(video)) < 1e-6
+
+
+def _max_rank(exported) -> int:
+    ranks = [node.meta['val'].dim() for node in exported.graph.nodes
+             if isinstance(node.meta.get('val'), torch.Tensor)]
+    return max(ranks)
+
+
+def test_prepared_backbone_has_rank_6_and_same_outputs():
+    model = randomize(EMOv2('1M', window_size=7))
+    mobile = prepare_for_mobile(model)
+    # Stages 3 and 4: 7 + 2 attention blocks (first blocks mix with a 1x1 conv), 8 + 3
+    # LayerNorm pre-norms.
+    assert sum(isinstance(m, LowRankWindowAttention) for m in mobile.modules()) == 9
+    assert sum(isinstance(m, ConvChannelLayerNorm) for m in mobile.modules()) == 11
+    assert not any(isinstance(m, (WindowAttention, ChannelLayerNorm)) for m in mobile.modules())
+    x = torch.rand(1, 3, *CLASSIFIER_SIZE)
+    with torch.no_grad():
+        for actual, expected in zip(mobile(x), model(x)):
+            assert relative_error(actual, expected) < 1e-5
+        original = torch.export.export(model, (x, ))
+        exported = torch.export.export(mobile, (x, ))
+    # The model as built holds the rank-7/8 window views XNNPACK cannot define.
+    assert _max_rank(original) > XNNPACK_MAX_RANK
+    assert _max_rank(exported) <= XNNPACK_MAX_RANK
+    # The model itself is left as it was: channels-last, not deployed.
+    assert not model.deployed and model.channels_last
+    assert any(isinstance(m, WindowAttention) for m in model.modules())
+    assert all(p.is_contiguous() for p in mobile.parameters())
+
+
+# ---------------------------------------------------------------------------------------
+# Programs, run by ExecuTorch.
+# ---------------------------------------------------------------------------------------
+@pytest.fixture(scope='module')
+def classifier_program(tmp_path_factory):
+    torch.manual_seed(0)
+    model = randomize(build_classifier('1M'))
+    path = str(tmp_path_factory.mktemp('mobile') / 'emov2_1m.pte')
+    info = export_executorch(model, path, input_size=CLASSIFIER_SIZE)
+    return model, path, info
+
+
+@needs_executorch
+def test_classifier_program_matches_pytorch(classifier_program):
+    model, path, info = classifier_program
+    images = torch.rand(1, 3, *CLASSIFIER_SIZE)
+    errors = verify_executorch(path, model, [images], tolerance=1e-4)
+    assert len(errors) == 3 and max(errors) < 1e-4
+    program = ExecuTorchProgram(path)
+    scores = program(images)
+    assert len(scores) == 1 and scores[0].shape == (1, 1000)
+    # Every convolution, product and softmax runs inside XNNPACK.
+    for op in ('convolution', 'bmm', '_softmax', 'linear', 'permute_copy'):
+        assert any(op in name for name in info['delegated']), (op, info['delegated'])
+        assert not any(op in name for name in info['outside']), (op, info['outside'])
+    with pytest.raises(ValueError, match='one input shape'):
+        program(torch.rand(1, 3, 224, 224))
+
+
+@needs_executorch
+def test_verify_detects_another_model(classifier_program):
+    _, path, _ = classifier_program
+    other = randomize(build_classifier('1M'), seed=1)
+    with pytest.raises(AssertionError, match='relative error'):
+        verify_executorch(path, other, tolerance=1e-4)
+
+
+@needs_executorch
+def test_detector_network_program_matches_pytorch(tmp_path):
+    from emo_mm.apis import build_model, load_config
+    torch.manual_seed(0)
+    model = randomize(build_model(load_config('retinanet_emov2_1m_coco')))
+    path = str(tmp_path / 'retinanet.pte')
+    export_executorch(model, path, input_size=DETECTOR_SIZE)
+    images = torch.rand(1, 3, *DETECTOR_SIZE)
+    verify_executorch(path, model, [images], tolerance=1e-4)
+    outputs = ExecuTorchProgram(path)(images)
+    with torch.no_grad():
+        expected = flat(model(images, mode='tensor'))
+    # Class scores and box deltas of the five pyramid levels (NMS stays outside).
+    assert [tuple(o.shape) for o in outputs] == [tuple(e.shape) for e in expected]
+    assert len(outputs) == 10
+
+
+@needs_executorch
+def test_int8_program_runs_close_to_fp32(tmp_path):
+    torch.manual_seed(0)
+    model = randomize(EMOv2('1M', window_size=7, out_indices=(4, )))
+    calibration = [torch.rand(4, 3, 64, 96) for _ in range(2)]
+    fp32 = str(tmp_path / 'fp32.pte')
+    int8 = str(tmp_path / 'int8.pte')
+    export_executorch(model, fp32, input_size=(64, 96))
+    info = export_executorch(model, int8, input_size=(64, 96), precision='int8',
+                             calibration=calibration)
+    assert info['calibration_images'] == 8
+    assert any('quantize_per_tensor' in name for name in info['delegated'])
+    # int8 weights: the program is well under half the fp32 one.
+    assert os.path.getsize(int8) < 0.5 * os.path.getsize(fp32)
+    errors = verify_executorch(int8, model, tolerance=None)
+    # A sanity bound for random weights and inputs; accuracy is measured on trained models.
+    assert all(0 < error < 0.2 for error in errors), errors
+    with pytest.raises(ValueError, match='calibration'):
+        export_executorch(model, int8, input_size=(64, 96), precision='int8')
