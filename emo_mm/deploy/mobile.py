@@ -64,7 +64,8 @@ class LowRankWindowAttention(nn.Module):
     A window is cut out of a (B, C, H, W) map viewed as (B, C, n_h, w_h, n_w, w_w)
     (contiguous windows; strided ones are (B, C, w_h, n_h, w_w, n_w)) by one rank-6
     permutation to (B, n_h, n_w, C, w_h, w_w); the head-major channels then split into
-    heads without a copy, giving (windows, heads, D, tokens).
+    heads without a copy, giving (windows * heads, D, tokens) operands for 3-D batched
+    products.
 
     Args:
         attention (WindowAttention): A 2-D window attention.
@@ -264,7 +265,8 @@ def quantize_int8(wrapper: nn.Module, example: torch.Tensor,
     """Static int8 post-training quantization for XNNPACK (pt2e flow).
 
     Symmetric int8 weights per output channel and int8 activations per tensor, observed
-    on ``calibration`` (image tensors shaped like ``example`` but for the batch). What
+    on ``calibration`` (image tensors shaped like ``example`` but for the batch; images
+    beyond the last whole batch of ``example``'s size are not used). What
     XNNPACK's quantizer covers becomes int8 (convolutions, linear layers, additions,
     products, concatenations); the rest (attention products and softmax, GELU, SiLU)
     stays float between quantize / dequantize pairs.
@@ -292,6 +294,10 @@ def quantize_int8(wrapper: nn.Module, example: torch.Tensor,
     seen = 0
     with torch.no_grad():
         for images in _batches(calibration, example.shape[0]):
+            if images.shape[1:] != example.shape[1:]:
+                raise ValueError(f'Calibration images are {tuple(images.shape[1:])} but the '
+                                 f'program takes {tuple(example.shape[1:])}: preprocess them '
+                                 'to the input size of the export.')
             prepared(images.to(example.dtype))
             seen += images.shape[0]
     if not seen:
