@@ -30,7 +30,10 @@ program against it):
 
 int8 uses the pt2e flow with ExecuTorch's ``XNNPACKQuantizer`` (symmetric per-channel
 int8 weights, per-tensor int8 activations, static), calibrated on images the caller
-passes.
+passes; the channel LayerNorms stay float (:data:`FLOAT_MODULES`).
+
+A model's accuracy through a program is measured with the toolbox's own test loop:
+:func:`attach_program` makes the model's ``predict`` run its network in the program.
 """
 import copy
 import os
@@ -182,6 +185,11 @@ class ConvChannelLayerNorm(nn.Module):
         return y
 
 
+#: Modules int8 programs keep in float by default: the channel LayerNorm, whose mean and
+#: variance lose most of their resolution in int8 (measured in docs/mobile.md).
+FLOAT_MODULES = (ConvChannelLayerNorm, )
+
+
 def replace_for_mobile(model: nn.Module) -> Dict[str, int]:
     """Replaces, in place, every 2-D :class:`WindowAttention` by a
     :class:`LowRankWindowAttention` and every 2-D :class:`ChannelLayerNorm` by a
@@ -261,7 +269,7 @@ def _batches(images: Iterable[torch.Tensor], batch: int) -> Iterable[torch.Tenso
 
 def quantize_int8(wrapper: nn.Module, example: torch.Tensor,
                   calibration: Iterable[torch.Tensor],
-                  float_modules: Sequence[type] = ()) -> Tuple[nn.Module, int]:
+                  float_modules: Sequence[type] = FLOAT_MODULES) -> Tuple[nn.Module, int]:
     """Static int8 post-training quantization for XNNPACK (pt2e flow).
 
     Symmetric int8 weights per output channel and int8 activations per tensor, observed
@@ -275,7 +283,7 @@ def quantize_int8(wrapper: nn.Module, example: torch.Tensor,
         wrapper: The prepared model (:func:`prepare_for_mobile`).
         example: An input of the program's shape.
         calibration: Image tensors (N, C, H, W).
-        float_modules: Module types kept in float entirely.
+        float_modules: Module types kept in float entirely (:data:`FLOAT_MODULES`).
 
     Returns:
         (torch.fx.GraphModule, int): The converted model and the number of calibration
@@ -314,7 +322,7 @@ def export_executorch(model: nn.Module,
                       calibration: Optional[Iterable[torch.Tensor]] = None,
                       in_channels: int = 3,
                       deploy: bool = True,
-                      float_modules: Sequence[type] = ()) -> Dict[str, object]:
+                      float_modules: Sequence[type] = FLOAT_MODULES) -> Dict[str, object]:
     """Exports ``model`` to an ExecuTorch program (``.pte``) lowered to XNNPACK.
 
     ``model`` itself is not changed (see :func:`prepare_for_mobile`).
@@ -329,7 +337,8 @@ def export_executorch(model: nn.Module,
             of the program's input size for int8.
         in_channels (int): Input channels.
         deploy (bool): Switch to deploy mode first where the model has one.
-        float_modules (Sequence[type]): int8: module types kept in float.
+        float_modules (Sequence[type]): int8: module types kept in float. Defaults to
+            :data:`FLOAT_MODULES`.
 
     Returns:
         dict: ``model`` (the prepared PyTorch model, what the program computes in fp32),
