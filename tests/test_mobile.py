@@ -6,6 +6,7 @@ LayerScale and BatchNorm statistics are randomised, so every branch weighs in th
 """
 import importlib.util
 import os
+import os.path as osp
 
 import pytest
 import torch
@@ -13,12 +14,12 @@ import torch.nn as nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from emo_mm.deploy.mobile import (XNNPACK_MAX_RANK, ConvChannelLayerNorm, ExecuTorchProgram,
-                                  LowRankWindowAttention, export_executorch, prepare_for_mobile,
-                                  verify_executorch)
+                                  LowRankWindowAttention, attach_program, export_executorch,
+                                  prepare_for_mobile, verify_executorch)
 from emo_mm.models import EMOv2
 from emo_mm.models.attention import MIXERS, WindowAttention, attention_path
 from emo_mm.models.layers import ChannelLayerNorm
-from helpers import build_classifier, relative_error
+from helpers import REPO, build_classifier, relative_error, train_and_test
 
 needs_executorch = pytest.mark.skipif(
     importlib.util.find_spec('executorch') is None,
@@ -165,7 +166,10 @@ def test_verify_detects_another_model(classifier_program):
 
 
 @needs_executorch
+@pytest.mark.slow
 def test_detector_network_program_matches_pytorch(tmp_path):
+    from mmdet.structures import DetDataSample
+
     from emo_mm.apis import build_model, load_config
     torch.manual_seed(0)
     model = randomize(build_model(load_config('retinanet_emov2_1m_coco')))
@@ -179,9 +183,22 @@ def test_detector_network_program_matches_pytorch(tmp_path):
     # Class scores and box deltas of the five pyramid levels (NMS stays outside).
     assert [tuple(o.shape) for o in outputs] == [tuple(e.shape) for e in expected]
     assert len(outputs) == 10
+    # mmdet's own decoding and NMS on the program's outputs give the model's detections.
+    meta = dict(img_shape=DETECTOR_SIZE, ori_shape=DETECTOR_SIZE, scale_factor=(1., 1.),
+                pad_shape=DETECTOR_SIZE, batch_input_shape=DETECTOR_SIZE)
+    model.test_cfg.score_thr = 0.0
+    with torch.no_grad():
+        reference = model.predict(images, [DetDataSample(metainfo=meta)])[0].pred_instances
+        attach_program(model, ExecuTorchProgram(path))
+        deployed = model.predict(images, [DetDataSample(metainfo=meta)])[0].pred_instances
+    assert len(reference) > 10 and len(deployed) == len(reference)
+    assert torch.equal(deployed.labels, reference.labels)
+    assert relative_error(deployed.bboxes, reference.bboxes) < 1e-4
+    assert relative_error(deployed.scores, reference.scores) < 1e-4
 
 
 @needs_executorch
+@pytest.mark.slow
 def test_int8_program_runs_close_to_fp32(tmp_path):
     torch.manual_seed(0)
     model = randomize(EMOv2('1M', window_size=7, out_indices=(4, )))
@@ -200,3 +217,58 @@ def test_int8_program_runs_close_to_fp32(tmp_path):
     assert all(0 < error < 0.2 for error in errors), errors
     with pytest.raises(ValueError, match='calibration'):
         export_executorch(model, int8, input_size=(64, 96), precision='int8')
+
+
+@needs_executorch
+@pytest.mark.slow
+def test_demo_segmentor_programs_keep_accuracy(tmp_path, monkeypatch):
+    """DeepLabv3-EMOv2-1M trained on the ADE20K-format demo set, scored by mmseg's IoUMetric
+    on the held-out split: the fp32 program as PyTorch, the int8 program within 1 point."""
+    from mmengine.config import Config
+    from mmengine.runner import Runner
+
+    from emo_mm.demo.data import DEMO_SETTINGS, make_ade20k_regions
+    from emo_mm.models.checkpoint import read_checkpoint, trusted_checkpoints
+    make_ade20k_regions(osp.join(REPO, DEMO_SETTINGS.demo_ade20k_root))
+    monkeypatch.chdir(REPO)
+    config = osp.join(REPO, 'configs', 'demo', 'deeplabv3_emov2_1m_demo.py')
+    work_dir = str(tmp_path)
+    _, trained = train_and_test(config, work_dir, dict(max_iters=150))
+    last = open(osp.join(work_dir, 'last_checkpoint')).read().strip()
+    with trusted_checkpoints(last):  # this test's own training checkpoint
+        state = read_checkpoint(last)['state_dict']
+    weights = osp.join(work_dir, 'weights.pth')
+    torch.save(dict(state_dict=state), weights)
+
+    def runner():
+        cfg = Config.fromfile(config)
+        cfg.work_dir, cfg.load_from, cfg.log_level = work_dir, weights, 'WARNING'
+        return Runner.from_cfg(cfg)
+
+    torch_runner = runner()
+    torch_metrics = torch_runner.test()
+    assert torch_metrics['mIoU'] == pytest.approx(trained['mIoU'], abs=1e-6)
+    model = torch_runner.model.eval()
+    batches = [model.data_preprocessor(data, False)['inputs'] for data in runner().test_dataloader]
+    shape = batches[0].shape[2:]
+    assert all(b.shape[2:] == shape for b in batches)  # one program serves every image
+    # Calibration: the test pipeline on training images (never the scored ones).
+    cfg = Config.fromfile(config)
+    calib_cfg = cfg.test_dataloader.copy()
+    calib_cfg.dataset = dict(cfg.test_dataloader.dataset,
+                             data_prefix=cfg.train_dataloader.dataset.data_prefix)
+    calibration = [model.data_preprocessor(data, False)['inputs']
+                   for data, _ in zip(Runner.build_dataloader(calib_cfg), range(32))]
+    metrics = {}
+    for precision in ('fp32', 'int8'):
+        path = osp.join(work_dir, f'deeplabv3_{precision}.pte')
+        export_executorch(model, path, input_size=tuple(shape), precision=precision,
+                          calibration=calibration if precision == 'int8' else None)
+        program_runner = runner()
+        attach_program(program_runner.model, ExecuTorchProgram(path))
+        metrics[precision] = program_runner.test()
+    print(f"\nmIoU: PyTorch {torch_metrics['mIoU']:.2f}, ExecuTorch fp32 "
+          f"{metrics['fp32']['mIoU']:.2f}, int8 {metrics['int8']['mIoU']:.2f}")
+    assert torch_metrics['mIoU'] > 20  # trained: chance is about 11
+    assert metrics['fp32']['mIoU'] == pytest.approx(torch_metrics['mIoU'], abs=0.05)
+    assert metrics['int8']['mIoU'] >= torch_metrics['mIoU'] - 1.0
