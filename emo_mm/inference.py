@@ -167,27 +167,34 @@ def resolve_model(model: str) -> str:
                 names[entry['Name'].lower()] = osp.join(root, entry['Config'])
     config = names.get(model.lower())
     if config is None:
-        raise ValueError(f'{model!r} is neither a config file nor a model of emo_mm\'s model '
-                         f'zoo; choose a config path or one of: {", ".join(sorted(names))}.')
+        from .engine.errors import UserError
+        raise UserError(f'{model!r} is neither a config file nor a model of emo_mm\'s model '
+                        f'zoo; choose a config path or one of: {", ".join(sorted(names))}.')
     return config
 
 
 def scope_of(model: str) -> str:
     """The toolbox (``default_scope``) of a config path or model-zoo name."""
-    from mmengine.config import Config
-    return Config.fromfile(resolve_model(model)).get('default_scope')
+    from .apis import load_config
+    return load_config(resolve_model(model)).get('default_scope')
 
 
-def build_inferencer(model: str, weights: Optional[str] = None, device: Optional[str] = None):
+def build_inferencer(model: str, weights: Optional[str] = None, device: Optional[str] = None,
+                     allow_nonfinite: bool = False):
     """The toolbox inferencer for an emo_mm config or model-zoo name.
 
     Args:
         model (str): Config path or a name from ``model-index.yml`` (``mim search emo_mm``).
         weights (str, optional): Checkpoint to load (e.g. the ``epoch_12.pth`` of a
             training run). For classifier names, ``'authors'`` loads the authors' released
-            weights. Without weights, the model keeps its initialisation.
+            weights. Without weights, the model keeps its initialisation. A local file is
+            read first without running code from it; one with NaN or infinite tensors is
+            refused (unless ``allow_nonfinite``), a classifier in the authors' key layout
+            is converted on the fly for mmpretrain configs (one line says so), and the file
+            must hold exactly the model's tensors.
         device (str, optional): ``'cpu'``, ``'cuda:0'``, ... Defaults to the toolbox's
             choice (CUDA when available).
+        allow_nonfinite (bool): Load weights that hold NaN or infinite values.
     """
     import importlib
     config = resolve_model(model)
@@ -207,4 +214,84 @@ def build_inferencer(model: str, weights: Optional[str] = None, device: Optional
     with DefaultScope.overwrite_default_scope(scope):
         if weights == 'authors':
             return inferencer(model, pretrained=True, device=device)
-        return inferencer(config, **{weights_arg: weights}, device=device)
+        if weights is None or weights.startswith(('http://', 'https://')):
+            return inferencer(config, **{weights_arg: weights}, device=device)
+        import tempfile
+        state, converted = _read_weights(weights, scope, allow_nonfinite)
+        with tempfile.TemporaryDirectory() as folder:
+            if converted is not None:
+                import torch
+                weights = osp.join(folder, osp.basename(weights))
+                torch.save(converted, weights)
+            built = inferencer(config, **{weights_arg: weights}, device=device)
+        _verify_weights(built.model, state, weights)
+        return built
+
+
+def _read_weights(path: str, scope: str, allow_nonfinite: bool):
+    """Reads local weights with emo_mm's rules; returns ``(state dict, converted
+    checkpoint or None)``."""
+    from mmengine.logging import print_log
+
+    from .models.checkpoint import (adapt_layout, allow_nonfinite_checkpoints, extract_state_dict,
+                                    is_authors_classifier, read_checkpoint)
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'--weights {path!r} does not exist.')
+    with allow_nonfinite_checkpoints(allow_nonfinite):
+        checkpoint = read_checkpoint(path)
+    state = extract_state_dict(checkpoint, path)
+    if not is_authors_classifier(state):
+        return state, None
+    # An mmpretrain classifier's keys (backbone.*, head.fc.*), or any other whole model's.
+    model_keys = ({'backbone.x': None, 'head.fc.weight': None} if scope == 'mmpretrain'
+                  else {'backbone.x': None})
+    state, note = adapt_layout(state, model_keys, path)
+    print_log(note, logger='current')
+    meta = checkpoint.get('meta') if isinstance(checkpoint, dict) else None
+    return state, {'state_dict': state, **({'meta': meta} if isinstance(meta, dict) else {})}
+
+
+def _verify_weights(model, state, path: str) -> None:
+    """The inferencer loads with ``strict=False`` (missing tensors stay random, with a
+    warning): an incomplete or mismatched file is an error here instead."""
+    from .models.checkpoint import CheckpointError, shape_problems
+    own = {k: v for k, v in model.state_dict().items()
+           if not k.startswith('data_preprocessor.')}
+    problems = shape_problems(state, own, require_all=True)
+    if problems:
+        raise CheckpointError(f'--weights {path} does not match the model of this config '
+                              '(trained with another config or variant?): '
+                              + '; '.join(problems))
+
+
+#: What the toolboxes' inferencers take from a folder (mmcv's image extensions).
+IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif', '.tiff', '.webp')
+
+
+def check_inputs(inputs: str) -> int:
+    """Every image :func:`build_inferencer`'s inferencer would read from ``inputs`` (a file,
+    or the image files of a folder) decodes; returns their number. Raises
+    :class:`~emo_mm.engine.errors.UserError` naming the first that does not."""
+    from PIL import Image
+
+    from .engine.errors import UserError
+    if not osp.exists(inputs):
+        raise UserError(f'{inputs} does not exist: give an image file or a folder of images.')
+    if osp.isdir(inputs):
+        import os
+        files = sorted(osp.join(inputs, f) for f in os.listdir(inputs)
+                       if f.lower().endswith(IMAGE_EXTENSIONS))
+        if not files:
+            raise UserError(f'{inputs} holds no image files '
+                            f'({", ".join(IMAGE_EXTENSIONS)}).')
+    else:
+        files = [inputs]
+    for path in files:
+        try:
+            with Image.open(path) as image:
+                image.load()
+        except Exception as err:  # PIL raises its own errors for every kind of bad file
+            detail = ' '.join(str(err).split())[:160] or type(err).__name__
+            raise UserError(f'{path} is not an image that can be decoded ({detail}); give image '
+                            'files (JPEG, PNG, ...).') from None
+    return len(files)

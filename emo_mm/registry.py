@@ -24,7 +24,7 @@ class _ModelRegistry(Registry):
 
 
 MODELS = _ModelRegistry('model', parent=MMENGINE_MODELS, scope='emo_mm',
-                        locations=['emo_mm.models', 'emo_mm.generation'])
+                        locations=['emo_mm.models', 'emo_mm.generation', 'emo_mm.deploy.runner'])
 HOOKS = Registry('hook', parent=MMENGINE_HOOKS, scope='emo_mm', locations=['emo_mm.engine'])
 TRANSFORMS = Registry('transform', parent=MMENGINE_TRANSFORMS, scope='emo_mm',
                       locations=['emo_mm.datasets.guard'])

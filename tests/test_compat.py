@@ -13,9 +13,9 @@ ENV = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get('PYTHONPATH
 TOOLBOXES = ('mmdet', 'mmseg', 'mmaction', 'mmpretrain')
 
 
-def _python(script: str, env=None, timeout=300) -> subprocess.CompletedProcess:
+def _python(script: str, env=None, timeout=300, cwd=REPO) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, '-c', script], capture_output=True, text=True,
-                          cwd=REPO, env=env or ENV, timeout=timeout)
+                          cwd=cwd, env=env or ENV, timeout=timeout)
 
 
 def test_import_emo_mm_imports_no_toolbox():
@@ -116,3 +116,105 @@ print('after:', build().loss_cls)
     assert result.returncode == 0, result.stderr[-3000:]
     assert 'before: False' in result.stdout  # the upstream defect
     assert 'after: None' in result.stdout
+
+
+def test_mim_editable(tmp_path):
+    """mim looks for emo_mm's files next to its metadata in site-packages (an editable
+    install, as make setup makes, keeps them in the repository). Run as a user runs mim, away
+    from the checkout and without it on PYTHONPATH: pkg_resources would otherwise find the
+    editable build's ``emo_mm.egg-info`` in the checkout's root."""
+    script = '''
+import os.path as osp
+import mim.utils as mim_utils
+from emo_mm.compat import mim_editable
+def has_index(path):
+    return osp.isfile(osp.join(path, '.mim', 'model-index.yml')) or osp.isfile(
+        osp.join(path, 'model-index.yml'))
+print('before:', has_index(mim_utils.get_installed_path('emo_mm')))
+mim_editable.apply()
+print('after:', has_index(mim_utils.get_installed_path('emo_mm')))
+print('others unchanged:', mim_utils.get_installed_path('mmdet').endswith('site-packages/mmdet'))
+'''
+    env = dict(os.environ)
+    env.pop('PYTHONPATH', None)
+    result = _python(script, env=env, cwd=str(tmp_path))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert 'before: False' in result.stdout  # the upstream defect (editable install)
+    assert 'after: True' in result.stdout and 'others unchanged: True' in result.stdout
+
+
+def test_mmseg_visualizer_layout():
+    script = '''
+import numpy as np, torch
+from mmengine.structures import PixelData
+from mmseg.visualization import SegLocalVisualizer
+from emo_mm.compat import mmseg_visualizer_layout
+image = torch.rand(3, 24, 32).mul(255).byte().permute(1, 2, 0).numpy()[..., [2, 1, 0]]
+label = PixelData(data=torch.randint(0, 2, (1, 24, 32)))
+vis = SegLocalVisualizer(name='v')
+def draw():
+    try:
+        out = vis._draw_sem_seg(image, label, ('a', 'b'), [[255, 0, 0], [0, 255, 0]])
+        return f'ok {out.shape}'
+    except Exception as err:
+        return type(err).__name__
+print('before:', draw())
+mmseg_visualizer_layout.apply()
+print('after:', draw())
+'''
+    result = _python(script)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert 'before: error' in result.stdout  # the upstream defect (cv2.error)
+    assert 'after: ok (24, 32, 3)' in result.stdout
+
+
+def test_mmaction_video_writer(tmp_path):
+    script = f'''
+import cv2, numpy as np
+from mmaction.visualization.video_backend import LocalVisBackend
+from emo_mm.compat import mmaction_video_writer
+frames = np.random.randint(0, 255, (5, 32, 48, 3), dtype=np.uint8)
+backend = LocalVisBackend(save_dir={str(tmp_path)!r})
+try:
+    backend.add_video('clip', frames, out_type='video')
+except ImportError as err:
+    print('before:', err)
+mmaction_video_writer.apply()
+backend.add_video('clip', frames, out_type='video')
+clip = cv2.VideoCapture({str(tmp_path / 'clip.mp4')!r})
+print('after:', int(clip.get(cv2.CAP_PROP_FRAME_COUNT)), int(clip.get(cv2.CAP_PROP_FRAME_WIDTH)))
+'''
+    result = _python(script)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert 'before: Please install moviepy' in result.stdout  # the upstream defect
+    assert 'after: 5 48' in result.stdout
+
+
+def test_mmaction_visualization_hook(tmp_path):
+    script = f'''
+import glob, torch
+from mmaction.engine.hooks import VisualizationHook
+from mmaction.structures import ActionDataSample
+from mmaction.visualization import ActionVisualizer
+from emo_mm.compat import mmaction_visualization_hook
+ActionVisualizer.get_instance('visualizer', save_dir={str(tmp_path)!r})
+sample = ActionDataSample().set_gt_label(1).set_pred_score(torch.tensor([0.2, 0.8]))
+one_view = torch.randint(0, 255, (3, 4, 16, 16), dtype=torch.uint8)  # (C, T, H, W)
+three_views = torch.randint(0, 255, (3, 3, 4, 16, 16), dtype=torch.uint8)  # ThreeCrop
+def draw(folder, video):
+    hook = VisualizationHook(enable=True, interval=1, out_dir=folder)
+    try:
+        hook._draw_samples(0, dict(inputs=[video]), [sample])
+        return len(glob.glob(folder + '/**/*.png', recursive=True))
+    except Exception as err:
+        return type(err).__name__
+root = {str(tmp_path)!r}
+print('before:', draw(root + '/a', one_view), draw(root + '/b', three_views))
+mmaction_visualization_hook.apply()
+print('after:', draw(root + '/c', one_view), draw(root + '/d', three_views))
+'''
+    result = _python(script)
+    assert result.returncode == 0, result.stderr[-2000:]
+    # the upstream defects: show= to the visualiser; permute of a multi-view sample
+    assert 'before: TypeError RuntimeError' in result.stdout
+    assert 'after: 4 4' in result.stdout  # 4 frames; of three views, the first

@@ -114,12 +114,16 @@ def test_test_tool_evaluates_and_draws(demo_data, tmp_path):
     cfg = _tiny_config(tmp_path, 'tiny', train_cfg='dict(max_epochs=1, val_interval=100)')
     work_dir = str(tmp_path / 'work')
     _run([sys.executable, 'tools/train.py', cfg, '--work-dir', work_dir])
-    show_dir = tmp_path / 'vis'
-    log = _run([sys.executable, 'tools/test.py', cfg, osp.join(work_dir, 'epoch_1.pth'),
-                '--work-dir', work_dir, '--show-dir', str(show_dir), '--show-score-thr', '0'])
+    # a relative --show-dir is a folder of the run's log folder, as mmdet's tools/test.py does
+    log = _run([sys.executable, osp.join(REPO, 'tools', 'test.py'), cfg,
+                osp.join(work_dir, 'epoch_1.pth'), '--work-dir', work_dir, '--show-dir', 'vis',
+                '--show-score-thr', '0'], cwd=str(tmp_path))
     assert 'Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all | maxDets=100 ]' in log
     assert 'coco/bbox_mAP' in log
-    assert len(list(show_dir.glob('*.png'))) == 8
+    (show_dir, ) = glob.glob(osp.join(work_dir, '2*', 'vis'))
+    assert f'Images with the predictions drawn: {show_dir}' in log
+    assert len(glob.glob(osp.join(show_dir, '*.png'))) == 8
+    assert not osp.exists(tmp_path / 'vis')
 
     # Deploy mode evaluates the same detector (BatchNorm and LayerScale folded).
     deployed = _run([sys.executable, 'tools/test.py', cfg, osp.join(work_dir, 'epoch_1.pth'),

@@ -67,6 +67,9 @@ def test_outputs_strides_and_indices():
     assert model.out_indices == (4, 2)
     outs = model(torch.rand(1, 3, 64, 64))
     assert outs[0].shape[1] == 180 and outs[1].shape[1] == 48
+    # out_channels: the returned outputs, in order; stage_channels: every output
+    assert model.out_channels == [o.shape[1] for o in outs] == [180, 48]
+    assert model.stage_channels == [16, 32, 48, 80, 180]
     single = EMOv2('1M', out_indices=3, return_tuple=False).eval()
     assert isinstance(single(torch.rand(1, 3, 64, 64)), torch.Tensor)
 

@@ -294,7 +294,7 @@ def test_bad_coco_images_at_the_end(coco_copy, tmp_path, monkeypatch):
     images = sorted((coco_copy / 'train').iterdir())
     last = images[-1]
     last.write_bytes(b'')  # unreadable
-    with pytest.raises(DataError, match=rf"image '{last}' cannot be read"):
+    with pytest.raises(DataError, match=rf"image '{last}' cannot be decoded"):
         prepare_train_config(cfg, work_dir=str(tmp_path / 'w'))
     last.unlink()
     with pytest.raises(DataError, match=rf"image '{last}', listed in .*, does not exist"):
@@ -322,7 +322,7 @@ def test_second_check_is_skipped_until_a_file_changes(coco_copy, tmp_path, monke
     cfg = load_config(_coco_cfg(tmp_path, coco_copy))
     lines = []
     check_data(cfg, ('train', ), report=lines.append)
-    assert lines[-1].startswith('CocoDataset (train): ') and 'samples checked' in lines[-1]
+    assert lines[-1].startswith('CocoDataset (train): ') and 'samples decoded' in lines[-1]
     check_data(cfg, ('train', ), report=lines.append)
     assert 'unchanged since it last passed, skipped' in lines[-1]
     image = sorted((coco_copy / 'train').iterdir())[-1]
@@ -469,7 +469,7 @@ def test_custom_dataset_with_string_prefix(tmp_path, monkeypatch):
     check_data(cfg, ('train', ))  # mmpretrain accepts a string data_prefix
     bad = root / 'train' / 'rose' / '9.jpg'
     bad.write_bytes(b'not an image')
-    with pytest.raises(DataError, match=rf"image '{bad}' cannot be read"):
+    with pytest.raises(DataError, match=rf"image '{bad}' cannot be decoded"):
         check_data(cfg, ('train', ))
 
 

@@ -46,10 +46,12 @@ def test_entries_are_well_formed():
         by_name = {c['Name']: c for c in collections}
         assert model['In Collection'] in by_name, (path, model['Name'])
         collection = by_name[model['In Collection']]
-        assert collection['Paper']['URL'].startswith('https://arxiv.org/abs/')
-        assert collection['Paper']['Title']
-        assert collection['Code']['URL'].startswith('https://github.com/zhangzjn/')
+        for paper in (collection['Paper'], model['Paper']):  # the model's, the backbone's
+            assert paper['URL'].startswith('https://arxiv.org/abs/') and paper['Title']
+        assert model['Code'].startswith('https://github.com/zhangzjn/')
         meta = model['Metadata']
+        assert meta['Backbone'] in ('EMOv2', 'EMOv1')
+        assert (meta['Backbone'] == 'EMOv1') == ('emov1' in model['Name'])
         assert isinstance(meta['Parameters'], int) and meta['Parameters'] > 0
         assert isinstance(meta['FLOPs'], int) and meta['FLOPs'] > meta['Parameters']
         for result in model['Results']:

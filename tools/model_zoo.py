@@ -45,8 +45,14 @@ def _link(text: str, url: str) -> str:
     return f'[{text}]({url})' if url else '-'
 
 
+def title(collection: dict, backbone: str) -> str:
+    """``RetinaNet-EMOv2`` for a detector / segmentor, the name alone for EMO's own."""
+    name = collection['Name']
+    return name if 'EMO' in name else f'{name}-{backbone}'
+
+
 def table(collection: dict, models: list) -> str:
-    """One Markdown table for a collection's models."""
+    """One Markdown table for models of one collection and one backbone."""
     metric_names = list(OrderedDict.fromkeys(
         f'{name}' for m in models for r in m.get('Results') or [] for name in r['Metrics']))
     header = ['model', 'config', 'params', 'FLOPs', 'input', *metric_names, 'weights', 'log']
@@ -69,9 +75,11 @@ def table(collection: dict, models: list) -> str:
             notes.setdefault(m['Notes'], []).append(f'`{m["Name"]}`')
     sources = list(OrderedDict.fromkeys(m['Results Source'] for m in models
                                         if m.get('Results Source')))
-    paper = collection['Paper']
-    text = [f'**{collection["Name"]}** ({collection["Metadata"]["Training Data"]}; '
-            f'paper: [{paper["Title"]}]({paper["URL"]}), code: {collection["Code"]["URL"]})',
+    first = models[0]
+    paper = first['Paper']
+    text = [f'**{title(collection, first["Metadata"]["Backbone"])}** '
+            f'({collection["Metadata"]["Training Data"]}; '
+            f'paper: [{paper["Title"]}]({paper["URL"]}), code: {first["Code"]})',
             '', *lines, '']
     if sources:
         text.append('Results: ' + '; '.join(sources) + '.')
@@ -87,8 +95,10 @@ def render(index_path: str = osp.join(REPO, 'model-index.yml')) -> str:
     for _, collections, models in load_index(index_path):
         for col in collections:
             members = [m for m in models if m['In Collection'] == col['Name']]
-            if members:
-                blocks.append(table(col, members))
+            backbones = OrderedDict.fromkeys(m['Metadata']['Backbone'] for m in members)
+            for backbone in backbones:  # one table per backbone (EMOv2, then EMOv1)
+                blocks.append(table(col, [m for m in members
+                                          if m['Metadata']['Backbone'] == backbone]))
     return '\n'.join(blocks).rstrip('\n') + '\n'
 
 

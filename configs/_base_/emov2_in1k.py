@@ -71,6 +71,10 @@ test_cfg = dict()
 auto_scale_lr = dict(base_batch_size=1024)
 
 # EMA of the whole state dict with decay 0.9998, evaluated in place of the raw weights.
+# CheckpointLayoutHook: any Runner of these configs (`mim test`, mmpretrain's own tools) loads
+# the authors' released files, which the model zoo links and `mim download` fetches, by
+# converting their key layout on the fly.
 custom_hooks = [dict(type='EMAHook', momentum=2e-4, update_buffers=True,
-                     priority='ABOVE_NORMAL')]
+                     priority='ABOVE_NORMAL'),
+                dict(type='emo_mm.CheckpointLayoutHook')]
 randomness = dict(seed=42)

@@ -14,6 +14,9 @@ optim_wrapper = dict(
     optimizer=dict(type='AdamW', lr=1.2e-4, betas=(0.9, 0.999), weight_decay=0.05),
     paramwise_cfg=dict(custom_keys={'norm': dict(decay_mult=0.)}),
 )
+# The learning rate is the authors' for 32 images per step (4 GPUs x 8; EMOv1: 8 x 4):
+# `tools/train.py --auto-scale-lr` scales it to the batch of the run.
+auto_scale_lr = dict(enable=False, base_batch_size=32)
 train_cfg = dict(type='IterBasedTrainLoop')
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')

@@ -19,6 +19,18 @@ import hook:
 - :mod:`.mmdet_ssd_head`: mmdet 3.3.0 ``SSDHead`` never sets ``loss_cls`` but prediction
   reads it (open-mmlab/mmdetection#11305, #11780). Applied at the first registry look-up of
   an emo_mm model after mmdet's heads are imported, and at Runner build.
+- :mod:`.mim_editable`: openmim 0.3.9 looks for a package's files next to its installed
+  metadata, which an editable (PEP 660) install keeps apart from the package, so ``mim
+  search`` / ``mim run`` fail for emo_mm installed by ``make setup``. Applied by the
+  ``python -m emo_mm.mim`` command line only.
+- :mod:`.mmseg_visualizer_layout`: mmseg 1.2.2's browse_dataset tool hands its visualiser
+  an image layout OpenCV 4.13 cannot draw on. Applied by ``tools/browse_dataset.py``.
+- :mod:`.mmaction_video_writer`: mmaction2 1.2.0 writes videos only through moviepy 1.x
+  (not a dependency; ``moviepy.editor`` is gone in moviepy 2). Applied by
+  ``tools/browse_dataset.py``.
+- :mod:`.mmaction_visualization_hook`: mmaction2 1.2.0's VisualizationHook passes its
+  visualiser an argument it does not take, and fails on test pipelines with several views
+  per video (ThreeCrop). Applied at Runner build for mmaction2 configs.
 
 Install-time fixes (``tools/setup_env.sh``): mmcv 2.1.0 built from its sdist with
 ``-std=c++20`` against the exact torch, and ``setuptools<81``.
@@ -61,6 +73,9 @@ def prepare_runner_config(cfg) -> None:
     if 'SSDHead' in str(cfg.get('model', '')):
         from . import mmdet_ssd_head
         mmdet_ssd_head.apply()
+    if cfg.get('default_scope') == 'mmaction':
+        from . import mmaction_visualization_hook
+        mmaction_visualization_hook.apply()
 
 
 __all__ = ['apply_on_import', 'apply_to_loaded', 'prepare_runner_config']

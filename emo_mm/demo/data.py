@@ -11,6 +11,8 @@ minutes. Every set is a pure function of its arguments (fixed seeds, no download
 * :func:`make_ade20k_regions`: ADE20K-layout semantic segmentation (textured regions).
 * :func:`make_hrf_vessels`: HRF-layout vessel segmentation (fundus-like images).
 * :func:`make_motion_videos`: Kinetics-layout videos whose class is the motion only.
+* :func:`make_shapes_classification`: an mmpretrain ``CustomDataset`` of images with one
+  shape each, labelled by the shape's kind.
 
 The default locations and the class names come from ``configs/demo/_base_/demo_data.py``,
 the file the demo configs inherit, so that the data and the configs agree by construction.
@@ -451,6 +453,50 @@ def make_motion_videos(root: str = DEMO_SETTINGS.demo_kinetics_root,
                 writer.release()
                 lines.append(f'{name} {label}')
             with open(osp.join(tmp, f'kinetics_{split}_list_videos.txt'), 'w') as f:
+                f.write('\n'.join(lines) + '\n')
+
+    return generate_once(root, params, write)
+
+
+# ---------------------------------------------------------------------------------------
+# Image classification: mmpretrain CustomDataset layout, one shape per image.
+# ---------------------------------------------------------------------------------------
+def make_shapes_classification(root: str = DEMO_SETTINGS.demo_cls_root,
+                               num_train: int = 480,
+                               num_val: int = 120,
+                               image_size: Tuple[int, int] = (80, 80),
+                               radius_range: Tuple[float, float] = (0.2, 0.4),
+                               classes: Sequence[str] = COCO_SHAPES_CLASSES,
+                               seed: int = 0) -> str:
+    """Writes an mmpretrain ``CustomDataset`` set under ``root``.
+
+    ``{train,val}/<index>.png`` (one shape of random colour, size, rotation and place on a
+    textured background; classes balanced) and ``meta/{train,val}.txt`` (``name label``
+    lines, labels indexing ``classes``).
+    """
+    params = dict(kind='shapes_classification', num_train=num_train, num_val=num_val,
+                  image_size=list(image_size), radius_range=list(radius_range),
+                  classes=list(classes), seed=seed)
+
+    def write(tmp: str) -> None:
+        os.makedirs(osp.join(tmp, 'meta'))
+        for split, count, rng in _splits('train', 'val', num_train, num_val, seed):
+            os.makedirs(osp.join(tmp, split))
+            lines = []
+            for index in range(count):
+                label = index % len(classes)
+                height, width = image_size
+                img = textured_background(rng, height, width)
+                mask = _rasterise(rng, classes[label], radius_range, height, width)
+                local = img[mask].mean(axis=0)
+                colour = rng.uniform(0, 255, size=3)
+                while np.abs(colour - local).sum() < 150:
+                    colour = rng.uniform(0, 255, size=3)
+                img[mask] = np.clip(colour, 0, 255).astype(np.uint8)
+                name = f'{index:05d}.png'
+                cv2.imwrite(osp.join(tmp, split, name), img)
+                lines.append(f'{name} {label}')
+            with open(osp.join(tmp, 'meta', f'{split}.txt'), 'w') as f:
                 f.write('\n'.join(lines) + '\n')
 
     return generate_once(root, params, write)

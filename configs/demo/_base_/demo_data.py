@@ -14,3 +14,6 @@ demo_ade20k_root = 'data/demo_ade20k'
 demo_ade20k_classes = ('wall', 'building', 'sky', 'floor', 'tree')
 demo_hrf_root = 'data/demo_hrf'
 demo_kinetics_root = 'data/demo_kinetics'
+# One shape per image, labelled by its kind (mmpretrain CustomDataset layout; the classes
+# are demo_coco_classes, in that order).
+demo_cls_root = 'data/demo_shapes_cls'

@@ -62,6 +62,12 @@ class EMOBackbone(BaseModule):
         pretrained (str, optional): Deprecated, use ``init_cfg``.
         init_cfg (dict, optional): ``dict(type='Pretrained', checkpoint=PATH)`` and
             optionally ``prefix`` and ``weights_only``.
+
+    Attributes:
+        out_channels (list[int]): Channels of the outputs ``forward`` returns, in the order
+            of ``out_indices`` (what a neck's ``in_channels`` must list).
+        stage_channels (list[int]): Channels of the stem and of every stage (output
+            indices 0..N), whatever ``out_indices``.
     """
 
     arch_settings: Dict[str, dict] = {}
@@ -209,7 +215,9 @@ class EMOBackbone(BaseModule):
 
     def build_stages(self) -> None:
         """Builds ``stage0 .. stageN`` (and the final norm); call at the end of __init__."""
-        self.out_channels = [self.stem_channels] + self.embed_dims
+        # Channels of every output (stem, stages), and of those forward returns, in order.
+        self.stage_channels = [self.stem_channels] + self.embed_dims
+        self.out_channels = [self.stage_channels[i] for i in self.out_indices]
         self.stage0 = self.make_stem()
         rates = iter(np.linspace(0, self.drop_path_rate, sum(self.arch['depths'])).tolist())
         in_dim = self.stem_channels
