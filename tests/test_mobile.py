@@ -1,7 +1,8 @@
 """Mobile runtime: ExecuTorch programs lowered to XNNPACK, run by ExecuTorch's Python runtime.
 
 The mobile forms of the window attention and the channel LayerNorm are checked in PyTorch
-(always); the programs against PyTorch (when ExecuTorch is installed: requirements/mobile.txt).
+(always); the programs against PyTorch and, on demo-trained models, with the toolbox metric
+(ExecuTorch: requirements/mobile.txt, installed by make setup).
 LayerScale and BatchNorm statistics are randomised, so every branch weighs in the outputs.
 """
 import importlib.util
@@ -19,11 +20,14 @@ from emo_mm.deploy.mobile import (XNNPACK_MAX_RANK, ConvChannelLayerNorm, ExecuT
 from emo_mm.models import EMOv2
 from emo_mm.models.attention import MIXERS, WindowAttention, attention_path
 from emo_mm.models.layers import ChannelLayerNorm
-from helpers import REPO, build_classifier, relative_error, train_and_test
+from helpers import REPO, build_classifier, relative_error
 
+#: make setup installs ExecuTorch (requirements/mobile.txt): its tests skip only where it was
+#: left out on purpose (EMO_MM_MOBILE=0, as for tools/setup_env.sh) and fail where it is
+#: missing otherwise.
 needs_executorch = pytest.mark.skipif(
-    importlib.util.find_spec('executorch') is None,
-    reason='ExecuTorch is not installed (pip install -r requirements/mobile.txt)')
+    importlib.util.find_spec('executorch') is None and os.environ.get('EMO_MM_MOBILE') == '0',
+    reason='EMO_MM_MOBILE=0: the mobile runtime (requirements/mobile.txt) is not installed')
 
 #: A classifier input whose stride-16 and stride-32 maps (10x14, 5x7) pad to windows of 7,
 #: with two windows on one axis (both partitions) and one window (their shared case).
@@ -219,39 +223,37 @@ def test_int8_program_runs_close_to_fp32(tmp_path):
         export_executorch(model, int8, input_size=(64, 96), precision='int8')
 
 
+def _test_runner(config, checkpoint, work_dir):
+    """The toolbox's test loop for ``config`` with trained weights (tools/test.py's setup)."""
+    from mmengine.runner import Runner
+
+    from emo_mm.engine import prepare_test_config
+    cfg = prepare_test_config(config, checkpoint, work_dir=work_dir)
+    cfg.log_level = 'WARNING'
+    return Runner.from_cfg(cfg)
+
+
 @needs_executorch
 @pytest.mark.slow
-def test_demo_segmentor_programs_keep_accuracy(tmp_path, monkeypatch):
-    """DeepLabv3-EMOv2-1M trained on the ADE20K-format demo set, scored by mmseg's IoUMetric
-    on the held-out split: the fp32 program as PyTorch, the int8 program within 1 point."""
+def test_demo_segmentor_programs_keep_accuracy(tmp_path, monkeypatch, demo_training):
+    """DeepLabv3-EMOv2-1M trained on the ADE20K-format demo set (the session's shared
+    training), scored by mmseg's IoUMetric on the held-out split through ExecuTorch: the
+    fp32 program as PyTorch, the int8 program (XNNPACK quantizer) within 1 point."""
     from mmengine.config import Config
     from mmengine.runner import Runner
 
-    from emo_mm.demo.data import DEMO_SETTINGS, make_ade20k_regions
-    from emo_mm.models.checkpoint import read_checkpoint, trusted_checkpoints
-    make_ade20k_regions(osp.join(REPO, DEMO_SETTINGS.demo_ade20k_root))
-    monkeypatch.chdir(REPO)
+    run = demo_training('deeplabv3_emov2')
     config = osp.join(REPO, 'configs', 'demo', 'deeplabv3_emov2_1m_demo.py')
+    monkeypatch.chdir(REPO)  # the demo configs name data/ relative to the repository
     work_dir = str(tmp_path)
-    _, trained = train_and_test(config, work_dir, dict(max_iters=150))
-    last = open(osp.join(work_dir, 'last_checkpoint')).read().strip()
-    with trusted_checkpoints(last):  # this test's own training checkpoint
-        state = read_checkpoint(last)['state_dict']
-    weights = osp.join(work_dir, 'weights.pth')
-    torch.save(dict(state_dict=state), weights)
-
-    def runner():
-        cfg = Config.fromfile(config)
-        cfg.work_dir, cfg.load_from, cfg.log_level = work_dir, weights, 'WARNING'
-        return Runner.from_cfg(cfg)
-
-    torch_runner = runner()
-    torch_metrics = torch_runner.test()
-    assert torch_metrics['mIoU'] == pytest.approx(trained['mIoU'], abs=1e-6)
-    model = torch_runner.model.eval()
-    batches = [model.data_preprocessor(data, False)['inputs'] for data in runner().test_dataloader]
-    shape = batches[0].shape[2:]
-    assert all(b.shape[2:] == shape for b in batches)  # one program serves every image
+    torch_miou = run.after['mIoU']
+    assert torch_miou > 20  # trained: chance is about 11
+    model = _test_runner(config, run.checkpoint, work_dir).model.eval()
+    test_loader = Runner.build_dataloader(Config.fromfile(config).test_dataloader)
+    shapes = {tuple(model.data_preprocessor(data, False)['inputs'].shape[2:])
+              for data in test_loader}
+    assert len(shapes) == 1, shapes  # one program serves every test image
+    shape = shapes.pop()
     # Calibration: the test pipeline on training images (never the scored ones).
     cfg = Config.fromfile(config)
     calib_cfg = cfg.test_dataloader.copy()
@@ -262,13 +264,13 @@ def test_demo_segmentor_programs_keep_accuracy(tmp_path, monkeypatch):
     metrics = {}
     for precision in ('fp32', 'int8'):
         path = osp.join(work_dir, f'deeplabv3_{precision}.pte')
-        export_executorch(model, path, input_size=tuple(shape), precision=precision,
+        export_executorch(model, path, input_size=shape, precision=precision,
                           calibration=calibration if precision == 'int8' else None)
-        program_runner = runner()
-        attach_program(program_runner.model, ExecuTorchProgram(path))
-        metrics[precision] = program_runner.test()
-    print(f"\nmIoU: PyTorch {torch_metrics['mIoU']:.2f}, ExecuTorch fp32 "
-          f"{metrics['fp32']['mIoU']:.2f}, int8 {metrics['int8']['mIoU']:.2f}")
-    assert torch_metrics['mIoU'] > 20  # trained: chance is about 11
-    assert metrics['fp32']['mIoU'] == pytest.approx(torch_metrics['mIoU'], abs=0.05)
-    assert metrics['int8']['mIoU'] >= torch_metrics['mIoU'] - 1.0
+        runner = _test_runner(config, run.checkpoint, work_dir)
+        attach_program(runner.model, ExecuTorchProgram(path))
+        metrics[precision] = runner.test()['mIoU']
+    print(f'\nDeepLabv3-EMOv2-1M demo mIoU on {len(test_loader)} held-out images at '
+          f'{shape[0]}x{shape[1]}: PyTorch {torch_miou:.2f}, ExecuTorch fp32 '
+          f'{metrics["fp32"]:.2f}, ExecuTorch int8 {metrics["int8"]:.2f}')
+    assert metrics['fp32'] == pytest.approx(torch_miou, abs=0.05)
+    assert metrics['int8'] >= torch_miou - 1.0

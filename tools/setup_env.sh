@@ -3,7 +3,8 @@
 #
 # Creates .venv in the repository root and installs the pinned OpenMMLab 2.x stack
 # (requirements/*.txt; the upstream breakages it works around are listed below and in
-# emo_mm/compat/__init__.py) plus emo_mm in editable mode.
+# emo_mm/compat/__init__.py), the mobile runtime (requirements/mobile.txt; EMO_MM_MOBILE=0
+# skips it) plus emo_mm in editable mode.
 # Idempotent: every step checks what is already there.
 #
 # mmcv 2.1.0 has no wheels on PyPI, so it is compiled from the sdist. The compiled wheel is
@@ -98,6 +99,12 @@ fi
 
 log "OpenMMLab toolboxes and test tools"
 pip_install -r requirements/runtime.txt -r requirements/tests.txt
+# The mobile runtime (ExecuTorch with XNNPACK, emo_mm/deploy/mobile.py, tests/test_mobile.py):
+# 25 packages, none of the pins above changes. EMO_MM_MOBILE=0 leaves it out.
+if [ "${EMO_MM_MOBILE:-1}" != 0 ]; then
+    log "mobile runtime (ExecuTorch, requirements/mobile.txt)"
+    pip_install -r requirements/mobile.txt
+fi
 log "emo_mm (editable)"
 pip_install --no-deps --no-build-isolation -e .
 
