@@ -20,7 +20,7 @@ from emo_mm.deploy.mobile import (XNNPACK_MAX_RANK, ConvChannelLayerNorm, ExecuT
 from emo_mm.models import EMOv2
 from emo_mm.models.attention import MIXERS, WindowAttention, attention_path
 from emo_mm.models.layers import ChannelLayerNorm
-from helpers import REPO, build_classifier, relative_error
+from helpers import REPO, build_classifier, load_tool, relative_error
 
 #: make setup installs ExecuTorch (requirements/mobile.txt): its tests skip only where it was
 #: left out on purpose (EMO_MM_MOBILE=0, as for tools/setup_env.sh) and fail where it is
@@ -274,3 +274,58 @@ def test_demo_segmentor_programs_keep_accuracy(tmp_path, monkeypatch, demo_train
           f'{metrics["fp32"]:.2f}, ExecuTorch int8 {metrics["int8"]:.2f}')
     assert metrics['fp32'] == pytest.approx(torch_miou, abs=0.05)
     assert metrics['int8'] >= torch_miou - 1.0
+
+
+# ---------------------------------------------------------------------------------------
+# tools/deploy.py --mobile executorch.
+# ---------------------------------------------------------------------------------------
+def _deploy(argv):
+    cwd = os.getcwd()
+    os.chdir(REPO)
+    try:
+        return load_tool('deploy').main(argv)
+    finally:
+        os.chdir(cwd)
+
+
+@needs_executorch
+@pytest.mark.slow
+def test_deploy_tool_adds_checked_program(tmp_path, demo_training, capsys):
+    """The demo-trained shapes classifier: the bundle holds model.pte with a checksum; its
+    class scores, through softmax, are the ONNX graph's."""
+    from emo_mm.deploy import read_bundle
+    from emo_mm.utils.onnx import onnx_session
+    run = demo_training('classifier_emov2')
+    config = osp.join(REPO, 'configs', 'demo', 'emov2_1m_shapes-cls_demo.py')
+    out = str(tmp_path / 'bundle')
+    assert _deploy([config, run.checkpoint, '--out', out, '--mobile', 'executorch']) == 0
+    printed = capsys.readouterr().out
+    assert 'program model.pte (XNNPACK, fp32, input 1x3x64x64): relative error' in printed
+    manifest = read_bundle(out)  # checks every file's sha256, model.pte included
+    mobile = manifest['mobile']
+    assert 'model.pte' in manifest['files'] and mobile['file'] == 'model.pte'
+    assert mobile['input'] == [1, 3, 64, 64] and mobile['relative_error'] < 1e-4
+    num_classes = len(manifest['classes'])
+    assert mobile['outputs'] == [[1, num_classes]]
+    program = ExecuTorchProgram(osp.join(out, 'model.pte'))
+    session = onnx_session(osp.join(out, manifest['graphs']['model']['file']))
+    input_name = session.get_inputs()[0].name
+    for seed in range(2):
+        images = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(seed))
+        scores = program(images)[0].softmax(-1)
+        expected = torch.from_numpy(session.run(None, {input_name: images.numpy()})[0])
+        assert relative_error(scores, expected) < 1e-4
+
+
+def test_deploy_tool_refuses_program_of_any_size(tmp_path, capsys):
+    """A program holds one input size: a dynamic-size bundle needs --input-size (refused
+    before anything is built or written)."""
+    from emo_mm.engine import run_cli
+    config = osp.join(REPO, 'configs', 'demo', 'deeplabv3_emov2_1m_demo.py')
+    out = tmp_path / 'bundle'
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(lambda: _deploy([config, '--out', str(out), '--mobile', 'executorch']))
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith('error: ') and '--input-size HxW' in error
+    assert not out.exists()

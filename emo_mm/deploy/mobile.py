@@ -524,3 +524,63 @@ def attach_program(model: nn.Module, program: ExecuTorchProgram) -> nn.Module:
     model.extract_feat = lambda inputs, *args, **kwargs: inputs
     getattr(model, head_name).forward = lambda inputs, *args, **kwargs: run_program(inputs)
     return model
+
+
+# ---------------------------------------------------------------------------------------
+# Deploy bundles (tools/deploy.py --mobile executorch).
+# ---------------------------------------------------------------------------------------
+#: The file a bundle's ExecuTorch program is written to.
+BUNDLE_PROGRAM = 'model.pte'
+#: What a bundle's program returns, per task (its outputs in this order).
+BUNDLE_OUTPUTS = {
+    'classification': 'class scores before softmax',
+    'detection': 'the head\'s raw outputs: class scores of each pyramid level, then box '
+                 'deltas of each level (box decoding and NMS are the app\'s)',
+    'segmentation': 'logits at the decode head\'s resolution (resize to the image and '
+                    'arg-max are the app\'s)',
+}
+
+
+def executorch_version() -> Optional[str]:
+    """The installed ExecuTorch version, or None when it is not installed."""
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version('executorch')
+    except PackageNotFoundError:
+        return None
+
+
+def export_bundle_program(model: nn.Module, task: str, input_spec: Dict, folder: str,
+                          tolerance: float = 1e-4) -> Dict[str, object]:
+    """Writes a bundle's ExecuTorch program (fp32, batch 1, the bundle's input size) into
+    ``folder`` and checks it against ``model`` on random inputs.
+
+    Args:
+        model (nn.Module): The model the bundle's graphs came from (deploy mode).
+        task (str): The bundle's task (``classification``, ``detection``,
+            ``segmentation``).
+        input_spec (dict): The bundle's ``input`` entry; its mode must be ``fixed``.
+        folder (str): Where to write :data:`BUNDLE_PROGRAM`.
+        tolerance (float): Largest relative error against ``model`` (raises above it).
+
+    Returns:
+        dict: The manifest's ``mobile`` entry: ``file``, ``runtime``, ``version``,
+        ``delegate``, ``precision``, ``input`` (shape), ``outputs`` (shapes),
+        ``returns`` (what the outputs are), ``relative_error``.
+    """
+    if task not in BUNDLE_OUTPUTS:
+        raise ValueError(f'{task} models have no ExecuTorch program (the window attention '
+                         'of 3-D maps has no rank-6 form); leave out --mobile.')
+    if input_spec.get('mode') != 'fixed':
+        raise ValueError('An ExecuTorch program holds one input size and this bundle\'s graph '
+                         'takes any size; export with --input-size HxW.')
+    size = tuple(int(s) for s in input_spec['size'])
+    path = osp.join(folder, BUNDLE_PROGRAM)
+    info = export_executorch(model, path, input_size=size, deploy=False)
+    errors = verify_executorch(path, model, tolerance=tolerance)
+    program = ExecuTorchProgram(path)
+    outputs = program(torch.zeros(program.input_shape))
+    return dict(file=BUNDLE_PROGRAM, runtime='executorch', version=executorch_version(),
+                delegate='XNNPACK', precision='fp32', input=list(program.input_shape),
+                outputs=[list(o.shape) for o in outputs], returns=BUNDLE_OUTPUTS[task],
+                outside_delegate=info['outside'], relative_error=max(errors))
