@@ -123,8 +123,11 @@ class TrainedModels:
             with open(record) as f:
                 return Run(**json.load(f))
         run = self._train(name, root)
-        with open(record, 'w') as f:
-            json.dump(run._asdict(), f)
+        # mmseg's metrics are numpy float32 (float() converts them); written whole and then
+        # moved into place, so that a failed write never leaves a record that breaks reads.
+        with open(record + '.tmp', 'w') as f:
+            json.dump(run._asdict(), f, default=float)
+        os.replace(record + '.tmp', record)
         return run
 
     def _train(self, name: str, root: str) -> Run:
