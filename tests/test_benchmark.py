@@ -1,4 +1,5 @@
 """tools/benchmark.py runs end to end (CLI smoke test; nothing here checks a speed)."""
+import importlib.util
 import json
 
 import pytest
@@ -85,6 +86,27 @@ def test_profile_names_the_operators(tool, tmp_path, capsys, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
+def test_executorch_rows_with_ratios_to_torch(tool, capsys):
+    """--backend torch executorch executorch-int8: programs exported and timed in the same
+    run; each row's speed over the model's torch row is in the table."""
+    if importlib.util.find_spec('executorch') is None:
+        pytest.skip('ExecuTorch is not installed (requirements/mobile.txt)')
+    rows = tool.main(['--models', 'EMOv2-1M', '--input', '64x64', '--batch-sizes', '1',
+                      '--backend', 'torch', 'executorch', 'executorch-int8', '--min-time', '0',
+                      '--warmup', '1', '--threads', '1'])
+    printed = capsys.readouterr().out
+    assert [(r['backend'], r['precision']) for r in rows] == [
+        ('torch', 'fp32'), ('executorch', 'fp32'), ('executorch-int8', 'int8')]
+    for row in rows:
+        assert row['error'] is None and row['images_per_s'][1] > 0
+        speed_over_torch = row['images_per_s'][1] / rows[0]['images_per_s'][1]
+        assert row['backend_ratio'][1] == pytest.approx(speed_over_torch)
+    for row in rows[1:]:
+        assert row['export_s'][1] > 0 and 'outside_delegate' in row
+    assert 'x torch' in printed and 'ExecuTorch 1' in printed and 'executorch 1.5.1' in printed
+
+
 @pytest.mark.parametrize('argv,message', [
     (['--models', 'NoSuchNet'], 'Unknown model'),
     (['--models', 'EMOv2-1M', '--baseline', 'EMOv2-5M'], None),
@@ -92,6 +114,8 @@ def test_profile_names_the_operators(tool, tmp_path, capsys, monkeypatch):
     (['--models', 'EMOv2-1M', '--train', '--backend', 'onnxruntime'], None),
     (['--models', 'EMOv2-1M', '--profile', '-1'], None),
     (['--models', 'EMOv2-1M', '--repeat', '0'], None),
+    (['--models', 'EMOv2-1M', '--backend', 'executorch', '--profile'], None),
+    (['--models', 'EMOv2-1M', '--backend', 'torch', 'torch'], None),
 ])
 def test_bad_arguments_exit_with_a_message(tool, argv, message):
     with pytest.raises(SystemExit) as info:

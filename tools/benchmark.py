@@ -673,6 +673,9 @@ def parse_args(argv=None):
         parser.error('--repeat must be at least 1.')
     if args.profile < 0:
         parser.error('--profile N needs a positive number of operators.')
+    if args.profile and any(b.startswith('executorch') for b in args.backend):
+        parser.error('--profile profiles torch and onnxruntime cells; ExecuTorch programs '
+                     'have no profile here: drop --profile or the executorch backends.')
     if args.device.startswith('cuda'):
         if not torch.cuda.is_available():
             parser.error('--device cuda: no CUDA device is visible to torch.')
