@@ -5,9 +5,9 @@
 
 Configs are found by name in a repository checkout (``configs/``) and in an installed
 package (``emo_mm/.mim/configs``, the OpenMMLab place, filled by setup.py), so the tools
-work from a clone, an editable install and a wheel alike. Importing this module also lets
-other projects' configs inherit emo_mm's: ``_base_ = ['emo_mm::emov2_5m_in1k.py']``
-(:func:`enable_config_prefix`).
+work from a clone, an editable install and a wheel alike. Other projects' configs inherit
+emo_mm's by name, ``_base_ = ['emo_mm::emov2_5m_in1k.py']``, once the upstream fixes are
+applied (:mod:`emo_mm.compat.mmengine_config_prefix`; :func:`load_config` applies them).
 """
 import ast
 import difflib
@@ -17,13 +17,14 @@ from typing import List, Optional, Union
 
 from mmengine.config import Config
 
+from . import compat
+from .compat.mmengine_config_prefix import PACKAGE_PREFIX
+
 PACKAGE_DIR = osp.dirname(osp.abspath(__file__))
 #: The configs of an installed package (copies in a wheel, links in an editable install).
 PACKAGED_CONFIG_ROOT = osp.join(PACKAGE_DIR, '.mim', 'configs')
 #: The configs of the repository checkout the package sits in, if it sits in one.
 CONFIG_ROOT = osp.join(osp.dirname(PACKAGE_DIR), 'configs')
-#: The ``package::path`` prefix MMEngine uses for configs of installed packages.
-PACKAGE_PREFIX = 'emo_mm::'
 
 
 def config_roots() -> List[str]:
@@ -68,33 +69,6 @@ def find_config(name_or_path: str) -> str:
     raise FileNotFoundError(
         f'No config {name_or_path!r}: not a file, and not a config name in {where}.{hint} '
         'Pass a config file path, or a name from emo_mm.apis.list_configs().')
-
-
-def enable_config_prefix():
-    """Lets MMEngine resolve ``emo_mm::NAME`` in ``_base_`` lists (idempotent).
-
-    MMEngine 0.10 resolves ``package::path`` only for OpenMMLab's own packages, only for
-    paths with a folder (``pkg::folder/file.py``), through the installed package's
-    ``.mim/model-index.yml`` (so not in editable installs), and it stamps the package name
-    as registry scope on the inherited config. emo_mm's configs build mmpretrain / mmdet /
-    mmseg / mmaction2 models under their own ``default_scope``, so that scope would be
-    wrong. Here ``emo_mm::NAME`` is looked up like :func:`find_config` does and inherited
-    with no added scope, exactly as if the file were named by its path.
-    """
-    original = Config._get_cfg_path
-    if getattr(original, 'emo_mm_prefix', False):
-        return
-
-    def get_cfg_path(cfg_path: str, filename: str):
-        if cfg_path.startswith(PACKAGE_PREFIX):
-            return find_config(cfg_path), None
-        return original(cfg_path, filename)
-
-    get_cfg_path.emo_mm_prefix = True
-    Config._get_cfg_path = staticmethod(get_cfg_path)
-
-
-enable_config_prefix()
 
 
 class ConfigSyntaxError(ValueError):
@@ -165,8 +139,9 @@ def load_config(name_or_path: str) -> Config:
 
     A file that is not valid Python (the config or one of its ``_base_`` files) raises
     :class:`ConfigSyntaxError` naming the file and the line (MMEngine names neither for a
-    base file).
+    base file). Applies emo_mm's upstream fixes first (:func:`emo_mm.compat.apply`).
     """
+    compat.apply()
     path = find_config(name_or_path)
     try:
         return Config.fromfile(path)
@@ -178,8 +153,10 @@ def load_config(name_or_path: str) -> Config:
 
 
 def build_model(cfg: Union[Config, str]):
-    """Builds ``cfg.model`` in the config's ``default_scope`` (its toolbox's registry)."""
+    """Builds ``cfg.model`` in the config's ``default_scope`` (its toolbox's registry), with
+    emo_mm's upstream fixes applied (:func:`emo_mm.compat.apply`)."""
     from mmengine.registry import MODELS, init_default_scope
+    compat.apply()
     if isinstance(cfg, str):
         cfg = load_config(cfg)
     init_default_scope(cfg.get('default_scope', 'mmengine'))

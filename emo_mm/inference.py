@@ -1,23 +1,22 @@
 """Inference by name and with the toolboxes' own inferencers.
 
-After ``import emo_mm``:
+With emo_mm's upstream fixes applied (:func:`emo_mm.compat.apply`; emo_mm's tools and
+:func:`build_inferencer` apply them):
 
 - mmpretrain's model hub knows emo_mm's ImageNet classifiers, so ``list_models('*emov2*')``,
   ``get_model('emov2-5m_in1k', pretrained=True)`` and
   ``ImageClassificationInferencer('emov2-5m_in1k', pretrained=True)`` work. The names and
   weights come from ``configs/metafiles/emov{1,2}_in1k.yml``; they are read the first time
-  mmpretrain's hub is used, not at import. The authors' released weights (their key
-  layout) are converted to the mmpretrain classifier's on loading.
+  mmpretrain's hub is used (:mod:`emo_mm.compat.mmpretrain_model_hub`). The authors'
+  released weights (their key layout) are converted to the mmpretrain classifier's on
+  loading.
 - :func:`build_inferencer` picks the toolbox's inferencer for any emo_mm config or model
   name (``DetInferencer``, ``MMSegInferencer``, ``ImageClassificationInferencer``).
 
 Checkpoints are read by MMEngine's loader with torch's weights-only unpickling: emo_mm's
 own training checkpoints load, and a file that would run code is refused.
 """
-import importlib.abc
-import importlib.util
 import os.path as osp
-import sys
 import threading
 from typing import Optional
 
@@ -25,8 +24,6 @@ PACKAGE_ROOT = osp.dirname(osp.abspath(__file__))
 #: Metafiles of the classifiers registered in mmpretrain's model hub (the others are
 #: detection / segmentation / video models, which mmpretrain cannot build).
 CLASSIFIER_METAFILES = ('configs/metafiles/emov2_in1k.yml', 'configs/metafiles/emov1_in1k.yml')
-#: The mmpretrain module that holds the model hub.
-HUB_MODULE = 'mmpretrain.apis.model'
 #: Checkpoint-loader prefix of "the authors' classifier file at this URL, converted".
 AUTHORS_WEIGHTS = 'emo_mm_authors:'
 #: The inferencer of each toolbox (config ``default_scope``): module, class, and the names
@@ -53,61 +50,14 @@ def model_zoo_root() -> str:
     return osp.dirname(PACKAGE_ROOT)
 
 
-def install() -> None:
-    """Makes mmpretrain's hub register emo_mm's classifiers on its first use.
-
-    Called by ``import emo_mm``; costs nothing: mmpretrain is not imported for it and the
-    metafiles are read only when the hub first lists or builds a model. If mmpretrain's
-    hub module is already imported it is extended now, otherwise right after its import.
-    """
-    module = sys.modules.get(HUB_MODULE)
-    if module is not None:
-        _extend_model_hub(module)
-    elif not any(isinstance(f, _HubImportWatcher) for f in sys.meta_path):
-        sys.meta_path.insert(0, _HubImportWatcher())
-
-
-class _HubImportWatcher(importlib.abc.MetaPathFinder):
-    """Extends mmpretrain's ``ModelHub`` right after ``mmpretrain.apis.model`` executes.
-
-    mmpretrain offers plugins no way to add their model index, and importing it eagerly
-    would cost ``import emo_mm`` seconds; so the watcher waits for mmpretrain's own import
-    of that one module, then leaves ``sys.meta_path``.
-    """
-
-    def find_spec(self, fullname, path=None, target=None):
-        if fullname != HUB_MODULE:
-            return None
-        sys.meta_path.remove(self)
-        spec = importlib.util.find_spec(fullname)
-        if spec is None or spec.loader is None:
-            return spec
-        exec_module = spec.loader.exec_module
-
-        def exec_and_extend(module):
-            exec_module(module)
-            _extend_model_hub(module)
-
-        spec.loader.exec_module = exec_and_extend
-        return spec
-
-
-def _extend_model_hub(module) -> None:
-    hub = module.ModelHub
-    original = hub._register_mmpretrain_models
-    if getattr(original, '_emo_mm', False):
-        return
-
-    def register(cls):
-        original()
-        register_classifiers()
-
-    register._emo_mm = True
-    hub._register_mmpretrain_models = classmethod(register)
-
-
 def register_classifiers() -> None:
-    """Registers emo_mm's classifiers in mmpretrain's model hub (once per process)."""
+    """Registers emo_mm's classifiers in mmpretrain's model hub (once per process).
+
+    Called by the hub when it first lists or builds a model
+    (:mod:`emo_mm.compat.mmpretrain_model_hub`). Also makes MMEngine's checkpoint loader
+    read ``emo_mm_authors:URL`` (the authors' file at URL, converted), the weights the
+    registered names refer to.
+    """
     global _registered
     with _lock:
         if _registered:
@@ -197,6 +147,9 @@ def build_inferencer(model: str, weights: Optional[str] = None, device: Optional
         allow_nonfinite (bool): Load weights that hold NaN or infinite values.
     """
     import importlib
+
+    from . import compat
+    compat.apply()
     config = resolve_model(model)
     scope = scope_of(config)
     if scope not in INFERENCERS:

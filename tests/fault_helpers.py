@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import torch
+
 from helpers import REPO
 
 DEMO = osp.join(REPO, 'configs', 'demo', 'retinanet_emov2_1m_demo.py')

@@ -162,6 +162,6 @@ if __name__ == '__main__':
     kind, script = sys.argv[1], sys.argv[2]
     sys.argv = [script] + sys.argv[3:]
     sys.path.insert(0, os.path.dirname(os.path.abspath(script)))
-    import emo_mm  # noqa: F401
+    import emo_mm.compat.enable  # noqa: F401  (as the tools' first import)
     install(kind)
     runpy.run_path(script, run_name='__main__')

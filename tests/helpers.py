@@ -18,7 +18,7 @@ def load_tool(name: str):
 
 
 def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
-    """max |actual - expected| / max |expected| (the scale-relative error of the README)."""
+    """max |actual - expected| / max |expected| (the scale-relative error, docs/development.md)."""
     assert actual.shape == expected.shape, (actual.shape, expected.shape)
     return ((actual - expected).abs().max() / expected.abs().max()).item()
 

@@ -27,10 +27,11 @@ def test_import_emo_mm_imports_no_toolbox():
     assert result.stdout.split() == ['[]', 'False']
 
 
+@pytest.mark.slow
 def test_mmaction_drn_stand_in():
     without = _python('import mmaction.models')
     assert without.returncode != 0 and 'drn' in without.stderr  # the upstream defect
-    result = _python('import emo_mm\nimport mmaction.models\n'
+    result = _python('import emo_mm.compat.enable\nimport mmaction.models\n'
                      'from mmaction.models.localizers.drn.drn import DRN\n'
                      'try:\n    DRN()\nexcept RuntimeError as err:\n    print("DRN:", err)')
     assert result.returncode == 0, result.stderr[-2000:]
@@ -42,7 +43,7 @@ def test_pkg_resources_warning_silenced():
               'import pkg_resources\nprint("ok")')
     without = _python(script.format(''))
     assert without.returncode != 0 and 'pkg_resources is deprecated' in without.stderr
-    result = _python(script.format('import emo_mm\n'))
+    result = _python(script.format('import emo_mm.compat.enable\n'))
     assert result.returncode == 0 and 'ok' in result.stdout, result.stderr[-2000:]
 
 
@@ -99,23 +100,108 @@ dist.destroy_process_group()
     assert 'wrapped MMDistributedDataParallel None' in result.stdout
 
 
-def test_ssd_head_loss_cls():
-    script = '''
-import emo_mm
-from mmdet.models.dense_heads import SSDHead
+_SSD_HEAD = '''
 def build():
+    from mmdet.models.dense_heads import SSDHead
     return SSDHead(num_classes=3, in_channels=(8, 8), anchor_generator=dict(
         type='SSDAnchorGenerator', scale_major=False, strides=[16, 32], ratios=[[2, 3], [2, 3]],
         min_sizes=[48, 100], max_sizes=[100, 150]))
-print('before:', hasattr(build(), 'loss_cls'))
-from mmdet.registry import MODELS
-MODELS.get('emo_mm.EMOv2')  # first use of an emo_mm model with mmdet's heads imported
-print('after:', build().loss_cls)
 '''
-    result = _python(script)
+
+
+def test_ssd_head_loss_cls():
+    """Applied at once when mmdet's head is imported (the upstream defect shows before)."""
+    result = _python(_SSD_HEAD + '''
+print('before:', hasattr(build(), 'loss_cls'))
+import emo_mm.compat
+emo_mm.compat.apply()
+print('after:', build().loss_cls)
+''')
     assert result.returncode == 0, result.stderr[-3000:]
     assert 'before: False' in result.stdout  # the upstream defect
     assert 'after: None' in result.stdout
+
+
+def test_fixes_wait_for_their_targets():
+    """Applied before mmdet is imported, the fix lands when its module is first imported;
+    the watcher leaves sys.meta_path once every target was imported."""
+    result = _python(_SSD_HEAD + '''
+import sys
+import emo_mm.compat
+emo_mm.compat.apply()
+print('waiting:', 'mmdet_ssd_head' in emo_mm.compat.pending(), 'mmdet' in sys.modules)
+print('built:', build().loss_cls)
+print('waiting:', 'mmdet_ssd_head' in emo_mm.compat.pending())
+import importlib
+for fix in emo_mm.compat.fix_modules():
+    if fix.TARGET:
+        importlib.import_module(fix.TARGET)
+print('left:', emo_mm.compat.pending(), len([f for f in sys.meta_path
+                                             if 'TargetImportWatcher' in type(f).__name__]))
+''')
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    assert lines[:3] == ['waiting: True False', 'built: None', 'waiting: False'], lines
+    assert lines[-1] == 'left: [] 0', lines
+
+
+def test_mmengine_config_prefix(tmp_path):
+    (tmp_path / 'mine.py').write_text("_base_ = ['emo_mm::emov2_1m_in1k.py']\n"
+                                      "model = dict(head=dict(num_classes=7))\n")
+    script = '''
+from mmengine.config import Config
+def load():
+    try:
+        cfg = Config.fromfile('mine.py')
+        return cfg.model.backbone.type, cfg.model.head.num_classes, cfg.get('scope')
+    except Exception as err:
+        return type(err).__name__
+print('before:', load())
+import emo_mm.compat
+emo_mm.compat.apply()
+print('after:', load())
+'''
+    result = _python(script, cwd=str(tmp_path))
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith('before: ') and 'emo_mm' not in lines[0]  # the upstream defect
+    assert lines[1] == "after: ('emo_mm.EMOv2', 7, None)", lines
+
+
+def test_mmengine_local_loader(tmp_path):
+    from mmengine.logging import HistoryBuffer
+    from mmengine.runner.checkpoint import CheckpointLoader, load_from_local
+
+    from emo_mm.compat import mmengine_local_loader
+    from emo_mm.compat.mmengine_checkpoint import to_plain
+    history = HistoryBuffer()
+    history.update(1.5)
+    path = str(tmp_path / 'plain.pth')
+    torch.save(to_plain({'message_hub': {'log_scalars': {'loss': history}}}), path)
+    installed = CheckpointLoader._schemes['']
+    try:
+        CheckpointLoader.register_scheme('', load_from_local, force=True)  # MMEngine's own
+        raw = CheckpointLoader.load_checkpoint(path)['message_hub']['log_scalars']['loss']
+        assert not isinstance(raw, HistoryBuffer)  # the upstream defect: tags not restored
+        mmengine_local_loader.apply()
+        loaded = CheckpointLoader.load_checkpoint(path)['message_hub']['log_scalars']['loss']
+        assert isinstance(loaded, HistoryBuffer) and loaded.current() == 1.5
+    finally:
+        CheckpointLoader.register_scheme('', installed, force=True)
+
+
+def test_mmpretrain_model_hub():
+    script = '''
+import mmpretrain
+print('before:', len(mmpretrain.list_models('emov2*')))
+import emo_mm.compat
+emo_mm.compat.apply()
+print('after:', sorted(mmpretrain.list_models('emov2-5m')))
+'''
+    result = _python(script)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert 'before: 0' in result.stdout  # the upstream defect: emo_mm's names unknown
+    assert "after: ['emov2-5m-kd_in1k', 'emov2-5m_in1k']" in result.stdout
 
 
 def test_mim_editable(tmp_path):

@@ -600,14 +600,16 @@ def _calibrate_batchnorm(model, path):
 @pytest.mark.slow
 @pytest.mark.parametrize('config', ['fpn_emov2_1m_ade20k', 'segformer_emov2_1m_ade20k',
                                     'pspnet_emov2_1m_ade20k'])
+@pytest.mark.extended
 def test_segmentor_bundles_match_pytorch(config, tmp_path, monkeypatch):
     """Semantic FPN, SegFormer and PSPNet (its adaptive pooling replaced by pooling
     matrices in the graph): label maps of randomised models on images of two sizes."""
+    from test_deploy import randomize
+
     from emo_mm.apis import find_config, load_config
     from emo_mm.deploy.export import build_model, export_bundle
     from emo_mm.deploy.reference import torch_predict
     from emo_mm.models import switch_to_deploy
-    from test_deploy import randomize
     monkeypatch.chdir(REPO)
     _make_data('ade20k')
     cfg = load_config(config)
@@ -647,16 +649,17 @@ def test_deploy_package_imports_no_torch():
 @pytest.mark.slow
 @pytest.mark.parametrize('config', ['configs/demo/retinanet_emov2_1m_demo.py',
                                     'configs/demo/ssdlite_emov2_1m_demo.py'])
+@pytest.mark.extended
 def test_detector_bundles_match_pytorch_with_random_weights(config, tmp_path, monkeypatch):
     """Randomised weights fill every image with max_per_img boxes of spread-out scores,
     which exercises the graph's top-k, decoding, rescaling and NMS far more than the
     trained demo models' few boxes."""
     from mmengine.config import Config
+    from test_deploy import randomize
 
     from emo_mm.deploy.export import build_model, export_bundle
     from emo_mm.deploy.reference import torch_predict
     from emo_mm.models import switch_to_deploy
-    from test_deploy import randomize
     monkeypatch.chdir(REPO)
     _make_data('coco')
     cfg = Config.fromfile(config)
@@ -677,3 +680,46 @@ def test_detector_bundles_match_pytorch_with_random_weights(config, tmp_path, mo
         print(f'\n{osp.basename(config)} {osp.basename(path)}: {match}')
         assert match['total'] == post['max_per_img'], match  # a full image of boxes
         assert match['matched'] == match['total'], (path, match)
+
+
+def test_end_to_end_benchmark_times_every_stage(small_bundle, tmp_path):
+    """``tools/benchmark.py --end-to-end BUNDLE ...``: one row per bundle, the Predictor's
+    stages timed (they add up to the total), ratios over the first bundle."""
+    import shutil
+    other = str(tmp_path / 'other')
+    shutil.copytree(small_bundle, other)
+    result = subprocess.run(
+        [sys.executable, 'tools/benchmark.py', '--end-to-end', small_bundle, other,
+         '--threads', '1', '--min-time', '0', '--warmup', '1', '--repeat', '2',
+         '--json', str(tmp_path / 'rows.json')],
+        cwd=REPO, capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=REPO),
+        timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = json.load(open(tmp_path / 'rows.json'))
+    assert [row['model'] for row in rows] == ['bundle', 'other']
+    for row in rows:
+        assert len(row['runs']) == 2 and row['baseline'] == 'bundle'
+        seconds = row['seconds']
+        assert min(seconds.values()) > 0
+        parts = seconds['preprocess'] + seconds['infer'] + seconds['postprocess']
+        assert parts == pytest.approx(seconds['total'], rel=0.5)  # medians of each stage
+        assert row['images_per_s'] == pytest.approx(1 / seconds['total'])
+        assert row['results'].startswith('top-1 ')
+    assert rows[0]['ratio'] == 1.0
+    assert rows[1]['ratio'] == pytest.approx(rows[1]['images_per_s'] / rows[0]['images_per_s'])
+    table = result.stdout[result.stdout.index('model '):]
+    assert 'graph ms' in table and 'ratios: img/s over bundle (classification)' in table
+
+
+def test_end_to_end_peers_are_the_toolboxes_configs(tmp_path):
+    """The benchmark's peers are the toolboxes' own configs, inherited unchanged."""
+    from mmengine.config import Config
+
+    from emo_mm.deploy.speed import E2E_MODELS, peer_config
+    for task, peer in (('detection', 'SSDLite-MobileNetV2'),
+                       ('segmentation', 'DeepLabv3-MobileNetV2')):
+        path = peer_config(E2E_MODELS[task][peer].config, str(tmp_path))
+        cfg = Config.fromfile(path)
+        assert cfg.model.backbone.type == 'MobileNetV2'
+        assert list(E2E_MODELS[task])[-1] == peer  # the default baseline
+    assert peer_config('ssdlite_emov2_1m_320_coco', str(tmp_path)) == 'ssdlite_emov2_1m_320_coco'

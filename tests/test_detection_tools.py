@@ -11,11 +11,11 @@ import sys
 import pytest
 import torch
 
-from helpers import REPO
 from emo_mm.datasets.checks import DataError, check_coco_annotations
 from emo_mm.demo.data import DEMO_SETTINGS, make_coco_shapes
 from emo_mm.engine import prepare_train_config, verify_checkpoint
 from emo_mm.models.checkpoint import CheckpointError
+from helpers import REPO
 
 DEMO = osp.join(REPO, 'configs', 'demo', 'retinanet_emov2_1m_demo.py')
 ENV = dict(os.environ, OMP_NUM_THREADS='1', PYTHON=sys.executable)
@@ -36,7 +36,8 @@ def _tiny_config(tmp_path, name, **extra) -> str:
              "train_dataloader = dict(batch_size=4, dataset=dict(data_root=data_root, "
              "indices=16, pipeline=[dict(type='LoadImageFromFile'), "
              "dict(type='LoadAnnotations', with_bbox=True), "
-             "dict(type='Resize', scale=(160, 160), keep_ratio=True), dict(type='PackDetInputs')]))",
+             "dict(type='Resize', scale=(160, 160), keep_ratio=True), "
+             "dict(type='PackDetInputs')]))",
              "val_dataloader = dict(dataset=dict(data_root=data_root, indices=8))",
              "test_dataloader = val_dataloader",
              "val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')",
@@ -67,6 +68,7 @@ def _scalars(work_dir):
 
 
 @pytest.mark.slow  # trains through the tools in subprocesses
+@pytest.mark.extended
 def test_resume_continues_where_it_stopped(demo_data, tmp_path):
     cfg = _tiny_config(tmp_path, 'tiny')
     train = [sys.executable, 'tools/train.py', cfg]
@@ -96,6 +98,7 @@ def test_resume_continues_where_it_stopped(demo_data, tmp_path):
 
 
 @pytest.mark.slow  # trains through the tools in subprocesses
+@pytest.mark.extended
 def test_two_cpu_processes_stay_in_sync(demo_data, tmp_path):
     cfg = _tiny_config(tmp_path, 'dist',
                        custom_hooks="[dict(type='emo_mm.ParameterSyncCheckHook')]")

@@ -12,14 +12,14 @@ import shutil
 
 import numpy as np
 import pytest
-from fault_helpers import DEMO, config_with
-from helpers import REPO, load_tool
 from PIL import Image
 
 from emo_mm.apis import load_config
 from emo_mm.datasets.checks import DataError, check_data
 from emo_mm.demo.data import make_ade20k_regions, make_coco_shapes, make_motion_videos
 from emo_mm.engine import prepare_train_config, run_cli
+from fault_helpers import DEMO, config_with
+from helpers import REPO, load_tool
 
 
 @pytest.fixture(autouse=True)

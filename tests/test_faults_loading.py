@@ -8,8 +8,6 @@ import os.path as osp
 
 import pytest
 import torch
-from fault_helpers import PY, config_with, error_line, run, tool_env, write_tiny_config
-from helpers import REPO, load_tool
 
 from emo_mm.apis import build_model, load_config
 from emo_mm.demo.data import make_coco_shapes
@@ -18,6 +16,8 @@ from emo_mm.engine.worklock import release_work_dir
 from emo_mm.models.checkpoint import (CheckpointError, NonFiniteCheckpointError,
                                       UnsafeCheckpointError, allow_nonfinite_checkpoints,
                                       mmpretrain_to_authors, read_checkpoint)
+from fault_helpers import PY, config_with, error_line, run, tool_env, write_tiny_config
+from helpers import REPO, load_tool
 
 
 @pytest.fixture(autouse=True)
@@ -123,6 +123,7 @@ def test_nonfinite_weights_in_inference(tiny, checkpoints, tmp_path, capsys, mon
 
 
 @pytest.mark.slow  # subprocess runs of the tools
+@pytest.mark.extended
 def test_nonfinite_checkpoint_in_tools(tiny, checkpoints, tmp_path):
     folder, _ = checkpoints
     env = tool_env(str(tmp_path / 'stamps'))
@@ -245,6 +246,7 @@ def test_authors_file_with_mmengines_own_runner(authors, tmp_path, logged):
 
 
 @pytest.mark.slow  # subprocess runs of the tools
+@pytest.mark.extended
 def test_authors_file_in_test_and_infer(authors, tmp_path):
     """tools/test.py and tools/infer.py with the file as `mim download` leaves it."""
     path, _ = authors
@@ -347,6 +349,7 @@ def test_config_syntax_errors(tmp_path, capsys, monkeypatch):
 
 
 @pytest.mark.slow  # a subprocess run of the tool
+@pytest.mark.extended
 def test_model_argument_error_in_a_subprocess(tiny, tmp_path):
     env = tool_env(str(tmp_path / 'stamps'))
     line = error_line(run([PY, 'tools/train.py', tiny, '--work-dir', str(tmp_path / 'w'),

@@ -14,12 +14,12 @@ import time
 
 import pytest
 import torch
-from fault_helpers import (PY, error_line, is_finite_checkpoint, run, tool_env, train,
-                           write_tiny_config)
-from helpers import REPO
 
 from emo_mm.demo.data import make_coco_shapes
 from emo_mm.engine.worklock import LOCK_NAME, WorkDirLock, describe, process_start_time
+from fault_helpers import (PY, error_line, is_finite_checkpoint, run, tool_env, train,
+                           write_tiny_config)
+from helpers import REPO
 
 
 @pytest.fixture(scope='module')
@@ -77,6 +77,7 @@ def test_rotation_keeps_the_newest_finite_checkpoint(coco_root, env, tmp_path):
 
 
 @pytest.mark.slow  # subprocess runs of the tools
+@pytest.mark.extended
 def test_infinite_gradient(coco_root, env, tmp_path):
     """A finite loss with infinite gradients: caught by the gradient norm where clip_grad
     computes it, otherwise by the weights it produced."""
@@ -95,6 +96,7 @@ def test_infinite_gradient(coco_root, env, tmp_path):
 
 
 @pytest.mark.slow  # subprocess runs of the tools
+@pytest.mark.extended
 def test_learning_rate_far_too_high(coco_root, env, tmp_path):
     """No injected fault: AdamW at lr=1e4 diverges by itself."""
     config = write_tiny_config(tmp_path / 'lr.py', coco_root, epochs=4, extra=[
@@ -269,6 +271,7 @@ def test_second_run_is_refused_and_the_first_unharmed(tiny, env, tmp_path):
 
 
 @pytest.mark.slow  # subprocess runs of the tools
+@pytest.mark.extended
 def test_stale_lock_is_taken_over(tiny, env, tmp_path):
     work_dir = tmp_path / 'stale'
     work_dir.mkdir()
@@ -285,6 +288,7 @@ def test_stale_lock_is_taken_over(tiny, env, tmp_path):
 
 
 @pytest.mark.slow  # subprocess runs of the tools
+@pytest.mark.extended
 def test_lock_record_of_a_live_process_is_respected(tiny, env, tmp_path):
     """On a file system without flock the record decides: this (live) test process."""
     work_dir = tmp_path / 'noflock'
@@ -301,6 +305,7 @@ def test_lock_record_of_a_live_process_is_respected(tiny, env, tmp_path):
 
 
 @pytest.mark.slow  # distributed subprocess runs
+@pytest.mark.extended
 def test_distributed_run_locks_once_and_is_refused_without_hanging(tiny, env, tmp_path):
     work_dir = tmp_path / 'dist'
     holder = WorkDirLock(str(work_dir)).acquire()  # this process holds it, as a run would
@@ -325,6 +330,7 @@ def test_distributed_run_locks_once_and_is_refused_without_hanging(tiny, env, tm
 # A full disk.
 # ---------------------------------------------------------------------------------------
 @pytest.mark.slow  # subprocess runs of the tools
+@pytest.mark.extended
 def test_disk_full_during_save(tiny, env, tmp_path):
     work_dir = tmp_path / 'full'
     line = error_line(train(tiny, work_dir, env, expect=2, fault='enospc-during-write'))

@@ -1,4 +1,4 @@
-"""The fine-tuning examples of configs/finetune/ (README "Fine-tuning on your own data")
+"""The fine-tuning examples of configs/finetune/ (docs/training.md, "Fine-tuning on your own data")
 build, aim at the user's classes and data, and pass the data check on small sets."""
 import os
 import os.path as osp
@@ -150,7 +150,9 @@ TINY = {
 
 
 @pytest.mark.slow  # trains each example for an epoch (two iterations) on a CPU
-@pytest.mark.parametrize('name', sorted(TINY))
+@pytest.mark.parametrize('name', [
+    name if name == 'emov2_5m_custom-cls.py' else pytest.param(name, marks=pytest.mark.extended)
+    for name in sorted(TINY)])  # make test fine-tunes the classifier; test-all every example
 def test_fine_tunes_on_a_tiny_set(name, tmp_path):
     """The example as shipped (batch size, drop_last, sampler, schedule type) trains and
     evaluates on a set smaller than one batch; only sizes and lengths are cut (TINY)."""
@@ -216,6 +218,7 @@ def test_a_last_batch_of_one_sample_trains(name):
         inputs, sample = torch.rand(1, 3, 64, 64), DataSample().set_gt_label(1)
     else:
         from mmaction.structures import ActionDataSample
+
         # (N, views, C, T, H, W), as the data preprocessor gives it
         inputs, sample = torch.rand(1, 1, 3, 4, 64, 64), ActionDataSample().set_gt_label(1)
     losses = model(inputs, [sample], mode='loss')

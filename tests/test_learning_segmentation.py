@@ -13,7 +13,8 @@ import pytest
 pytestmark = pytest.mark.slow  # trains real configs for minutes; not in make test-fast
 
 
-@pytest.mark.parametrize('name', ['deeplabv3_emov2', 'deeplabv3_emov1'])
+@pytest.mark.parametrize('name', [  # EMOv1's run: make test-all
+    'deeplabv3_emov2', pytest.param('deeplabv3_emov1', marks=pytest.mark.extended)])
 def test_ade20k_format_learns(name, demo_training):
     """5 classes: chance mIoU is about 1/9 (a constant prediction), measured below."""
     run = demo_training(name)  # the session's shared run (tests/trained_models.py)

@@ -164,6 +164,7 @@ sys.exit(max(p.wait() for p in procs))
 
 
 @pytest.mark.slow  # two training processes
+@pytest.mark.extended
 def test_slurm_train_two_cpu_tasks(tiny, env, tmp_path):
     """tools/slurm_train.sh: srun gets OpenMMLab's options, every task runs tools/train.py
     --launcher slurm, and the tasks (one per "machine") train one model over gloo."""
@@ -199,4 +200,3 @@ def test_the_scaling_table_of_the_docs_is_the_configs():
         assert int(base) == cfg.auto_scale_lr.base_batch_size, name
         gpus = int(run.split()[0]) if 'GPUs x' in run else 1
         assert gpus * int(batch) == int(base), name  # the authors' global batch
-

@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 
 from emo_mm.datasets.checks import DataError
-from emo_mm.demo.data import (ADE_DEMO_CLASSES, DEMO_SETTINGS, make_ade20k_regions,
-                              make_hrf_vessels)
+from emo_mm.demo.data import ADE_DEMO_CLASSES, DEMO_SETTINGS, make_ade20k_regions, make_hrf_vessels
 from emo_mm.engine import prepare_train_config
 from helpers import REPO
 
@@ -68,9 +67,11 @@ def test_train_test_and_overlays(ade, tmp_path):
 
 
 @pytest.mark.slow  # trains through the tools in subprocesses
+@pytest.mark.extended
 def test_slide_inference_on_sizes_not_multiple_of_crop(hrf):
     """Windows overlap and hang over the image edge: 100x140 with crop 64, stride 42."""
     import torch
+
     from emo_mm.apis import build_model, load_config
     model = build_model(load_config(osp.join(REPO, 'configs', 'demo', 'uemo_demo.py'))).eval()
     assert model.test_cfg.mode == 'slide' and tuple(model.test_cfg.crop_size) == (64, 64)

@@ -1,4 +1,4 @@
-"""The toolbox tools the README defers to, and emo_mm's own small tools around them.
+"""The toolbox tools the docs defer to (docs/tools.md), and emo_mm's own small tools around them.
 
 - mmdet's analyze_logs.py (seaborn) and MMEngine's TensorboardVisBackend on a short demo
   training;
@@ -48,6 +48,7 @@ def _run(args, env, expect=0, timeout=600, cwd=REPO):
 # Logs: mmdet's analyze_logs.py and TensorBoard.
 # ---------------------------------------------------------------------------------------
 @pytest.mark.slow  # trains (briefly) through tools/train.py
+@pytest.mark.extended
 def test_analyze_logs_and_tensorboard_on_a_demo_training(env, tmp_path):
     import mmdet
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -141,6 +142,7 @@ for config, root in zip(pairs[::2], pairs[1::2]):
 
 
 @pytest.mark.slow  # every demo config through the toolboxes' browse_dataset scripts
+@pytest.mark.extended
 def test_browse_dataset_on_every_demo_config_stops_after_the_count(small_demo_sets, env,
                                                                    tmp_path):
     """Two samples each, RepeatDataset or not (uemo_demo repeats its set 1000 times);
@@ -205,6 +207,7 @@ def test_mim_search_and_run_through_the_wrapper(env):
 def test_mim_root_of_an_installed_and_of_a_checkout_package(tmp_path, monkeypatch):
     import emo_mm
     from emo_mm.compat.mim_editable import emo_mm_root
+
     # this checkout (no install links): mim reads model-index.yml and tools/ at its root
     assert emo_mm_root() in (REPO, osp.join(REPO, 'emo_mm'))
     assert osp.isfile(osp.join(emo_mm_root(), 'tools', 'train.py')) or osp.isfile(

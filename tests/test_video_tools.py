@@ -46,6 +46,7 @@ def _run(args):
 
 
 @pytest.mark.slow  # trains through the tools in subprocesses
+@pytest.mark.extended
 def test_train_and_test_tools(videos, tmp_path):
     cfg = _tiny(tmp_path)
     work = str(tmp_path / 'work')

@@ -21,7 +21,7 @@ import tempfile
 
 from mmengine.config import DictAction
 
-import emo_mm  # noqa: F401  (first: applies emo_mm.compat)
+import emo_mm.compat.enable  # noqa: F401  (first: applies the upstream fixes)
 from emo_mm.apis import load_config
 from emo_mm.datasets.checks import set_data_root
 from emo_mm.engine import UserError, run_cli
@@ -131,12 +131,6 @@ def main():
             argv += ['--show-interval', str(args.show_interval)]
             if scope == 'mmpretrain':
                 argv += ['--phase', 'train']  # the bounded data set is train_dataloader's
-        if scope == 'mmseg':
-            from emo_mm.compat import mmseg_visualizer_layout
-            mmseg_visualizer_layout.apply()
-        elif scope == 'mmaction':
-            from emo_mm.compat import mmaction_video_writer
-            mmaction_video_writer.apply()
         sys.argv = argv
         runpy.run_path(script, run_name='__main__')
 

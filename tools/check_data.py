@@ -15,7 +15,7 @@ Errors print one or two lines (exit code 2); --debug or EMO_MM_DEBUG=1 shows the
 """
 import argparse
 
-import emo_mm  # noqa: F401
+import emo_mm.compat.enable  # noqa: F401  (first: applies the upstream fixes)
 from emo_mm.apis import load_config
 from emo_mm.datasets.checks import check_data, set_data_root
 from emo_mm.engine import run_cli

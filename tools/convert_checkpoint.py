@@ -11,7 +11,7 @@ import argparse
 
 import torch
 
-import emo_mm  # noqa: F401  (applies emo_mm.compat)
+import emo_mm.compat.enable  # noqa: F401  (first: applies the upstream fixes)
 from emo_mm.engine import run_cli
 from emo_mm.models.checkpoint import (authors_to_mmpretrain, extract_state_dict,
                                       mmpretrain_to_authors, read_checkpoint)

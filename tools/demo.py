@@ -15,7 +15,7 @@ import argparse
 import glob
 import os.path as osp
 
-import emo_mm  # noqa: F401  (first: applies emo_mm.compat)
+import emo_mm.compat.enable  # noqa: F401  (first: applies the upstream fixes)
 from emo_mm.demo.data import make_coco_shapes
 from emo_mm.demo.pretrain import pretrain_shapes_backbone
 from emo_mm.engine import prepare_test_config, prepare_train_config

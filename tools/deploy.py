@@ -31,7 +31,7 @@ import tempfile
 
 import numpy as np
 
-import emo_mm  # noqa: F401  (first: applies emo_mm.compat)
+import emo_mm.compat.enable  # noqa: F401  (first: applies the upstream fixes)
 from emo_mm.engine import run_cli
 from emo_mm.engine.errors import UserError
 

@@ -15,8 +15,9 @@ backbone's feature maps (--backbone-only), or a classifier's raw class scores.
 
 The graph has one input ``input`` (N, C, H, W) whose batch, height and width are dynamic
 (``--input-size HxW``: one fixed size and a dynamic batch, exported with torch.export: a
-smaller graph without shape arithmetic, the faster one in onnxruntime), and outputs ``output`` (a classifier's class scores before softmax) or ``output0..K`` (the
-backbone's feature maps). Deploy mode (``switch_to_deploy()``) is applied where the model
+smaller graph without shape arithmetic, the faster one in onnxruntime), and outputs
+``output`` (a classifier's class scores before softmax) or ``output0..K`` (the backbone's
+feature maps). Deploy mode (``switch_to_deploy()``) is applied where the model
 has it, unless ``--no-deploy``. After export the file is run with onnxruntime on the
 ``--check`` sizes and compared with PyTorch (relative error: max |diff| / max |ref|); the
 tool exits with an error if any exceeds ``--tolerance``.
@@ -27,7 +28,7 @@ import sys
 
 import torch
 
-import emo_mm  # noqa: F401  (first: applies emo_mm.compat)
+import emo_mm.compat.enable  # noqa: F401  (first: applies the upstream fixes)
 from emo_mm.apis import load_config
 from emo_mm.utils.onnx import DEFAULT_OPSET, TRACE_SIZE, export_onnx, verify_onnx
 

@@ -24,10 +24,9 @@ import os.path as osp
 import re
 
 import torch
-
-import emo_mm  # noqa: F401  (first: applies emo_mm.compat)
 from mmengine.model import BaseModel
 
+import emo_mm.compat.enable  # noqa: F401  (first: applies the upstream fixes)
 from emo_mm.apis import build_model, load_config
 from emo_mm.engine import UserError, run_cli
 from emo_mm.utils.flops import count_flops

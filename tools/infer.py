@@ -23,7 +23,7 @@ import argparse
 import os
 import os.path as osp
 
-import emo_mm  # noqa: F401  (first: applies emo_mm.compat, registers the model names)
+import emo_mm.compat.enable  # noqa: F401  (first: applies the upstream fixes)
 from emo_mm.deploy import is_bundle
 from emo_mm.engine import UserError, run_cli
 from emo_mm.inference import INFERENCERS, build_inferencer, check_inputs, scope_of

@@ -11,8 +11,8 @@
 """
 import argparse
 
-from emo_mm.generation.demo_data import GEN_SHAPES_ROOT, make_class_shapes
 from emo_mm.demo import data, pretrain
+from emo_mm.generation.demo_data import GEN_SHAPES_ROOT, make_class_shapes
 
 # The default roots are those of configs/demo/_base_/demo_data.py (emo_mm.demo reads it).
 SETS = {

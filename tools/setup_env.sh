@@ -98,7 +98,7 @@ else
 fi
 
 log "OpenMMLab toolboxes and test tools"
-pip_install -r requirements/runtime.txt -r requirements/tests.txt
+pip_install -r requirements/runtime.txt -r requirements/tests.txt -r requirements/lint.txt
 # The mobile runtime (ExecuTorch with XNNPACK, emo_mm/deploy/mobile.py, tests/test_mobile.py):
 # 25 packages, none of the pins above changes. EMO_MM_MOBILE=0 leaves it out.
 if [ "${EMO_MM_MOBILE:-1}" != 0 ]; then

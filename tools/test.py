@@ -24,7 +24,7 @@ import os.path as osp
 
 from mmengine.config import DictAction
 
-import emo_mm  # noqa: F401  (first: applies emo_mm.compat)
+import emo_mm.compat.enable  # noqa: F401  (first: applies the upstream fixes)
 from emo_mm.apis import find_config
 from emo_mm.engine import (UserError, allow_nonfinite_checkpoints, finish_distributed,
                            place_show_dir, prepare_test_config, run_cli, trusted_checkpoints,

@@ -22,9 +22,9 @@ import os.path as osp
 
 from mmengine.config import DictAction
 
-import emo_mm  # noqa: F401  (first: applies emo_mm.compat)
-from emo_mm.engine import (allow_nonfinite_checkpoints, finish_distributed,
-                           prepare_train_config, run_cli, trusted_checkpoints)
+import emo_mm.compat.enable  # noqa: F401  (first: applies the upstream fixes)
+from emo_mm.engine import (allow_nonfinite_checkpoints, finish_distributed, prepare_train_config,
+                           run_cli, trusted_checkpoints)
 
 
 def parse_args():

@@ -5,7 +5,9 @@ _base_ = [
     'mmpretrain::_base_/datasets/imagenet_bs64_swin_224.py',
     'mmpretrain::_base_/default_runtime.py',
 ]
-custom_imports = dict(imports=['emo_mm.models'], allow_failed_imports=False)
+# emo_mm.compat.enable applies emo_mm's upstream fixes (the toolboxes' own tools need them).
+custom_imports = dict(imports=['emo_mm.compat.enable', 'emo_mm.models'],
+                      allow_failed_imports=False)
 
 model = dict(
     type='ImageClassifier',

@@ -9,15 +9,20 @@ package stays in the repository, so mim looks in ``site-packages/emo_mm``, which
 exist: ``mim search emo_mm`` stops with "model-index.yml ... is not found", and ``mim run``
 / ``mim train`` cannot find the tools. No upstream issue was found; mim predates PEP 660.
 
-Fix, without patching installed files: ``python -m emo_mm.mim ARGS`` (same arguments as
-``mim``) runs mim's command line with ``get_installed_path`` answering, for emo_mm only,
-the folder that really holds its files (:func:`emo_mm_root`); other packages are
-unchanged. Wheels need no fix (their files are in site-packages), and the wrapper gives
-the same answers there.
+Fix, without patching installed files: mim's ``get_installed_path`` answers, for emo_mm
+only, the folder that really holds its files (:func:`emo_mm_root`); other packages are
+unchanged. ``python -m emo_mm.mim ARGS`` (same arguments as ``mim``) runs mim's command
+line with it. Wheels need no fix (their files are in site-packages), and the fix gives the
+same answers there.
 """
+import importlib
 import os.path as osp
 import sys
 from typing import Optional
+
+#: The upstream module this fix waits for (mim's command line, which imports the modules
+#: changed here); applied once it is imported.
+TARGET = 'mim.cli'
 
 #: Names mim may be given for this package.
 PACKAGE_NAMES = ('emo_mm', 'emo-mm')
@@ -44,9 +49,9 @@ def emo_mm_root() -> str:
 
 def apply() -> None:
     """Points mim's package look-ups for emo_mm at :func:`emo_mm_root` (idempotent)."""
-    import mim.click.customcommand as customcommand
-    import mim.utils as utils
-    import mim.utils.utils as utils_impl
+    customcommand = importlib.import_module('mim.click.customcommand')
+    utils = importlib.import_module('mim.utils')
+    utils_impl = importlib.import_module('mim.utils.utils')
     original = utils_impl.get_installed_path
     if getattr(original, 'emo_mm_fix', False):
         return
@@ -72,10 +77,11 @@ def apply() -> None:
 
 def main(argv: Optional[list] = None) -> None:
     """``mim`` with the fix applied: ``python -m emo_mm.mim search emo_mm --model retinanet``."""
+    from . import apply as apply_fixes
+    apply_fixes()
     try:
         from mim.cli import cli
     except ImportError:
         sys.exit('error: mim is not installed: pip install openmim (the pinned version is in '
                  'requirements/runtime.txt).')
-    apply()
     cli.main(args=list(sys.argv[1:] if argv is None else argv), prog_name='mim')

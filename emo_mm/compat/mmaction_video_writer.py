@@ -9,12 +9,15 @@ mmaction2 1.2.0.
 
 Fix: when ``moviepy.editor`` cannot be imported, ``out_type='video'`` is written with
 OpenCV's ``VideoWriter`` (MPEG-4, the codec emo_mm's demo videos use; same file name);
-``'gif'`` is refused with a message naming the alternatives. Applied by
-``tools/browse_dataset.py`` for mmaction2 configs.
+``'gif'`` is refused with a message naming the alternatives.
 """
+import importlib
 import importlib.util
 import os
 import os.path as osp
+
+#: The upstream module this fix changes; applied once it is imported.
+TARGET = 'mmaction.visualization.video_backend'
 
 
 def moviepy_editor_available() -> bool:
@@ -26,7 +29,7 @@ def moviepy_editor_available() -> bool:
 
 def apply() -> None:
     """Wraps mmaction2's ``LocalVisBackend.add_video`` (idempotent; a no-op with moviepy 1)."""
-    from mmaction.visualization.video_backend import LocalVisBackend
+    LocalVisBackend = importlib.import_module(TARGET).LocalVisBackend
     original = LocalVisBackend.add_video
     if getattr(original, 'emo_mm_fix', False) or moviepy_editor_available():
         return

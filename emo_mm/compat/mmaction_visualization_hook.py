@@ -13,14 +13,17 @@ No upstream issue was found; checked against mmaction2 1.2.0 (mmaction2's own
 tools/test.py --show-dir fails the same way).
 
 Fix: the hook's ``show`` goes to ``show_frames``, and it draws the first view of a
-multi-view sample (the prediction drawn is still the one of all views together). Applied
-when a Runner is built from an mmaction2 config.
+multi-view sample (the prediction drawn is still the one of all views together).
 """
+import importlib
+
+#: The upstream module this fix changes; applied once it is imported.
+TARGET = 'mmaction.engine.hooks.visualization_hook'
 
 
 def apply() -> None:
     """Wraps ``VisualizationHook._draw_samples`` (idempotent)."""
-    from mmaction.engine.hooks import VisualizationHook
+    VisualizationHook = importlib.import_module(TARGET).VisualizationHook
     original = VisualizationHook._draw_samples
     if getattr(original, 'emo_mm_fix', False):
         return

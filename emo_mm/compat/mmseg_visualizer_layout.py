@@ -8,14 +8,18 @@ C-contiguous; ``SegLocalVisualizer._draw_sem_seg`` makes its label mask with
 incompatible with cv::Mat". No upstream issue was found; checked against mmseg 1.2.2.
 
 Fix: ``_draw_sem_seg`` is given a C-contiguous copy of such an image (the same pixels).
-Applied by ``tools/browse_dataset.py`` before it runs mmseg's script.
 """
+import importlib
+
 import numpy as np
+
+#: The upstream module this fix changes; applied once it is imported.
+TARGET = 'mmseg.visualization.local_visualizer'
 
 
 def apply() -> None:
     """Wraps ``SegLocalVisualizer._draw_sem_seg`` (idempotent)."""
-    from mmseg.visualization import SegLocalVisualizer
+    SegLocalVisualizer = importlib.import_module(TARGET).SegLocalVisualizer
     original = SegLocalVisualizer._draw_sem_seg
     if getattr(original, 'emo_mm_fix', False):
         return

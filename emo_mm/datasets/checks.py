@@ -699,8 +699,8 @@ def check_video_dataset(dataset: ConfigDict, split: str, model: dict,
     sampler = _sampling(dataset.get('pipeline'))
     need = 1
     if sampler is not None:
-        need = sampler.get('clip_len', 1) * (sampler.get('frame_interval', 1)
-                                            if sampler['type'] == 'SampleFrames' else 1)
+        interval = sampler.get('frame_interval', 1) if sampler['type'] == 'SampleFrames' else 1
+        need = sampler.get('clip_len', 1) * interval
         num_frames = (model.get('backbone') or {}).get('num_frames')
         if num_frames and sampler.get('clip_len') != num_frames:
             raise DataError(f'{split}: the pipeline samples clip_len={sampler.get("clip_len")} '

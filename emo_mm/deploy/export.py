@@ -99,11 +99,10 @@ def build_model(cfg: Config, checkpoint: Optional[str] = None, trust: bool = Fal
     read without unpickling code unless ``trust``)."""
     from mmengine.registry import MODELS, init_default_scope
 
+    from .. import compat
     from ..engine.launch import verify_checkpoint
+    compat.apply()
     init_default_scope(resolve_scope(cfg))
-    if 'SSDHead' in str(cfg.model):
-        from ..compat import mmdet_ssd_head
-        mmdet_ssd_head.apply()
     model_cfg = model_config(cfg)
     if checkpoint is not None:
         _drop_pretrained(model_cfg)

@@ -55,17 +55,10 @@ def safe_load(path: str, map_location='cpu', trust: bool = False,
 
 def install_checkpoint_loader() -> None:
     """Makes MMEngine load local files through :func:`safe_load` (restores plain values,
-    honours :func:`~emo_mm.models.checkpoint.trusted_checkpoints`, clear refusals).
-
-    Untrusted files are read exactly as MMEngine does with torch >= 2.6 (weights only);
-    called when ``tools/train.py`` / ``tools/test.py`` build a Runner.
-    """
-    from mmengine.runner.checkpoint import CheckpointLoader
-    CheckpointLoader.register_scheme(prefixes='', loader=_load_local, force=True)
-
-
-def _load_local(filename, map_location):
-    return safe_load(filename, map_location=map_location)
+    honours :func:`~emo_mm.models.checkpoint.trusted_checkpoints`, clear refusals): the
+    fix :mod:`emo_mm.compat.mmengine_local_loader`, applied on its own."""
+    from ..compat import mmengine_local_loader
+    mmengine_local_loader.apply()
 
 
 def _interrupted(err: BaseException) -> bool:

@@ -39,7 +39,6 @@ class ParameterSyncCheckHook(Hook):
                            f'(sha256 {hashes[0][:16]}...).')
 
 
-
 @HOOKS.register_module()
 class ProgressBarHook(Hook):
     """A one-line training progress bar: iterations, epoch, loss and time left.

@@ -16,9 +16,9 @@ from ..apis import load_config
 from ..datasets.checks import check_data, insert_sample_guards, set_data_root
 from ..models.checkpoint import (CheckpointError, UnsafeCheckpointError, adapt_layout,
                                  allow_nonfinite_checkpoints, extract_state_dict,
-                                 is_authors_classifier, shape_problems)
-from .checkpoints import (find_resume_checkpoint, install_checkpoint_loader, list_checkpoints,
-                          remove_partial_files, safe_load)
+                                 is_authors_classifier, pretrained_without_checkpoint,
+                                 shape_problems)
+from .checkpoints import find_resume_checkpoint, list_checkpoints, remove_partial_files, safe_load
 from .errors import UserError
 from .worklock import lock_work_dir
 
@@ -50,8 +50,7 @@ def _check_init_cfgs(node, where: str) -> None:
         for item in init if isinstance(init, list) else [init]:
             if isinstance(item, dict) and item.get('type') == 'Pretrained' and not item.get(
                     'checkpoint'):
-                raise UserError(f"{where}.init_cfg=dict(type='Pretrained') has no checkpoint: "
-                                'add checkpoint=PATH_OR_URL, or remove the init_cfg.')
+                raise UserError(pretrained_without_checkpoint(where))
         for key, value in node.items():
             if key != 'init_cfg':
                 _check_init_cfgs(value, f'{where}.{key}')
@@ -77,8 +76,7 @@ def _finish(cfg: Config, trust: bool, splits, allow_nonfinite: bool = False) -> 
             hooks.append(dict(type=f'emo_mm.{name}'))
     cfg.custom_hooks = hooks
     insert_sample_guards(cfg, splits)
-    install_checkpoint_loader()
-    compat.prepare_runner_config(cfg)
+    compat.prepare_runner_config(cfg)  # the upstream fixes, and CPU-only distributed runs
 
 
 def _check_checkpoint(path: str, trust: bool, what: str, allow_nonfinite: bool = False):

@@ -86,7 +86,8 @@ def pad_to_windows(x: torch.Tensor, windows, lengths,
         return x
     if fill is None:
         # F.pad takes (before, after) pairs, last axis first.
-        return F.pad(x, [p for s, t in zip(reversed(spatial), reversed(padded)) for p in (0, t - s)])
+        pads = [p for s, t in zip(reversed(spatial), reversed(padded)) for p in (0, t - s)]
+        return F.pad(x, pads)
     out = torch.empty((x.shape[0], x.shape[1], *padded), dtype=x.dtype, device=x.device,
                       memory_format=memory_format_of(x))
     out.copy_(fill.view(1, -1, *([1] * len(spatial))).expand_as(out))
@@ -111,6 +112,7 @@ def _window_view(x: torch.Tensor, num_heads: int, windows, lengths, strided: boo
     # (outer, inner) sizes per axis: strided windows are the inner (fast) factor.
     split = [(w, n) if strided else (n, w) for n, w in zip(windows, lengths)]
     sizes = [s for pair in split for s in pair]
+
     # Per spatial axis d two axes, outer at first + 2d and inner at first + 2d + 1. The
     # window index is the n-factor, the token index the w-factor.
     def axes(first):
@@ -212,13 +214,8 @@ def sdpa_pays(x: torch.Tensor, dim_head: int) -> bool:
     """Whether torch's fused ``scaled_dot_product_attention`` beats two batched matmuls
     for heads of ``dim_head`` channels on ``x``'s device.
 
-    Measured, not assumed: on CPUs torch has a fused kernel only for equal q/k and v
-    widths, and even then the EMO shapes (49-100 tokens, heads of 16-32 channels) ran
-    faster eagerly (EMOv2-5M, 2 threads: 60.7 vs 59.4 img/s at batch 1). On an H100 in
-    fp16, EMOv2-5M (heads of 32) was faster with SDPA while EMOv2-1M (heads of 16/20) ran
-    17,752 img/s eagerly against 13,140 with SDPA; in fp32 the two paths ran level for
-    both (6,158 / 6,140 and 12,930 / 12,854 img/s, batch 256), so the choice needs no
-    dtype term. Hence: CUDA and heads of at least 32.
+    CUDA and heads of at least 32: on CPUs torch fuses only equal q/k and v widths, and
+    narrower heads run faster as two matmuls on GPUs too (figures: docs/benchmark.md).
     """
     return x.is_cuda and dim_head >= 32
 

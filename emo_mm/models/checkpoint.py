@@ -334,6 +334,13 @@ def shape_problems(state: Mapping[str, torch.Tensor], own: Mapping[str, torch.Te
     return problems
 
 
+def pretrained_without_checkpoint(where: str) -> str:
+    """The error for ``init_cfg=dict(type='Pretrained')`` without a checkpoint at ``where``
+    (a config path or a class name)."""
+    return (f"{where}.init_cfg=dict(type='Pretrained') has no checkpoint: add "
+            'checkpoint=PATH_OR_URL, or remove the init_cfg.')
+
+
 def load_pretrained_from_init_cfg(model: nn.Module, init_cfg: Mapping,
                                   drop_prefixes: Sequence[str] = ('norm.', 'head.'),
                                   convert: Optional[Callable] = None) -> LoadReport:
@@ -343,9 +350,7 @@ def load_pretrained_from_init_cfg(model: nn.Module, init_cfg: Mapping,
     training checkpoint).
     """
     if not init_cfg.get('checkpoint'):
-        raise CheckpointError(
-            f"{type(model).__name__}: init_cfg=dict(type='Pretrained') needs "
-            "checkpoint=PATH_OR_URL (or remove the init_cfg to start from random weights).")
+        raise CheckpointError(pretrained_without_checkpoint(type(model).__name__))
     return load_pretrained(model, init_cfg['checkpoint'], prefix=init_cfg.get('prefix'),
                            drop_prefixes=drop_prefixes,
                            weights_only=init_cfg.get('weights_only', True), convert=convert)
