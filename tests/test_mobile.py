@@ -257,7 +257,9 @@ def test_demo_segmentor_programs_keep_accuracy(tmp_path, monkeypatch, demo_train
     work_dir = str(tmp_path)
     torch_miou = run.after['mIoU']
     assert torch_miou > 20  # trained: chance is about 11
-    model = _test_runner(config, run.checkpoint, work_dir).model.eval()
+    loaded = _test_runner(config, run.checkpoint, work_dir)
+    loaded.load_or_resume()  # the runner loads load_from only when it starts a loop
+    model = loaded.model.eval()
     test_loader = Runner.build_dataloader(Config.fromfile(config).test_dataloader)
     shapes = {tuple(model.data_preprocessor(data, False)['inputs'].shape[2:])
               for data in test_loader}
