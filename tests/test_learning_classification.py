@@ -7,7 +7,8 @@ stand-in for ImageNet weights, the head from random weights (top-1 near chance).
 """
 import pytest
 
-pytestmark = pytest.mark.slow  # trains a real config for a minute; not in make test-fast
+# 40 epochs on a CPU: make test-all.
+pytestmark = [pytest.mark.slow, pytest.mark.extended]
 
 
 def test_classifier_learns_shapes(demo_training):

@@ -94,7 +94,7 @@ RECIPES: Dict[str, Callable[[], Recipe]] = {
     'vemo_single_frame': lambda: Recipe('configs/demo/vemo_demo_single_frame.py',
                                         dict(max_epochs=8), (_kinetics, )),
     'classifier_emov2': lambda: Recipe('configs/demo/emov2_1m_shapes-cls_demo.py',
-                                       dict(max_epochs=6), (_shapes_cls, _shapes_backbone)),
+                                       dict(max_epochs=40), (_shapes_cls, _shapes_backbone)),
 }
 
 
@@ -123,8 +123,7 @@ class TrainedModels:
             with open(record) as f:
                 return Run(**json.load(f))
         run = self._train(name, root)
-        # mmseg's metrics are numpy float32 (float() converts them); written whole and then
-        # moved into place, so that a failed write never leaves a record that breaks reads.
+        # Metrics may be numpy scalars (mmseg's); the record is written whole or not at all.
         with open(record + '.tmp', 'w') as f:
             json.dump(run._asdict(), f, default=float)
         os.replace(record + '.tmp', record)

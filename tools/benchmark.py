@@ -74,7 +74,8 @@ import torch.nn as nn
 
 import emo_mm.compat.enable  # noqa: F401  (first: applies the upstream fixes)
 from emo_mm.utils.flops import count_flops
-from emo_mm.utils.onnx import TensorOutput, export_onnx, onnx_session, switch_to_deploy
+from emo_mm.utils.onnx import (TensorOutput, export_onnx, onnx_session, operator_kernel_times,
+                               switch_to_deploy)
 
 
 # ---------------------------------------------------------------------------------------
@@ -383,23 +384,8 @@ def torch_profile(step: Callable[[], None], device: str, top: int,
 
 def onnxruntime_profile(path: str, feeds: dict, threads: Optional[int], top: int,
                         calls: int = 3) -> List[Tuple[str, float]]:
-    """Kernel time per ONNX operator type over ``calls`` runs (onnxruntime's profiler;
-    its file goes to a temporary folder and is deleted)."""
-    with tempfile.TemporaryDirectory() as folder:
-        session = onnx_session(path, threads, profile_prefix=os.path.join(folder, 'profile'))
-        for _ in range(calls + 1):  # the first run (allocation, prepacking) is left out
-            session.run(None, feeds)
-        with open(session.end_profiling()) as file:
-            events = json.load(file)
-    times, runs = {}, 0
-    for event in events:
-        if event.get('name') == 'model_run':
-            runs += 1
-        if (runs > 1 and event.get('cat') == 'Node'
-                and event.get('name', '').endswith('_kernel_time')):
-            op = event.get('args', {}).get('op_name', '?')
-            times[op] = times.get(op, 0.) + event['dur']
-    return _shares(times, top)
+    """Shares of kernel time per ONNX operator type over ``calls`` runs."""
+    return _shares(operator_kernel_times(path, feeds, threads, calls), top)
 
 
 def format_profile(shares: List[Tuple[str, float]]) -> str:

@@ -18,7 +18,13 @@ results is either in a graph or in ``deploy.json``::
 * ``task``: ``classification`` | ``detection`` | ``segmentation`` | ``video``;
 * ``toolbox`` (the config's ``default_scope``), ``config`` (``name``, ``file``: the copy),
   ``model_type`` (e.g. ``RetinaNet``), ``checkpoint`` (file name and sha256, or None);
-* ``precision`` (``fp32``);
+* ``precision``: ``fp32``, or ``int8`` (the model graph quantized by onnxruntime: int8
+  weights and activations around its convolutions and matrix multiplies, the task's
+  post-processing in float);
+* ``quantization`` (int8 only): the format, the calibration (split, number of files), the
+  nodes kept in float with the reason for each group (the sensitivity pass's measured
+  errors) and the error of the whole network against fp32
+  (:func:`emo_mm.deploy.sensitivity.quantize_within_budget`);
 * ``graphs``: per role (``model``, ``postprocess``) the file and its inputs and outputs
   (name, dtype, shape with ``null`` for dynamic axes);
 * ``input``: ``{'mode': 'fixed', 'size': [H, W]}`` or ``{'mode': 'dynamic',
@@ -47,8 +53,8 @@ BUNDLE_FILE = 'deploy.json'
 FORMAT = 'emo_mm-deploy'
 FORMAT_VERSION = 1
 TASKS = ('classification', 'detection', 'segmentation', 'video')
-#: Numeric precisions a bundle can hold; only fp32 is exported today.
-PRECISIONS = ('fp32', )
+#: Numeric precisions a bundle can hold.
+PRECISIONS = ('fp32', 'int8')
 
 
 class BundleError(ValueError):
@@ -104,6 +110,9 @@ def read_bundle(folder: str, verify: bool = True) -> Dict:
             raise BundleError(f'{path} lacks the field {key!r}; export the bundle again.')
     if manifest['task'] not in TASKS:
         raise BundleError(f'{path}: unknown task {manifest["task"]!r} (known: {TASKS}).')
+    if manifest.get('precision', 'fp32') not in PRECISIONS:
+        raise BundleError(f'{path}: unknown precision {manifest["precision"]!r} (known: '
+                          f'{PRECISIONS}); export the bundle again with this emo_mm.')
     for graph in manifest['graphs'].values():
         if graph['file'] not in manifest['files']:
             raise BundleError(f'{path}: graph {graph["file"]} has no checksum in "files".')

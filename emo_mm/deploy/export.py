@@ -31,8 +31,19 @@ from . import bundle as bundle_io
 from . import graphs
 from .preprocess import UnsupportedTransform, pipeline_spec
 
-#: Precisions the exporter writes today (others plug in through :func:`export_graphs`).
-SUPPORTED_PRECISIONS = ('fp32', )
+#: Precisions the exporter writes: fp32, and int8 (the fp32 network graph quantized by
+#: onnxruntime, :func:`quantize_bundle_graph`).
+SUPPORTED_PRECISIONS = ('fp32', 'int8')
+#: Precisions not offered, with the reason (one line each).
+REFUSED_PRECISIONS = {
+    'bf16': '--precision bf16 is not offered: onnxruntime\'s CPU provider has no bf16 '
+            'convolution or matrix-multiply kernels, and PyTorch bf16 autocast does not run the '
+            'EMO demo models faster than the fp32 bundle at batch 1 (docs/deploy.md, Precision); '
+            'use --precision int8 or fp32.',
+}
+#: int8 defaults: calibration images, the sensitivity pass's error budget (relative RMS
+#: error of the network outputs), the quantization format.
+INT8_DEFAULTS = dict(calib=32, calib_split='train', budget=0.05, quant_format='qdq')
 #: Detection heads whose post-processing :class:`~emo_mm.deploy.graphs.DetectorGraph`
 #: reproduces.
 DETECTION_HEADS = ('RetinaHead', 'SSDHead')
@@ -242,16 +253,55 @@ def export_graphs(model: nn.Module, task: str, folder: str, spec: Dict, opset: i
     """Writes the task's graph(s) into ``folder``; returns ``graphs``, ``input``,
     ``postprocess`` entries of the manifest.
 
-    ``precision`` is the extension point for reduced-precision bundles; today only fp32.
+    The graphs are fp32 for every ``precision``; an int8 bundle's network graph is
+    quantized afterwards (:func:`quantize_bundle_graph`).
     """
-    if precision not in SUPPORTED_PRECISIONS:
-        raise DeployError(f'--precision {precision} is not supported yet (supported: '
-                          f'{", ".join(SUPPORTED_PRECISIONS)}).')
+    check_precision(precision)
     switch_to_deploy(model)
     _eager_attention(model)
     exporters = dict(detection=_export_detector, segmentation=_export_segmentor,
                      classification=_export_classifier, video=_export_recognizer)
     return exporters[task](model, folder, spec, opset)
+
+
+def check_precision(precision: str) -> None:
+    if precision in REFUSED_PRECISIONS:
+        raise DeployError(REFUSED_PRECISIONS[precision])
+    if precision not in SUPPORTED_PRECISIONS:
+        raise DeployError(f'--precision {precision} is unknown (supported: '
+                          f'{", ".join(SUPPORTED_PRECISIONS)}).')
+
+
+def quantize_bundle_graph(path: str, cfg: Config, task: str, spec: Dict, postprocess: Dict,
+                          calib: int = INT8_DEFAULTS['calib'],
+                          calib_split: str = INT8_DEFAULTS['calib_split'],
+                          budget: float = INT8_DEFAULTS['budget'],
+                          quant_format: str = INT8_DEFAULTS['quant_format'],
+                          threads: Optional[int] = 1, log=None) -> Dict:
+    """Quantizes the fp32 model graph at ``path`` in place (int8, see
+    :mod:`emo_mm.deploy.quantize`): calibrated on ``calib`` files of the config's
+    ``calib_split`` through the bundle's preprocessing (:mod:`.calibration`), the nodes kept
+    in float chosen by the sensitivity pass (:mod:`.sensitivity`) for ``budget``.
+
+    Returns:
+        dict: The quantization record for ``deploy.json`` (``quantization``): the format,
+        the calibration files' split and count, the float nodes and the reason for each
+        float group, the measured errors.
+    """
+    import os
+
+    from .calibration import calibration_inputs
+    from .quantize import QuantizeConfig
+    from .sensitivity import quantize_within_budget
+    inputs, files = calibration_inputs(cfg, task, spec, postprocess, calib_split, calib)
+    config = QuantizeConfig(quant_format=quant_format, activation_type='u8')
+    out = path + '.int8'
+    record = quantize_within_budget(path, out, inputs, config, budget=budget, threads=threads,
+                                    log=log)
+    os.replace(out, path)
+    record['calibration'] = dict(split=calib_split, files=len(files), inputs=len(inputs),
+                                 preprocessing='the bundle\'s own (deploy.json "preprocess")')
+    return record
 
 
 def _image_size_mode(spec: Dict, divisor: int) -> Dict:
@@ -432,7 +482,8 @@ def config_name(config: str) -> str:
 def export_bundle(config: str, checkpoint: Optional[str], out: str,
                   input_size: Optional[Sequence[int]] = None, precision: str = 'fp32',
                   opset: int = DEFAULT_OPSET, trust_checkpoint: bool = False,
-                  cfg: Optional[Config] = None, mobile: Optional[str] = None):
+                  cfg: Optional[Config] = None, int8: Optional[Dict] = None, log=None,
+                  mobile: Optional[str] = None):
     """Builds, loads, exports and writes a bundle; returns ``(manifest, model)``.
 
     ``model`` is the PyTorch model the graphs came from, in the mode they were exported
@@ -445,14 +496,15 @@ def export_bundle(config: str, checkpoint: Optional[str], out: str,
             :func:`~emo_mm.deploy.bundle.check_output_folder`).
         input_size (tuple[int, int], optional): (H, W): a graph for this one size;
             each image is padded up to it after the test pipeline.
-        precision (str): ``'fp32'``.
+        precision (str): ``'fp32'`` or ``'int8'``.
+        int8 (dict, optional): Options of :func:`quantize_bundle_graph` (``calib``,
+            ``calib_split``, ``budget``, ``quant_format``, ``threads``) for int8.
+        log (callable, optional): Progress lines of the int8 sensitivity pass.
         mobile (str, optional): ``'executorch'``: the bundle also holds the network as an
             ExecuTorch program for XNNPACK (:func:`emo_mm.deploy.mobile.export_bundle_program`;
             needs a fixed input size).
     """
-    if precision not in SUPPORTED_PRECISIONS:
-        raise DeployError(f'--precision {precision} is not supported yet (supported: '
-                          f'{", ".join(SUPPORTED_PRECISIONS)}).')
+    check_precision(precision)
     path = find_config(config)
     cfg = cfg if cfg is not None else load_config(path)
     task = task_of(cfg)
@@ -480,6 +532,13 @@ def export_bundle(config: str, checkpoint: Optional[str], out: str,
     checksum = bundle_io.sha256(checkpoint) if checkpoint else None
     with bundle_io.BundleWriter(out) as writer:
         exported = export_graphs(model, task, writer.tmp, spec, opset, precision)
+        quantization = None
+        if precision == 'int8':
+            model_graph = writer.path(exported['graphs']['model']['file'])
+            quantization = quantize_bundle_graph(model_graph, cfg, task, spec,
+                                                 exported['postprocess'], log=log,
+                                                 **(int8 or {}))
+            exported['graphs']['model'].update(graphs.graph_io(model_graph))
         for entry in exported['graphs'].values():
             writer.add(entry['file'])
         mobile_entry = None
@@ -504,6 +563,8 @@ def export_bundle(config: str, checkpoint: Optional[str], out: str,
             precision=precision, opset=opset, graphs=exported['graphs'],
             input=exported['input'], preprocess=spec, postprocess=exported['postprocess'],
             classes=class_names(cfg, model, task))
+        if quantization is not None:
+            manifest['quantization'] = quantization
         if mobile_entry is not None:
             manifest['mobile'] = mobile_entry
         writer.finish(manifest)

@@ -79,6 +79,26 @@ def slide_logits(score_crop: Callable[[np.ndarray], np.ndarray], inputs: np.ndar
     return preds / count
 
 
+def graph_feeds(task: str, post: Dict, meta: Dict) -> List[Dict[str, np.ndarray]]:
+    """The model graph's input dicts for one preprocessed image or clip (``meta``, from
+    :class:`~.preprocess.ImagePreprocessor` or :class:`~.preprocess.ClipPreprocessor`):
+    one dict, or one per crop for slide-window segmentors."""
+    if task == 'detection':
+        return [dict(image=meta['inputs'], img_shape=np.asarray(meta['img_shape'], np.int64),
+                     scale_factor=np.asarray(meta['scale_factor'], np.float64))]
+    if task == 'segmentation':
+        if post.get('mode') == 'slide':
+            _, _, height, width = meta['inputs'].shape
+            return [dict(image=np.ascontiguousarray(meta['inputs'][:, :, y1:y2, x1:x2]))
+                    for y1, y2, x1, x2 in slide_windows(height, width, post['crop_size'],
+                                                        post['stride'])]
+        return [dict(image=meta['inputs'], img_shape=np.asarray(meta['img_shape'], np.int64),
+                     ori_shape=np.asarray(meta['ori_shape'], np.int64))]
+    if task == 'video':
+        return [dict(clips=meta['inputs'])]
+    return [dict(image=meta['inputs'])]
+
+
 class Predictor:
     """A bundle folder as a function from an image (or a video) to plain results.
 
@@ -126,22 +146,14 @@ class Predictor:
 
     def infer(self, meta: Dict) -> Dict[str, np.ndarray]:
         """Runs the graph(s) on a :meth:`preprocess` result; returns the raw outputs."""
-        if self.task == 'detection':
-            return self._run(self.session, image=meta['inputs'],
+        if self.task == 'segmentation' and self.post.get('mode') == 'slide':
+            logits = slide_logits(
+                lambda crop: self.session.run(None, {'image': crop})[0], meta['inputs'],
+                self.post['num_classes'], self.post['crop_size'], self.post['stride'])
+            return self._run(self.post_session, logits=logits,
                              img_shape=np.asarray(meta['img_shape'], np.int64),
-                             scale_factor=np.asarray(meta['scale_factor'], np.float64))
-        if self.task == 'segmentation':
-            shapes = dict(img_shape=np.asarray(meta['img_shape'], np.int64),
-                          ori_shape=np.asarray(meta['ori_shape'], np.int64))
-            if self.post.get('mode') == 'slide':
-                logits = slide_logits(
-                    lambda crop: self.session.run(None, {'image': crop})[0], meta['inputs'],
-                    self.post['num_classes'], self.post['crop_size'], self.post['stride'])
-                return self._run(self.post_session, logits=logits, **shapes)
-            return self._run(self.session, image=meta['inputs'], **shapes)
-        if self.task == 'video':
-            return self._run(self.session, clips=meta['inputs'])
-        return self._run(self.session, image=meta['inputs'])
+                             ori_shape=np.asarray(meta['ori_shape'], np.int64))
+        return self._run(self.session, **graph_feeds(self.task, self.post, meta)[0])
 
     def postprocess(self, outputs: Dict[str, np.ndarray], topk: Optional[int] = 5) -> Dict:
         """Raw graph outputs -> the documented result dict."""

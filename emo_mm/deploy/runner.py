@@ -43,8 +43,10 @@ class DeployedModel(BaseModel):
         self.predictor = Predictor(bundle, threads=threads)
         self.task = self.predictor.task
         manifest = self.predictor.manifest
+        # Slide-window segmentors take any image size (their fixed size is the crop's).
+        slide = manifest['postprocess'].get('mode') == 'slide'
         self.fixed_size = (manifest['input']['size']
-                           if manifest['input'].get('mode') == 'fixed' else None)
+                           if manifest['input'].get('mode') == 'fixed' and not slide else None)
         self.pad_value = float(manifest['preprocess'].get('pad_value', 0))
 
     def forward(self, inputs: torch.Tensor, data_samples: Optional[List] = None,

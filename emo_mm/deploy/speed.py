@@ -232,45 +232,15 @@ def format_rows(rows: List[dict]) -> str:
 def profile_rows(rows: List[dict], images: Dict[str, str], threads: Optional[int],
                  top: int) -> str:
     """onnxruntime's kernel time per operator type of each row's network graph."""
-    import json
-    import tempfile
-
-    import onnxruntime as ort
-
-    from .bundle import graph_path, read_bundle
+    from ..utils.onnx import operator_kernel_times
+    from .bundle import graph_path
+    from .predictor import graph_feeds
     out = []
     for row in rows:
         predictor = row['predictor']
         meta = predictor.preprocess(images[row['task']])
-        feeds = {'image': meta['inputs']}
-        if row['task'] == 'detection':
-            feeds.update(img_shape=np.asarray(meta['img_shape'], np.int64),
-                         scale_factor=np.asarray(meta['scale_factor'], np.float64))
-        elif row['task'] == 'segmentation':
-            feeds.update(img_shape=np.asarray(meta['img_shape'], np.int64),
-                         ori_shape=np.asarray(meta['ori_shape'], np.int64))
-        path = graph_path(read_bundle(row['bundle'], verify=False), 'model')
-        with tempfile.TemporaryDirectory() as folder:
-            options = ort.SessionOptions()
-            options.enable_profiling = True
-            options.profile_file_prefix = osp.join(folder, 'profile')
-            if threads:
-                options.intra_op_num_threads = threads
-            session = ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
-            names = {i.name for i in session.get_inputs()}
-            feeds_used = {k: v for k, v in feeds.items() if k in names}
-            for _ in range(4):  # the first run (allocation, prepacking) is left out below
-                session.run(None, feeds_used)
-            with open(session.end_profiling()) as f:
-                events = json.load(f)
-        times, runs = {}, 0
-        for event in events:
-            if event.get('name') == 'model_run':
-                runs += 1
-            if (runs > 1 and event.get('cat') == 'Node'
-                    and event.get('name', '').endswith('_kernel_time')):
-                op = event.get('args', {}).get('op_name', '?')
-                times[op] = times.get(op, 0) + event['dur']
+        feeds = graph_feeds(predictor.task, predictor.post, meta)[0]
+        times = operator_kernel_times(graph_path(predictor.manifest, 'model'), feeds, threads)
         total = sum(times.values()) or 1
         shares = sorted(times.items(), key=lambda kv: -kv[1])[:top]
         out.append(f'{row["model"]}: ' + ', '.join(f'{op} {100 * t / total:.1f}%'

@@ -273,6 +273,14 @@ def set_fused_attention(model: nn.Module, fused: Optional[bool]) -> None:
             module.fused_attn = fused
 
 
+def set_stack_partitions(model: nn.Module, stack: bool) -> None:
+    """Sets ``stack_partitions`` of every window attention in ``model`` (see
+    :func:`window_attention`; same outputs either way)."""
+    for module in model.modules():
+        if hasattr(module, 'stack_partitions'):
+            module.stack_partitions = stack
+
+
 @contextlib.contextmanager
 def attention_path(model: nn.Module, fused: Optional[bool]) -> Iterator[None]:
     """Temporarily sets the attention path of ``model`` (see :func:`set_fused_attention`)."""
@@ -294,7 +302,8 @@ def window_attention(x: torch.Tensor,
                      partitions: Sequence[bool],
                      values_first: bool,
                      fused: Optional[bool],
-                     attn_drop: nn.Dropout) -> torch.Tensor:
+                     attn_drop: nn.Dropout,
+                     stack_partitions: bool = True) -> torch.Tensor:
     """Window attention over ``x`` (B, C_in, *S) with q/k from ``qk`` and values from ``v``.
 
     Args:
@@ -304,6 +313,10 @@ def window_attention(x: torch.Tensor,
             apply ``v`` to the result (iRMB).
         partitions: Partitions to sum, see :data:`MIXERS`.
         fused: Attention path, see :func:`attention`.
+        stack_partitions: Attend over several partitions in one batch (one copy of each
+            partition into a stacked tensor, one batched product). False attends over each
+            partition on its own: the same outputs with fewer copies, which suits
+            exported graphs (no stack and unstack nodes around the products).
 
     Returns:
         (B, C_mid, *S), in ``x``'s memory layout.
@@ -344,11 +357,17 @@ def window_attention(x: torch.Tensor,
         # one of them, bit for bit. (The reference path keeps the authors' computation,
         # which FLOP counting sees; attention dropout draws a mask per partition.)
         partitions, repeats = partitions[:1], len(partitions)
-    q_w, k_w, v_w = (partition_heads_stacked(t, num_heads, windows, lengths, partitions,
-                                             tokens_inner, channels_last)
-                     for t in (q, k, values))
-    y = attention(q_w, k_w, v_w, scale, fused, attn_drop, tokens_inner)
-    y = y.view(len(partitions), -1, *y.shape[1:])
+    if stack_partitions:
+        q_w, k_w, v_w = (partition_heads_stacked(t, num_heads, windows, lengths, partitions,
+                                                 tokens_inner, channels_last)
+                         for t in (q, k, values))
+        y = attention(q_w, k_w, v_w, scale, fused, attn_drop, tokens_inner)
+        y = y.view(len(partitions), -1, *y.shape[1:])
+    else:
+        y = [attention(*(partition_heads_stacked(t, num_heads, windows, lengths, (strided, ),
+                                                 tokens_inner, channels_last)
+                         for t in (q, k, values)), scale, fused, attn_drop, tokens_inner)
+             for strided in partitions]
     out = None
     for part, strided in zip(y, partitions):
         part = merge_heads(part, windows, lengths, strided, channels_last, tokens_inner)
@@ -412,11 +431,14 @@ class WindowAttention(nn.Module):
                              spatial_dims=spatial_dims)
         self.attn_drop = nn.Dropout(attn_drop)
         self.fused_attn = fused_attn
+        #: See ``stack_partitions`` of :func:`window_attention`; the ONNX export turns it off.
+        self.stack_partitions = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return window_attention(x, self.qk, self.v, self.num_heads, self.scale,
                                 self.window_size, self.partitions, values_first=True,
-                                fused=self.fused_attn, attn_drop=self.attn_drop)
+                                fused=self.fused_attn, attn_drop=self.attn_drop,
+                                stack_partitions=self.stack_partitions)
 
     def switch_to_deploy(self) -> None:
         """Folds the attention scale into ``qk`` (see :func:`fold_attention_scale`)."""
