@@ -1,5 +1,4 @@
 """tools/benchmark.py runs end to end (CLI smoke test; nothing here checks a speed)."""
-import importlib.util
 import json
 
 import pytest
@@ -89,11 +88,10 @@ def test_profile_names_the_operators(tool, tmp_path, capsys, monkeypatch):
 
 
 @pytest.mark.slow
+@pytest.mark.mobile
 def test_executorch_rows_with_ratios_to_torch(tool, capsys):
     """--backend torch executorch: the program is exported and timed in the same run; its
     speed over the model's torch row is in the table."""
-    if importlib.util.find_spec('executorch') is None:
-        pytest.skip('ExecuTorch is not installed (requirements/mobile.txt)')
     rows = tool.main(['--models', 'EMOv2-1M', '--input', '64x64', '--batch-sizes', '1',
                       '--backend', 'torch', 'executorch', '--min-time', '0', '--warmup', '1',
                       '--threads', '1'])

@@ -2,10 +2,9 @@
 
 The mobile forms of the window attention and the channel LayerNorm are checked in PyTorch
 (always); the programs against PyTorch and, on demo-trained models, with the toolbox metric
-(ExecuTorch: requirements/mobile.txt, installed by make setup).
+(tests marked mobile: they need ExecuTorch, the mobile extra; `make setup-mobile`).
 LayerScale and BatchNorm statistics are randomised, so every branch weighs in the outputs.
 """
-import importlib.util
 import os
 import os.path as osp
 
@@ -21,13 +20,6 @@ from emo_mm.models import EMOv2
 from emo_mm.models.attention import MIXERS, WindowAttention, attention_path
 from emo_mm.models.layers import ChannelLayerNorm
 from helpers import REPO, build_classifier, load_tool, relative_error
-
-#: make setup installs ExecuTorch (requirements/mobile.txt): its tests skip only where it was
-#: left out on purpose (EMO_MM_MOBILE=0, as for tools/setup_env.sh) and fail where it is
-#: missing otherwise.
-needs_executorch = pytest.mark.skipif(
-    importlib.util.find_spec('executorch') is None and os.environ.get('EMO_MM_MOBILE') == '0',
-    reason='EMO_MM_MOBILE=0: the mobile runtime (requirements/mobile.txt) is not installed')
 
 #: A classifier input whose stride-16 and stride-32 maps (10x14, 5x7) pad to windows of 7,
 #: with two windows on one axis (both partitions) and one window (their shared case).
@@ -144,7 +136,7 @@ def classifier_program(tmp_path_factory):
     return model, path, info
 
 
-@needs_executorch
+@pytest.mark.mobile
 def test_classifier_program_matches_pytorch(classifier_program):
     model, path, info = classifier_program
     images = torch.rand(1, 3, *CLASSIFIER_SIZE)
@@ -163,7 +155,7 @@ def test_classifier_program_matches_pytorch(classifier_program):
         program(torch.rand(1, 3, 224, 224))
 
 
-@needs_executorch
+@pytest.mark.mobile
 def test_verify_detects_another_model(classifier_program):
     _, path, _ = classifier_program
     other = randomize(build_classifier('1M'), seed=1)
@@ -171,7 +163,7 @@ def test_verify_detects_another_model(classifier_program):
         verify_executorch(path, other, tolerance=1e-4)
 
 
-@needs_executorch
+@pytest.mark.mobile
 @pytest.mark.slow
 def test_detector_network_program_matches_pytorch(tmp_path):
     from mmdet.structures import DetDataSample
@@ -205,7 +197,7 @@ def test_detector_network_program_matches_pytorch(tmp_path):
     assert relative_error(deployed.scores, reference.scores) < 1e-4
 
 
-@needs_executorch
+@pytest.mark.mobile
 @pytest.mark.slow
 def test_int8_program_runs_close_to_fp32(tmp_path):
     torch.manual_seed(0)
@@ -239,7 +231,7 @@ def _test_runner(config, checkpoint, work_dir):
     return Runner.from_cfg(cfg)
 
 
-@needs_executorch
+@pytest.mark.mobile
 @pytest.mark.slow
 # The int8 export's histogram observers (torchao) search their ranges in Python, once per
 # quantized activation: longer than setup.cfg's per-test timeout on a loaded machine.
@@ -299,7 +291,7 @@ def _deploy(argv):
         os.chdir(cwd)
 
 
-@needs_executorch
+@pytest.mark.mobile
 @pytest.mark.slow
 def test_deploy_tool_adds_checked_program(tmp_path, demo_training, capsys):
     """The demo-trained shapes classifier: the bundle holds model.pte with a checksum; its
@@ -339,4 +331,24 @@ def test_deploy_tool_refuses_program_of_any_size(tmp_path, capsys):
     assert exit_info.value.code == 2
     error = capsys.readouterr().err.strip().splitlines()[-1]
     assert error.startswith('error: ') and '--input-size HxW' in error
+    assert not out.exists()
+
+
+def test_deploy_tool_without_executorch_names_the_extra(tmp_path, capsys, monkeypatch):
+    """Without the mobile extra, --mobile executorch stops with the command that installs it
+    (before anything is built or written)."""
+    import importlib.util
+
+    from emo_mm.engine import run_cli
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, 'find_spec',
+                        lambda name, *args: None if name == 'executorch' else
+                        find_spec(name, *args))
+    config = osp.join(REPO, 'configs', 'demo', 'emov2_1m_shapes-cls_demo.py')
+    out = tmp_path / 'bundle'
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(lambda: _deploy([config, '--out', str(out), '--mobile', 'executorch']))
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith('error: ') and 'make setup-mobile' in error
     assert not out.exists()

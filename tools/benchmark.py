@@ -32,7 +32,7 @@ Settings:
                                  program per batch size, lowered to XNNPACK (fp32, or static
                                  int8 calibrated on random images: the values do not change
                                  the work), and run it with ExecuTorch's Python runtime
-                                 (emo_mm.deploy.mobile; requirements/mobile.txt); the export
+                                 (emo_mm.deploy.mobile; the extra: make setup-mobile); the export
                                  seconds are printed and kept in the JSON. With several
                                  backends, a column gives each row's speed over the same
                                  model's row of the first backend.

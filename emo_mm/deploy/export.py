@@ -462,9 +462,6 @@ def _check_mobile(mobile: str, task: str, input_size, steps, cfg: Config) -> Non
     import importlib.util
     if mobile != 'executorch':
         raise DeployError(f'--mobile {mobile}: the mobile runtime is executorch.')
-    if importlib.util.find_spec('executorch') is None:
-        raise DeployError('--mobile executorch needs ExecuTorch: pip install -r '
-                          'requirements/mobile.txt (make setup installs it).')
     if task == 'video':
         raise DeployError('--mobile executorch: video models have no ExecuTorch program (3-D '
                           'window attention); leave out --mobile.')
@@ -473,6 +470,9 @@ def _check_mobile(mobile: str, task: str, input_size, steps, cfg: Config) -> Non
         raise DeployError('--mobile executorch: an ExecuTorch program holds one input size '
                           'and this config\'s test pipeline gives images of any size; add '
                           '--input-size HxW.')
+    if importlib.util.find_spec('executorch') is None:
+        raise DeployError('--mobile executorch needs ExecuTorch, the mobile extra: run make '
+                          'setup-mobile (or pip install -r requirements/mobile.txt).')
 
 
 def config_name(config: str) -> str:

@@ -240,9 +240,9 @@ def _require_executorch():
         import executorch  # noqa: F401
         from executorch.runtime import Runtime  # noqa: F401
     except ImportError as error:  # pragma: no cover - depends on the environment
-        raise ImportError('ExecuTorch is not installed; `pip install -r requirements/mobile.txt` '
-                          '(executorch with its XNNPACK delegate) to export or run .pte '
-                          'programs.') from error
+        raise ImportError('ExecuTorch is not installed; `make setup-mobile` (or `pip install '
+                          '-r requirements/mobile.txt`) installs it with its XNNPACK delegate '
+                          'to export or run .pte programs.') from error
 
 
 def _flatten(outputs) -> List[torch.Tensor]:
