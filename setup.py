@@ -103,6 +103,7 @@ setup(
         'cls': ['mmpretrain==1.2.0'],
         'video': ['mmaction2==1.2.0', 'decord', 'av'],
         'mim': ['openmim'],
+        'mobile': ['executorch==1.5.1', 'torchao==0.18.0'],
     },
     classifiers=[
         'Programming Language :: Python :: 3',

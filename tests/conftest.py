@@ -1,3 +1,4 @@
+import importlib.util
 import logging
 import os
 import os.path as osp
@@ -39,6 +40,14 @@ def _audit(event, args):
 
 
 sys.addaudithook(_audit)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    # A selected mobile test fails without its runtime: a missing extra is never a pass.
+    if item.get_closest_marker('mobile') and importlib.util.find_spec('executorch') is None:
+        pytest.fail('ExecuTorch is not installed: run `make setup-mobile` (the mobile extra, '
+                    'requirements/mobile.txt) for the tests marked mobile.', pytrace=False)
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -87,6 +87,25 @@ def test_profile_names_the_operators(tool, tmp_path, capsys, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
+@pytest.mark.mobile
+def test_executorch_rows_with_ratios_to_torch(tool, capsys):
+    """--backend torch executorch: the program is exported and timed in the same run; its
+    speed over the model's torch row is in the table."""
+    rows = tool.main(['--models', 'EMOv2-1M', '--input', '64x64', '--batch-sizes', '1',
+                      '--backend', 'torch', 'executorch', '--min-time', '0', '--warmup', '1',
+                      '--threads', '1'])
+    printed = capsys.readouterr().out
+    assert [(r['backend'], r['precision']) for r in rows] == [('torch', 'fp32'),
+                                                              ('executorch', 'fp32')]
+    for row in rows:
+        assert row['error'] is None and row['images_per_s'][1] > 0
+        speed_over_torch = row['images_per_s'][1] / rows[0]['images_per_s'][1]
+        assert row['backend_ratio'][1] == pytest.approx(speed_over_torch)
+    assert rows[1]['export_s'][1] > 0 and 'outside_delegate' in rows[1]
+    assert 'x torch' in printed and 'ExecuTorch 1' in printed and 'executorch 1.5.1' in printed
+
+
 @pytest.mark.parametrize('argv,message', [
     (['--models', 'NoSuchNet'], 'Unknown model'),
     (['--models', 'EMOv2-1M', '--baseline', 'EMOv2-5M'], None),
@@ -94,6 +113,8 @@ def test_profile_names_the_operators(tool, tmp_path, capsys, monkeypatch):
     (['--models', 'EMOv2-1M', '--train', '--backend', 'onnxruntime'], None),
     (['--models', 'EMOv2-1M', '--profile', '-1'], None),
     (['--models', 'EMOv2-1M', '--repeat', '0'], None),
+    (['--models', 'EMOv2-1M', '--backend', 'executorch', '--profile'], None),
+    (['--models', 'EMOv2-1M', '--backend', 'torch', 'torch'], None),
 ])
 def test_bad_arguments_exit_with_a_message(tool, argv, message):
     with pytest.raises(SystemExit) as info:

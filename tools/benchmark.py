@@ -25,9 +25,17 @@ compiled model compiles during warm-up; the compile time is printed). Models are
 with random weights (``pretrained=False``): speed does not depend on the values.
 
 Settings:
-    --backend torch|onnxruntime  onnxruntime rows export the model to ONNX (batch axis
+    --backend torch|onnxruntime|executorch|executorch-int8
+                                 onnxruntime rows export the model to ONNX (batch axis
                                  dynamic, traced at the input size) and run it on the
-                                 CPUExecutionProvider.
+                                 CPUExecutionProvider. executorch rows export one ExecuTorch
+                                 program per batch size, lowered to XNNPACK (fp32, or static
+                                 int8 calibrated on random images: the values do not change
+                                 the work), and run it with ExecuTorch's Python runtime
+                                 (emo_mm.deploy.mobile; the extra: make setup-mobile); the export
+                                 seconds are printed and kept in the JSON. With several
+                                 backends, a column gives each row's speed over the same
+                                 model's row of the first backend.
     --deploy [on|off|both]       calls ``switch_to_deploy()`` where the model has it
                                  (timm: ``reparameterize_model``); ``n/a`` where not.
     --compile [on|off|both]      ``torch.compile`` (default mode, static shapes: one graph
@@ -42,8 +50,9 @@ Settings:
                                  torch's profiler (self CPU time, or GPU kernel time on
                                  CUDA) or onnxruntime's (kernel time per node type).
 
-Nothing here asserts a speed; the figures depend on the machine and on what else runs
-on it (the load average is printed in the header).
+Times are wall-clock (``time.perf_counter``) around whole calls. Nothing here asserts a
+speed; the figures depend on the machine and on what else runs on it (the load average is
+printed in the header).
 """
 import argparse
 import contextlib
@@ -187,6 +196,7 @@ MODEL_TABLE: Dict[str, Entry] = {
     **{f'{kind}-{arch}': denoiser_entry(kind, arch)
        for kind in ('DEMO', 'DiT') for arch in ('S-2', 'B-2', 'L-2', 'XL-2')},
 }
+BACKENDS = ('torch', 'onnxruntime', 'executorch', 'executorch-int8')
 DEFAULT_MODELS = ['EMOv2-1M', 'EMOv2-5M', 'EdgeNeXt-XXS', 'EdgeNeXt-S', 'MobileNetV2',
                   'EfficientFormerV2-S1', 'FastViT-T8']
 
@@ -227,6 +237,12 @@ def settings_of(args) -> List[Setting]:
             for compiled in (choice[args.compile] if backend == 'torch' else [False]):
                 settings.append(Setting(backend, deploy, compiled))
     return settings
+
+
+def precision_of(setting: Setting, args) -> str:
+    if setting.backend == 'executorch-int8':
+        return 'int8'
+    return args.amp if args.amp and setting.backend == 'torch' else 'fp32'
 
 
 def apply_deploy(model: nn.Module) -> str:
@@ -393,7 +409,7 @@ def measure(name: str, entry: Entry, setting: Setting, args, size,
     row and the calls that later rounds time again."""
     row = dict(model=name, source=entry.source, backend=setting.backend,
                deploy='off', compile='on' if setting.compile else 'off',
-               precision=args.amp if args.amp and setting.backend == 'torch' else 'fp32',
+               precision=precision_of(setting, args),
                params=None, flops=None, images_per_s={}, first_call_s={}, runs={},
                profile={}, error=None)
     if args.task == 'backbone' and entry.backbone is None:
@@ -413,6 +429,8 @@ def measure(name: str, entry: Entry, setting: Setting, args, size,
         row['deploy'] = apply_deploy(model)
     if setting.backend == 'onnxruntime':
         return _measure_onnxruntime(model, entry, row, args, size)
+    if setting.backend.startswith('executorch'):
+        return _measure_executorch(model, entry, row, args, size)
     model.to(args.device)
     model.train(args.train)
     # Static shapes: each batch size compiles its own graph, as a deployment at a fixed
@@ -451,6 +469,35 @@ def _measure_onnxruntime(model, entry, row, args, size) -> Tuple[dict, Steps]:
     return row, steps
 
 
+def _measure_executorch(model, entry, row, args, size) -> Tuple[dict, Steps]:
+    from emo_mm.deploy.mobile import ExecuTorchProgram, export_executorch, set_executorch_threads
+    if entry.inputs is not image_batch:
+        raise ValueError('the executorch backend runs models of one image input')
+    if args.threads:
+        set_executorch_threads(args.threads)
+    precision = row['precision']
+    row['export_s'], row['outside_delegate'] = {}, {}
+    steps = {}
+    with tempfile.TemporaryDirectory() as folder:
+        for batch in args.batch_sizes:
+            path = os.path.join(folder, f'model_bs{batch}.pte')
+            calibration = ([image_batch(batch, size, 'cpu')[0] for _ in range(4)]
+                           if precision == 'int8' else None)
+            # Deploy mode was applied above where requested; the export changes only the
+            # layout of its own copy (emo_mm.deploy.mobile.prepare_for_mobile).
+            info = export_executorch(model, path, input_size=size, batch=batch,
+                                     precision=precision, calibration=calibration,
+                                     deploy=False)
+            row['export_s'][batch] = info['seconds']
+            row['outside_delegate'][batch] = info['outside']
+            program = ExecuTorchProgram(path)  # holds the program in memory
+            images = image_batch(batch, size, 'cpu')[0]
+            step = functools.partial(program, images)
+            _record(row, batch, *_timed(step, batch, 'cpu', args.warmup, args.min_time))
+            steps[batch] = (step, 'cpu')
+    return row, steps
+
+
 # ---------------------------------------------------------------------------------------
 # Report.
 # ---------------------------------------------------------------------------------------
@@ -476,11 +523,19 @@ def header(args, size) -> dict:
             versions[package] = __import__(package).__version__
         except ImportError:
             versions[package] = 'not installed'
+    if any(b.startswith('executorch') for b in args.backend):
+        from importlib.metadata import PackageNotFoundError, version
+        for package in ('executorch', 'torchao'):
+            try:
+                versions[package] = version(package)
+            except PackageNotFoundError:
+                versions[package] = 'not installed'
     return dict(
         date=datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC'),
         versions=versions, device=args.device, device_name=device_name(args.device),
         torch_threads=torch.get_num_threads(),
         onnxruntime_threads=args.threads or 'onnxruntime default',
+        executorch_threads=args.threads or 'ExecuTorch default', clock='wall (perf_counter)',
         load_average=[round(v, 2) for v in os.getloadavg()],
         task=args.task, mode='train step (forward, backward, AdamW)' if args.train else
         'inference (eval, inference_mode)', input=f'{size[0]}x{size[1]}',
@@ -496,31 +551,44 @@ def format_header(head: dict) -> str:
     return '\n'.join([
         f'emo_mm benchmark, {head["date"]}: {versions}',
         f'device {head["device"]} ({head["device_name"]}); threads: torch '
-        f'{head["torch_threads"]}, onnxruntime {head["onnxruntime_threads"]}; load average '
-        f'{load} (1/5/15 min)',
+        f'{head["torch_threads"]}, onnxruntime {head["onnxruntime_threads"]}'
+        + (f', ExecuTorch {head["executorch_threads"]}' if 'executorch' in head['versions']
+           else '') + f'; load average {load} (1/5/15 min); clock {head["clock"]}',
         f'{head["task"]} at {head["input"]}, {head["mode"]}, {head["precision"]}, EMO attention '
         f'{head["attention"]}; >= {head["min_time_s"]} s per cell after {head["warmup"]} '
         f'warm-up calls{rounds}; ratios: img/s over {head["baseline"]} under the same setting',
     ])
 
 
-def add_ratios(rows: List[dict], baseline: str) -> None:
+def add_ratios(rows: List[dict], baseline: str, backends: Sequence[str]) -> None:
+    """``ratio``: speed over the baseline model's under the same setting; with several
+    backends, ``backend_ratio``: speed over the same model's row of the first backend
+    (same deploy setting, not compiled)."""
     reference = {(r['backend'], r['deploy_requested'], r['compile']): r for r in rows
                  if r['model'] == baseline}
+    first = {(r['model'], r['deploy_requested']): r for r in rows
+             if r['backend'] == backends[0] and r['compile'] == 'off'}
     for row in rows:
         base = reference.get((row['backend'], row['deploy_requested'], row['compile']))
-        row['ratio'] = {}
+        same_model = first.get((row['model'], row['deploy_requested']))
+        row['ratio'], row['backend_ratio'] = {}, {}
         for batch, speed in row['images_per_s'].items():
             ref = base['images_per_s'].get(batch) if base else None
             row['ratio'][batch] = speed / ref if ref else None
+            if len(backends) > 1:
+                ref = same_model['images_per_s'].get(batch) if same_model else None
+                row['backend_ratio'][batch] = speed / ref if ref else None
 
 
-def format_table(rows: List[dict], batch_sizes: Sequence[int], baseline: str) -> str:
-    columns = [('model', 22, '<'), ('backend', 12, '<'), ('deploy', 7, '<'),
+def format_table(rows: List[dict], batch_sizes: Sequence[int], baseline: str,
+                 backends: Sequence[str] = ('torch', )) -> str:
+    columns = [('model', 22, '<'), ('backend', 16, '<'), ('deploy', 7, '<'),
                ('compile', 8, '<'), ('prec', 5, '<'), ('params M', 9, '>'),
                ('GFLOPs', 8, '>')]
     for batch in batch_sizes:
         columns += [(f'bs{batch} img/s', 12, '>'), (f'x {baseline}'[:15], 17, '>')]
+        if len(backends) > 1:
+            columns += [(f'x {backends[0]}'[:15], 17, '>')]
     line = ''.join(f'{title:{align}{width}}' for title, width, align in columns)
     out = [line, '-' * len(line)]
     for row in rows:
@@ -533,6 +601,9 @@ def format_table(rows: List[dict], batch_sizes: Sequence[int], baseline: str) ->
             ratio = row.get('ratio', {}).get(batch)
             cells += ['error' if row['error'] else f'{speed:.1f}' if speed else '-',
                       f'{ratio:.2f}' if ratio else '-']
+            if len(backends) > 1:
+                ratio = row.get('backend_ratio', {}).get(batch)
+                cells += [f'{ratio:.2f}' if ratio else '-']
         out.append(''.join(f'{cell:{align}{width}}'
                            for cell, (_, width, align) in zip(cells, columns)))
     return '\n'.join(out)
@@ -557,8 +628,7 @@ def parse_args(argv=None):
                         'mmpretrain:NAME')
     parser.add_argument('--list', action='store_true', help='print the model table and exit')
     parser.add_argument('--device', default='cpu', help='cpu, cuda or cuda:N')
-    parser.add_argument('--backend', nargs='+', default=['torch'],
-                        choices=['torch', 'onnxruntime'])
+    parser.add_argument('--backend', nargs='+', default=['torch'], choices=BACKENDS)
     parser.add_argument('--deploy', nargs='?', const='on', default='off',
                         choices=['on', 'off', 'both'])
     parser.add_argument('--compile', nargs='?', const='on', default='off',
@@ -572,7 +642,8 @@ def parse_args(argv=None):
                         help='default: classifier, backbone when --input is given')
     parser.add_argument('--batch-sizes', type=int, nargs='+', default=[1, 16])
     parser.add_argument('--threads', type=int, default=None,
-                        help='intra-op threads of torch and onnxruntime (default: their own)')
+                        help='intra-op threads of torch, onnxruntime and ExecuTorch (default: '
+                        'their own)')
     parser.add_argument('--baseline', default=None,
                         help='model the ratios refer to (default: the first of --models)')
     parser.add_argument('--min-time', type=float, default=3.0,
@@ -607,16 +678,21 @@ def parse_args(argv=None):
         parser.error('--repeat must be at least 1.')
     if args.profile < 0:
         parser.error('--profile N needs a positive number of operators.')
+    if args.profile and any(b.startswith('executorch') for b in args.backend):
+        parser.error('--profile profiles torch and onnxruntime cells; ExecuTorch programs '
+                     'have no profile here: drop --profile or the executorch backends.')
     if args.device.startswith('cuda'):
         if not torch.cuda.is_available():
             parser.error('--device cuda: no CUDA device is visible to torch.')
-        if 'onnxruntime' in args.backend:
-            parser.error('--backend onnxruntime runs on the CPU only (CPUExecutionProvider); '
-                         'use --device cpu for it.')
+        if set(args.backend) - {'torch'}:
+            parser.error(f'--backend {" ".join(sorted(set(args.backend) - {"torch"}))} runs on '
+                         'the CPU only; use --device cpu for it.')
     elif args.device != 'cpu':
         parser.error(f'--device {args.device!r}: use cpu, cuda or cuda:N.')
-    if args.train and 'onnxruntime' in args.backend:
-        parser.error('--train times PyTorch training steps; drop onnxruntime from --backend.')
+    if args.train and set(args.backend) - {'torch'}:
+        parser.error('--train times PyTorch training steps; use --backend torch only.')
+    if len(set(args.backend)) != len(args.backend):
+        parser.error(f'--backend lists a backend twice: {args.backend}.')
     return args
 
 
@@ -669,7 +745,7 @@ def main(argv=None) -> List[dict]:
             except Exception as error:  # one failing model must not hide the others
                 row = dict(model=name, source=entry.source, backend=setting.backend,
                            deploy='?', compile='on' if setting.compile else 'off',
-                           precision=args.amp or 'fp32', params=None, flops=None,
+                           precision=precision_of(setting, args), params=None, flops=None,
                            images_per_s={}, first_call_s={}, runs={}, profile={},
                            error=f'{type(error).__name__}: {error}'.splitlines()[0][:300])
                 if os.environ.get('EMO_MM_BENCHMARK_DEBUG'):
@@ -678,7 +754,10 @@ def main(argv=None) -> List[dict]:
             rows.append(row)
             if args.repeat > 1 and steps:
                 later.append((row, steps))  # kept alive (models, sessions) for the rounds
-            speeds = ', '.join(f'bs{b} {s:.1f} img/s (first call {row["first_call_s"][b]:.2f} s)'
+            speeds = ', '.join(f'bs{b} {s:.1f} img/s (first call {row["first_call_s"][b]:.2f} s'
+                               + (f', export {row["export_s"][b]:.1f} s, outside XNNPACK '
+                                  f'{row["outside_delegate"][b] or "nothing"}'
+                                  if b in row.get('export_s', {}) else '') + ')'
                                for b, s in row['images_per_s'].items())
             print(f'  {name} [{setting.label()}]: {row["error"] or speeds}', flush=True)
             for batch, shares in row.get('profile', {}).items():
@@ -706,9 +785,9 @@ def main(argv=None) -> List[dict]:
         row['images_per_s'] = {b: statistics.median(r) for b, r in row['runs'].items()}
     if args.repeat > 1:
         print(f'\nimg/s: median of {args.repeat} rounds per cell')
-    add_ratios(rows, args.baseline)
+    add_ratios(rows, args.baseline, args.backend)
     print()
-    print(format_table(rows, args.batch_sizes, args.baseline))
+    print(format_table(rows, args.batch_sizes, args.baseline, args.backend))
     failed = [r for r in rows if r['error']]
     for row in failed:
         print(f'error: {row["model"]} [{row["backend"]}]: {row["error"]}')

@@ -4,6 +4,7 @@
     python tools/deploy.py configs/ssdlite_emov2_1m_320_coco.py CKPT --out b/ssdlite
     python tools/deploy.py deeplabv3_emov2_1m_ade20k CKPT --out b/deeplab --input-size 512x512
     python tools/deploy.py emov2_1m_in1k --out bundles/emov2_1m       # initialised weights
+    python tools/deploy.py emov2_1m_in1k --out b/emov2_1m --mobile executorch  # + model.pte
     python tools/deploy.py configs/demo/retinanet_emov2_1m_demo.py epoch_6.pth --out b/r8 \
         --precision int8 --calib 32                                      # int8 network
 
@@ -12,6 +13,8 @@ NMS for detectors, resize + arg-max for segmentors, softmax for classifiers, vie
 averaging for video models) and deploy.json (preprocessing, class names, thresholds,
 checksums); docs/deploy.md describes it. Run it without PyTorch with
 ``emo_mm.deploy.Predictor(DIR)``, evaluate it with ``tools/test.py CONFIG DIR``.
+``--mobile executorch`` adds the network as an ExecuTorch program (``model.pte``, for
+phones; docs/mobile.md), checked against PyTorch before the bundle is written.
 
 After export the bundle is run with onnxruntime on one input (the first test sample of
 the config's data set, or a generated image / video when the data set is absent) and its
@@ -82,6 +85,10 @@ def parse_args(argv=None):
     parser.add_argument('--int8-format', default=INT8_DEFAULTS['quant_format'],
                         choices=['qdq', 'qoperator'],
                         help='int8: onnxruntime graph format (default qdq)')
+    parser.add_argument('--mobile', choices=['executorch'], default=None,
+                        help='also write model.pte: the network without post-processing as an '
+                        'ExecuTorch program for XNNPACK (fp32, batch 1, the bundle\'s fixed '
+                        'input size), checked against PyTorch; docs/mobile.md')
     parser.add_argument('--trust-checkpoint', action='store_true',
                         help='allow full unpickling of the checkpoint (it can run code)')
     parser.add_argument('--debug', action='store_true', help='show tracebacks of errors')
@@ -185,7 +192,8 @@ def main(argv=None):
     manifest, model = export_bundle(config, args.checkpoint, args.out, args.input_size,
                                     args.precision, cfg=cfg,
                                     trust_checkpoint=args.trust_checkpoint, int8=int8,
-                                    log=lambda line: print('  ' + line))
+                                    log=lambda line: print('  ' + line),
+                                    mobile=args.mobile)
     size = manifest['input']
     size_text = ('x'.join(map(str, size['size'])) if size['mode'] == 'fixed' else
                  f'any (multiples of {size["size_divisor"]})')
@@ -197,6 +205,13 @@ def main(argv=None):
         print(f'  {name:18s} {bytes_ / 2**20:8.2f} MB  sha256 {digest[:16]}')
     if 'quantization' in manifest:
         print_quantization(manifest['quantization'])
+    if 'mobile' in manifest:
+        program = manifest['mobile']
+        print(f'ExecuTorch {program["version"]} program {program["file"]} ({program["delegate"]}, '
+              f'{program["precision"]}, input {"x".join(map(str, program["input"]))}): '
+              f'relative error {program["relative_error"]:.2e} against PyTorch on random '
+              f'inputs (required <= 1e-4); outside the delegate: '
+              f'{program["outside_delegate"] or "nothing"}; outputs: {program["returns"]}')
     with tempfile.TemporaryDirectory() as folder:
         path, what = verification_input(cfg, manifest['task'], folder)
         print(f'Checking the bundle against PyTorch on {what} ({path}):')

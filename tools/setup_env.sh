@@ -3,7 +3,9 @@
 #
 # Creates .venv in the repository root and installs the pinned OpenMMLab 2.x stack
 # (requirements/*.txt; the upstream breakages it works around are listed below and in
-# emo_mm/compat/__init__.py) plus emo_mm in editable mode.
+# emo_mm/compat/__init__.py) plus emo_mm in editable mode. The mobile runtime
+# (requirements/mobile.txt, the `mobile` extra) is opt-in: EMO_MM_MOBILE=1 adds it;
+# `tools/setup_env.sh --mobile-only` adds it to an existing .venv (`make setup-mobile`).
 # Idempotent: every step checks what is already there.
 #
 # mmcv 2.1.0 has no wheels on PyPI, so it is compiled from the sdist. The compiled wheel is
@@ -32,6 +34,31 @@ quiet_pip() {
     return "$rc"
 }
 pip_install() { quiet_pip install -q -c "$CONSTRAINTS" "$@"; }
+
+# The mobile runtime (ExecuTorch with XNNPACK: emo_mm/deploy/mobile.py, the tests marked
+# `mobile`): 25 packages under the same constraints; none of the stack's pins changes.
+install_mobile() {
+    log "mobile runtime (ExecuTorch, requirements/mobile.txt)"
+    pip_install -r requirements/mobile.txt
+    # The runtime loads (its import logs a torch deprecation warning, hidden unless it fails).
+    local out
+    out="$("$PY" -c 'from importlib.metadata import version
+from executorch.runtime import Runtime  # noqa: F401
+print(version("executorch"))' 2>&1)" || { printf '%s\n' "$out" >&2; return 1; }
+    log "ok: executorch ${out##*$'\n'}"
+}
+
+if [ "${1:-}" = --mobile-only ]; then
+    if [ ! -x "$PY" ]; then
+        echo "error: $VENV does not exist; run make setup first (make setup-mobile does)." >&2
+        exit 1
+    fi
+    install_mobile
+    exit 0
+elif [ -n "${1:-}" ]; then
+    echo "error: unknown argument $1 (the only one is --mobile-only)." >&2
+    exit 2
+fi
 
 if ! command -v "$PYTHON" >/dev/null; then
     echo "error: $PYTHON not found. The pinned torch wheels need CPython 3.11; set PYTHON=/path/to/python3.11." >&2
@@ -98,6 +125,9 @@ fi
 
 log "OpenMMLab toolboxes and test tools"
 pip_install -r requirements/runtime.txt -r requirements/tests.txt -r requirements/lint.txt
+if [ "${EMO_MM_MOBILE:-0}" = 1 ]; then
+    install_mobile
+fi
 log "emo_mm (editable)"
 pip_install --no-deps --no-build-isolation -e .
 

@@ -7,6 +7,8 @@ results is either in a graph or in ``deploy.json``::
       deploy.json      what this module writes and checks (fields below)
       end2end.onnx     the network with its task's post-processing
       postprocess.onnx only for slide-window segmentors: logits -> label map
+      model.pte        only with ``tools/deploy.py --mobile executorch``: the network
+                       without post-processing as an ExecuTorch program (XNNPACK)
       config.py        the resolved config the bundle was exported from (for tools/test.py
                        and for people; the predictor never reads it)
 
@@ -33,6 +35,9 @@ results is either in a graph or in ``deploy.json``::
   ``nms_pre``, ``iou_threshold``, ``max_per_img``, ``min_bbox_size``; segmentation:
   ``mode``, ``crop_size``, ``stride``, ``num_classes``; video: ``average_clips``);
 * ``classes``: class names, in label order;
+* ``mobile`` (only with a ``model.pte``): ``file``, ``runtime`` (``executorch``),
+  ``version``, ``delegate``, ``precision``, ``input`` and ``outputs`` (shapes), ``returns``
+  (what the outputs are), ``outside_delegate`` and ``relative_error`` (against PyTorch);
 * ``files``: sha256 of every file above except ``deploy.json``; a bundle whose files are
   missing or changed is refused when read.
 """

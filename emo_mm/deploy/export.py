@@ -457,6 +457,24 @@ def _export_recognizer(model, folder, spec, opset):
                 postprocess=dict(average_clips=average))
 
 
+def _check_mobile(mobile: str, task: str, input_size, steps, cfg: Config) -> None:
+    """Refuses a mobile program the bundle cannot hold, before anything is exported."""
+    import importlib.util
+    if mobile != 'executorch':
+        raise DeployError(f'--mobile {mobile}: the mobile runtime is executorch.')
+    if task == 'video':
+        raise DeployError('--mobile executorch: video models have no ExecuTorch program (3-D '
+                          'window attention); leave out --mobile.')
+    slide = task == 'segmentation' and cfg.model.get('test_cfg', {}).get('mode') == 'slide'
+    if input_size is None and fixed_pipeline_size(steps) is None and not slide:
+        raise DeployError('--mobile executorch: an ExecuTorch program holds one input size '
+                          'and this config\'s test pipeline gives images of any size; add '
+                          '--input-size HxW.')
+    if importlib.util.find_spec('executorch') is None:
+        raise DeployError('--mobile executorch needs ExecuTorch, the mobile extra: run make '
+                          'setup-mobile (or pip install -r requirements/mobile.txt).')
+
+
 def config_name(config: str) -> str:
     return osp.splitext(osp.basename(config))[0]
 
@@ -464,7 +482,8 @@ def config_name(config: str) -> str:
 def export_bundle(config: str, checkpoint: Optional[str], out: str,
                   input_size: Optional[Sequence[int]] = None, precision: str = 'fp32',
                   opset: int = DEFAULT_OPSET, trust_checkpoint: bool = False,
-                  cfg: Optional[Config] = None, int8: Optional[Dict] = None, log=None):
+                  cfg: Optional[Config] = None, int8: Optional[Dict] = None, log=None,
+                  mobile: Optional[str] = None):
     """Builds, loads, exports and writes a bundle; returns ``(manifest, model)``.
 
     ``model`` is the PyTorch model the graphs came from, in the mode they were exported
@@ -481,6 +500,9 @@ def export_bundle(config: str, checkpoint: Optional[str], out: str,
         int8 (dict, optional): Options of :func:`quantize_bundle_graph` (``calib``,
             ``calib_split``, ``budget``, ``quant_format``, ``threads``) for int8.
         log (callable, optional): Progress lines of the int8 sensitivity pass.
+        mobile (str, optional): ``'executorch'``: the bundle also holds the network as an
+            ExecuTorch program for XNNPACK (:func:`emo_mm.deploy.mobile.export_bundle_program`;
+            needs a fixed input size).
     """
     check_precision(precision)
     path = find_config(config)
@@ -505,6 +527,8 @@ def export_bundle(config: str, checkpoint: Optional[str], out: str,
                               f'{fixed[0]}x{fixed[1]} images the test pipeline makes; omit it '
                               'or change the pipeline.')
         spec['pad_size'] = [int(input_size[0]), int(input_size[1])]
+    if mobile is not None:
+        _check_mobile(mobile, task, input_size, steps, cfg)
     checksum = bundle_io.sha256(checkpoint) if checkpoint else None
     with bundle_io.BundleWriter(out) as writer:
         exported = export_graphs(model, task, writer.tmp, spec, opset, precision)
@@ -517,6 +541,16 @@ def export_bundle(config: str, checkpoint: Optional[str], out: str,
             exported['graphs']['model'].update(graphs.graph_io(model_graph))
         for entry in exported['graphs'].values():
             writer.add(entry['file'])
+        mobile_entry = None
+        if mobile is not None:
+            from .mobile import export_bundle_program
+            try:
+                mobile_entry = export_bundle_program(model, task, exported['input'],
+                                                     writer.tmp)
+            except AssertionError as err:  # the program differs from PyTorch
+                raise DeployError(f'The ExecuTorch program does not reproduce the model: '
+                                  f'{err}') from None
+            writer.add(mobile_entry['file'])
         cfg.dump(writer.path('config.py'))
         writer.add('config.py')
         manifest = dict(
@@ -531,6 +565,8 @@ def export_bundle(config: str, checkpoint: Optional[str], out: str,
             classes=class_names(cfg, model, task))
         if quantization is not None:
             manifest['quantization'] = quantization
+        if mobile_entry is not None:
+            manifest['mobile'] = mobile_entry
         writer.finish(manifest)
     return bundle_io.read_bundle(out), model
 

@@ -1,0 +1,354 @@
+"""Mobile runtime: ExecuTorch programs lowered to XNNPACK, run by ExecuTorch's Python runtime.
+
+The mobile forms of the window attention and the channel LayerNorm are checked in PyTorch
+(always); the programs against PyTorch and, on demo-trained models, with the toolbox metric
+(tests marked mobile: they need ExecuTorch, the mobile extra; `make setup-mobile`).
+LayerScale and BatchNorm statistics are randomised, so every branch weighs in the outputs.
+"""
+import os
+import os.path as osp
+
+import pytest
+import torch
+import torch.nn as nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from emo_mm.deploy.mobile import (XNNPACK_MAX_RANK, ConvChannelLayerNorm, ExecuTorchProgram,
+                                  LowRankWindowAttention, attach_program, export_executorch,
+                                  prepare_for_mobile, verify_executorch)
+from emo_mm.models import EMOv2
+from emo_mm.models.attention import MIXERS, WindowAttention, attention_path
+from emo_mm.models.layers import ChannelLayerNorm
+from helpers import REPO, build_classifier, load_tool, relative_error
+
+#: A classifier input whose stride-16 and stride-32 maps (10x14, 5x7) pad to windows of 7,
+#: with two windows on one axis (both partitions) and one window (their shared case).
+CLASSIFIER_SIZE = (160, 224)
+#: A detector input whose maps pad to windows of 10 at strides 16 and 32 (16x20, 8x10).
+DETECTOR_SIZE = (256, 320)
+
+
+@torch.no_grad()
+def randomize(model: nn.Module, seed: int = 0) -> nn.Module:
+    """LayerScale far from its 1e-6 start and BatchNorm statistics far from identity."""
+    gen = torch.Generator().manual_seed(seed)
+    for name, param in model.named_parameters():
+        if name.endswith('gamma'):
+            param.copy_(torch.rand(param.shape, generator=gen) * 0.5 + 0.5)
+    for module in model.modules():
+        if isinstance(module, _BatchNorm):
+            module.running_mean.copy_(torch.randn(module.running_mean.shape, generator=gen) * 0.1)
+            module.running_var.copy_(torch.rand(module.running_var.shape, generator=gen) + 0.5)
+    return model.eval()
+
+
+def flat(outputs):
+    if isinstance(outputs, torch.Tensor):
+        return [outputs]
+    return [t for item in outputs for t in flat(item)]
+
+
+# ---------------------------------------------------------------------------------------
+# The mobile forms, in PyTorch.
+# ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize('mixer', ['spanning', 'strided', 'contiguous'])
+@pytest.mark.parametrize('window,size', [((7, 7), (14, 21)), ((7, 7), (10, 13)),
+                                         ((4, 6), (9, 11)), ((0, 5), (6, 10)),
+                                         ((10, 10), (8, 8))])
+def test_low_rank_attention_equals_window_attention(mixer, window, size):
+    torch.manual_seed(0)
+    attention = WindowAttention(40, 96, dim_head=10, window_size=window,
+                                partitions=MIXERS[mixer], act='gelu').eval()
+    mobile = LowRankWindowAttention(attention)
+    x = torch.randn(2, 40, *size)
+    with torch.no_grad():
+        expected = attention(x)
+        actual = mobile(x)
+        with attention_path(attention, False):  # the authors' order (pad first)
+            reference = attention(x)
+    assert actual.shape == expected.shape == (2, 96, *size)
+    assert relative_error(actual, expected) < 1e-5
+    assert relative_error(actual, reference) < 1e-5
+    # The attention branch matters: a different q/k gives a different output.
+    with torch.no_grad():
+        mobile.qk.conv.weight.mul_(3.0)
+        assert relative_error(mobile(x), expected) > 1e-3
+
+
+def test_low_rank_attention_refuses_3d():
+    attention = WindowAttention(32, 64, dim_head=16, window_size=(2, 4, 4),
+                                partitions=MIXERS['spanning'], act='gelu', spatial_dims=3)
+    with pytest.raises(ValueError, match='2-D'):
+        LowRankWindowAttention(attention)
+
+
+def test_conv_channel_layer_norm_equals_layer_norm():
+    torch.manual_seed(0)
+    norm = ChannelLayerNorm(48)
+    with torch.no_grad():
+        norm.norm.weight.uniform_(0.5, 1.5)
+        norm.norm.bias.uniform_(-0.5, 0.5)
+    mobile = ConvChannelLayerNorm(norm)
+    x = torch.randn(2, 48, 7, 9) * 3 + 1
+    assert relative_error(mobile(x), norm(x)) < 1e-5
+    video = torch.randn(1, 48, 2, 3, 4)  # 3-D maps use the layer norm itself
+    assert relative_error(mobile(video), norm(video)) < 1e-6
+
+
+def _max_rank(exported) -> int:
+    ranks = [node.meta['val'].dim() for node in exported.graph.nodes
+             if isinstance(node.meta.get('val'), torch.Tensor)]
+    return max(ranks)
+
+
+def test_prepared_backbone_has_rank_6_and_same_outputs():
+    model = randomize(EMOv2('1M', window_size=7))
+    mobile = prepare_for_mobile(model)
+    # Stages 3 and 4: 7 + 2 attention blocks (first blocks mix with a 1x1 conv), 8 + 3
+    # LayerNorm pre-norms.
+    assert sum(isinstance(m, LowRankWindowAttention) for m in mobile.modules()) == 9
+    assert sum(isinstance(m, ConvChannelLayerNorm) for m in mobile.modules()) == 11
+    assert not any(isinstance(m, (WindowAttention, ChannelLayerNorm)) for m in mobile.modules())
+    x = torch.rand(1, 3, *CLASSIFIER_SIZE)
+    with torch.no_grad():
+        for actual, expected in zip(mobile(x), model(x)):
+            assert relative_error(actual, expected) < 1e-5
+        original = torch.export.export(model, (x, ))
+        exported = torch.export.export(mobile, (x, ))
+    # The model as built holds the rank-7/8 window views XNNPACK cannot define.
+    assert _max_rank(original) > XNNPACK_MAX_RANK
+    assert _max_rank(exported) <= XNNPACK_MAX_RANK
+    # The model itself is left as it was: channels-last, not deployed.
+    assert not model.deployed and model.channels_last
+    assert any(isinstance(m, WindowAttention) for m in model.modules())
+    assert all(p.is_contiguous() for p in mobile.parameters())
+
+
+# ---------------------------------------------------------------------------------------
+# Programs, run by ExecuTorch.
+# ---------------------------------------------------------------------------------------
+@pytest.fixture(scope='module')
+def classifier_program(tmp_path_factory):
+    torch.manual_seed(0)
+    model = randomize(build_classifier('1M'))
+    path = str(tmp_path_factory.mktemp('mobile') / 'emov2_1m.pte')
+    info = export_executorch(model, path, input_size=CLASSIFIER_SIZE)
+    return model, path, info
+
+
+@pytest.mark.mobile
+def test_classifier_program_matches_pytorch(classifier_program):
+    model, path, info = classifier_program
+    images = torch.rand(1, 3, *CLASSIFIER_SIZE)
+    errors = verify_executorch(path, model, [images], tolerance=1e-4)
+    print(f'\nEMOv2-1M classifier at {CLASSIFIER_SIZE[0]}x{CLASSIFIER_SIZE[1]}, ExecuTorch fp32 '
+          f'against PyTorch: relative errors {", ".join(f"{e:.2e}" for e in errors)}')
+    assert len(errors) == 3 and max(errors) < 1e-4
+    program = ExecuTorchProgram(path)
+    scores = program(images)
+    assert len(scores) == 1 and scores[0].shape == (1, 1000)
+    # Every convolution, product and softmax runs inside XNNPACK.
+    for op in ('convolution', 'bmm', '_softmax', 'linear', 'permute_copy'):
+        assert any(op in name for name in info['delegated']), (op, info['delegated'])
+        assert not any(op in name for name in info['outside']), (op, info['outside'])
+    with pytest.raises(ValueError, match='one input shape'):
+        program(torch.rand(1, 3, 224, 224))
+
+
+@pytest.mark.mobile
+def test_verify_detects_another_model(classifier_program):
+    _, path, _ = classifier_program
+    other = randomize(build_classifier('1M'), seed=1)
+    with pytest.raises(AssertionError, match='relative error'):
+        verify_executorch(path, other, tolerance=1e-4)
+
+
+@pytest.mark.mobile
+@pytest.mark.slow
+def test_detector_network_program_matches_pytorch(tmp_path):
+    from mmdet.structures import DetDataSample
+
+    from emo_mm.apis import build_model, load_config
+    torch.manual_seed(0)
+    model = randomize(build_model(load_config('retinanet_emov2_1m_coco')))
+    path = str(tmp_path / 'retinanet.pte')
+    export_executorch(model, path, input_size=DETECTOR_SIZE)
+    images = torch.rand(1, 3, *DETECTOR_SIZE)
+    errors = verify_executorch(path, model, [images], tolerance=1e-4)
+    print(f'\nRetinaNet-EMOv2-1M network at {DETECTOR_SIZE[0]}x{DETECTOR_SIZE[1]}, ExecuTorch '
+          f'fp32 against PyTorch: relative errors {", ".join(f"{e:.2e}" for e in errors)}')
+    outputs = ExecuTorchProgram(path)(images)
+    with torch.no_grad():
+        expected = flat(model(images, mode='tensor'))
+    # Class scores and box deltas of the five pyramid levels (NMS stays outside).
+    assert [tuple(o.shape) for o in outputs] == [tuple(e.shape) for e in expected]
+    assert len(outputs) == 10
+    # mmdet's own decoding and NMS on the program's outputs give the model's detections.
+    meta = dict(img_shape=DETECTOR_SIZE, ori_shape=DETECTOR_SIZE, scale_factor=(1., 1.),
+                pad_shape=DETECTOR_SIZE, batch_input_shape=DETECTOR_SIZE)
+    model.test_cfg.score_thr = 0.0
+    with torch.no_grad():
+        reference = model.predict(images, [DetDataSample(metainfo=meta)])[0].pred_instances
+        attach_program(model, ExecuTorchProgram(path))
+        deployed = model.predict(images, [DetDataSample(metainfo=meta)])[0].pred_instances
+    assert len(reference) > 10 and len(deployed) == len(reference)
+    assert torch.equal(deployed.labels, reference.labels)
+    assert relative_error(deployed.bboxes, reference.bboxes) < 1e-4
+    assert relative_error(deployed.scores, reference.scores) < 1e-4
+
+
+@pytest.mark.mobile
+@pytest.mark.slow
+def test_int8_program_runs_close_to_fp32(tmp_path):
+    torch.manual_seed(0)
+    model = randomize(EMOv2('1M', window_size=7, out_indices=(4, )))
+    calibration = [torch.rand(4, 3, 64, 96) for _ in range(2)]
+    fp32 = str(tmp_path / 'fp32.pte')
+    int8 = str(tmp_path / 'int8.pte')
+    export_executorch(model, fp32, input_size=(64, 96))
+    info = export_executorch(model, int8, input_size=(64, 96), precision='int8',
+                             calibration=calibration)
+    assert info['calibration_images'] == 8
+    assert any('quantize_per_tensor' in name for name in info['delegated'])
+    # int8 weights: the program is well under half the fp32 one.
+    assert os.path.getsize(int8) < 0.5 * os.path.getsize(fp32)
+    errors = verify_executorch(int8, model, tolerance=None)
+    print(f'\nEMOv2-1M backbone int8 program against fp32 PyTorch (random weights and inputs): '
+          f'relative errors {", ".join(f"{e:.3f}" for e in errors)}')
+    # A sanity bound for random weights and inputs; accuracy is measured on trained models.
+    assert all(0 < error < 0.2 for error in errors), errors
+    with pytest.raises(ValueError, match='calibration'):
+        export_executorch(model, int8, input_size=(64, 96), precision='int8')
+
+
+def _test_runner(config, checkpoint, work_dir):
+    """The toolbox's test loop for ``config`` with trained weights (tools/test.py's setup)."""
+    from mmengine.runner import Runner
+
+    from emo_mm.engine import prepare_test_config
+    cfg = prepare_test_config(config, checkpoint, work_dir=work_dir)
+    cfg.log_level = 'WARNING'
+    return Runner.from_cfg(cfg)
+
+
+@pytest.mark.mobile
+@pytest.mark.slow
+# The int8 export's histogram observers (torchao) search their ranges in Python, once per
+# quantized activation: longer than setup.cfg's per-test timeout on a loaded machine.
+@pytest.mark.timeout(2400)
+def test_demo_segmentor_programs_keep_accuracy(tmp_path, monkeypatch, demo_training):
+    """DeepLabv3-EMOv2-1M trained on the ADE20K-format demo set (the session's shared
+    training), scored by mmseg's IoUMetric on the held-out split through ExecuTorch: the
+    fp32 program as PyTorch, the int8 program (XNNPACK quantizer) within 1 point."""
+    from mmengine.config import Config
+    from mmengine.runner import Runner
+
+    run = demo_training('deeplabv3_emov2')
+    config = osp.join(REPO, 'configs', 'demo', 'deeplabv3_emov2_1m_demo.py')
+    monkeypatch.chdir(REPO)  # the demo configs name data/ relative to the repository
+    work_dir = str(tmp_path)
+    torch_miou = run.after['mIoU']
+    assert torch_miou > 20  # trained: chance is about 11
+    loaded = _test_runner(config, run.checkpoint, work_dir)
+    loaded.load_or_resume()  # the runner loads load_from only when it starts a loop
+    model = loaded.model.eval()
+    test_loader = Runner.build_dataloader(Config.fromfile(config).test_dataloader)
+    shapes = {tuple(model.data_preprocessor(data, False)['inputs'].shape[2:])
+              for data in test_loader}
+    assert len(shapes) == 1, shapes  # one program serves every test image
+    shape = shapes.pop()
+    # Calibration: the test pipeline on training images (never the scored ones).
+    cfg = Config.fromfile(config)
+    calib_cfg = cfg.test_dataloader.copy()
+    calib_cfg.dataset = dict(cfg.test_dataloader.dataset,
+                             data_prefix=cfg.train_dataloader.dataset.data_prefix)
+    calibration = [model.data_preprocessor(data, False)['inputs']
+                   for data, _ in zip(Runner.build_dataloader(calib_cfg), range(32))]
+    metrics = {}
+    for precision in ('fp32', 'int8'):
+        path = osp.join(work_dir, f'deeplabv3_{precision}.pte')
+        export_executorch(model, path, input_size=shape, precision=precision,
+                          calibration=calibration if precision == 'int8' else None)
+        runner = _test_runner(config, run.checkpoint, work_dir)
+        attach_program(runner.model, ExecuTorchProgram(path))
+        metrics[precision] = runner.test()['mIoU']
+    print(f'\nDeepLabv3-EMOv2-1M demo mIoU on {len(test_loader)} held-out images at '
+          f'{shape[0]}x{shape[1]}: PyTorch {torch_miou:.2f}, ExecuTorch fp32 '
+          f'{metrics["fp32"]:.2f}, ExecuTorch int8 {metrics["int8"]:.2f}')
+    assert metrics['fp32'] == pytest.approx(torch_miou, abs=0.05)
+    assert metrics['int8'] >= torch_miou - 1.0
+
+
+# ---------------------------------------------------------------------------------------
+# tools/deploy.py --mobile executorch.
+# ---------------------------------------------------------------------------------------
+def _deploy(argv):
+    cwd = os.getcwd()
+    os.chdir(REPO)
+    try:
+        return load_tool('deploy').main(argv)
+    finally:
+        os.chdir(cwd)
+
+
+@pytest.mark.mobile
+@pytest.mark.slow
+def test_deploy_tool_adds_checked_program(tmp_path, demo_training, capsys):
+    """The demo-trained shapes classifier: the bundle holds model.pte with a checksum; its
+    class scores, through softmax, are the ONNX graph's."""
+    from emo_mm.deploy import read_bundle
+    from emo_mm.utils.onnx import onnx_session
+    run = demo_training('classifier_emov2')
+    config = osp.join(REPO, 'configs', 'demo', 'emov2_1m_shapes-cls_demo.py')
+    out = str(tmp_path / 'bundle')
+    assert _deploy([config, run.checkpoint, '--out', out, '--mobile', 'executorch']) == 0
+    printed = capsys.readouterr().out
+    assert 'program model.pte (XNNPACK, fp32, input 1x3x64x64): relative error' in printed
+    manifest = read_bundle(out)  # checks every file's sha256, model.pte included
+    mobile = manifest['mobile']
+    assert 'model.pte' in manifest['files'] and mobile['file'] == 'model.pte'
+    assert mobile['input'] == [1, 3, 64, 64] and mobile['relative_error'] < 1e-4
+    num_classes = len(manifest['classes'])
+    assert mobile['outputs'] == [[1, num_classes]]
+    program = ExecuTorchProgram(osp.join(out, 'model.pte'))
+    session = onnx_session(osp.join(out, manifest['graphs']['model']['file']))
+    input_name = session.get_inputs()[0].name
+    for seed in range(2):
+        images = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(seed))
+        scores = program(images)[0].softmax(-1)
+        expected = torch.from_numpy(session.run(None, {input_name: images.numpy()})[0])
+        assert relative_error(scores, expected) < 1e-4
+
+
+def test_deploy_tool_refuses_program_of_any_size(tmp_path, capsys):
+    """A program holds one input size: a dynamic-size bundle needs --input-size (refused
+    before anything is built or written)."""
+    from emo_mm.engine import run_cli
+    config = osp.join(REPO, 'configs', 'demo', 'deeplabv3_emov2_1m_demo.py')
+    out = tmp_path / 'bundle'
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(lambda: _deploy([config, '--out', str(out), '--mobile', 'executorch']))
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith('error: ') and '--input-size HxW' in error
+    assert not out.exists()
+
+
+def test_deploy_tool_without_executorch_names_the_extra(tmp_path, capsys, monkeypatch):
+    """Without the mobile extra, --mobile executorch stops with the command that installs it
+    (before anything is built or written)."""
+    import importlib.util
+
+    from emo_mm.engine import run_cli
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, 'find_spec',
+                        lambda name, *args: None if name == 'executorch' else
+                        find_spec(name, *args))
+    config = osp.join(REPO, 'configs', 'demo', 'emov2_1m_shapes-cls_demo.py')
+    out = tmp_path / 'bundle'
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(lambda: _deploy([config, '--out', str(out), '--mobile', 'executorch']))
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith('error: ') and 'make setup-mobile' in error
+    assert not out.exists()
