@@ -236,6 +236,7 @@ def _test_runner(config, checkpoint, work_dir):
 # The int8 export's histogram observers (torchao) search their ranges in Python, once per
 # quantized activation: longer than setup.cfg's per-test timeout on a loaded machine.
 @pytest.mark.timeout(2400)
+@pytest.mark.demo_family('deeplabv3_emov2')
 def test_demo_segmentor_programs_keep_accuracy(tmp_path, monkeypatch, demo_training):
     """DeepLabv3-EMOv2-1M trained on the ADE20K-format demo set (the session's shared
     training), scored by mmseg's IoUMetric on the held-out split through ExecuTorch: the
@@ -293,6 +294,7 @@ def _deploy(argv):
 
 @pytest.mark.mobile
 @pytest.mark.slow
+@pytest.mark.demo_family('classifier_emov2')
 def test_deploy_tool_adds_checked_program(tmp_path, demo_training, capsys):
     """The demo-trained shapes classifier: the bundle holds model.pte with a checksum; its
     class scores, through softmax, are the ONNX graph's."""
