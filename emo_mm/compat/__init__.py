@@ -16,6 +16,9 @@ import hook:
 - :mod:`.cpu_distributed`: mmengine <= 0.10.7 ``init_dist`` calls ``torch.cuda.set_device``
   and wraps DDP with ``device_ids=[local_rank]`` even without CUDA. Applied when
   ``tools/train.py`` / ``tools/test.py`` build the Runner.
+- :mod:`.mmengine_file_client`: mmengine 0.10.7's ``CheckpointHook`` uses the deprecated
+  ``FileClient`` and prints its two deprecation notices on every training run. Applied when
+  ``tools/train.py`` / ``tools/test.py`` (or the demo) build the Runner.
 - :mod:`.mmdet_ssd_head`: mmdet 3.3.0 ``SSDHead`` never sets ``loss_cls`` but prediction
   reads it (open-mmlab/mmdetection#11305, #11780). Applied at the first registry look-up of
   an emo_mm model after mmdet's heads are imported, and at Runner build.
@@ -56,8 +59,9 @@ def apply_to_loaded() -> None:
 
 def prepare_runner_config(cfg) -> None:
     """The fixes a Runner built from ``cfg`` needs, applied just before it is built."""
-    from . import cpu_distributed
+    from . import cpu_distributed, mmengine_file_client
     cpu_distributed.prepare(cfg)
+    mmengine_file_client.apply()
     if 'SSDHead' in str(cfg.get('model', '')):
         from . import mmdet_ssd_head
         mmdet_ssd_head.apply()

@@ -25,19 +25,28 @@ import cv2
 import numpy as np
 
 from ..apis import load_config
+from ..utils.progress import ProgressBar
 
 #: ``configs/demo/_base_/demo_data.py``: the demo sets' default roots and class names.
 DEMO_SETTINGS = load_config(osp.join('demo', '_base_', 'demo_data.py'))
 #: The shape kinds :func:`draw_shapes` can draw, in category order.
 COCO_SHAPES_CLASSES = tuple(DEMO_SETTINGS.demo_coco_classes)
-#: Shapes per image (1..this) and radius range (fraction of the image side) of the shapes set.
-SHAPES_MAX_OBJECTS = 4
-SHAPES_RADIUS_RANGE = (0.12, 0.35)
+#: The shapes set's images: side in pixels, shapes per image (1..this) and shape radius range
+#: (fraction of the image side). The boxes this gives (about 30 to 75 pixels) are those
+#: RetinaNet's anchors on its stride-8 and stride-16 levels cover.
+SHAPES_IMAGE_SIZE = 128
+SHAPES_MAX_OBJECTS = 3
+SHAPES_RADIUS_RANGE = (0.14, 0.28)
+#: Stamped into each set's ``.complete`` marker; raised when a generator's output changes
+#: (:func:`shapes_scene` has its own, also stamped into the shapes pretraining's marker).
 _VERSION = 2
+SHAPES_SCENE_VERSION = 3
 
 
-def generate_once(root: str, params: dict, write: Callable[[str], None]) -> str:
-    """Runs ``write(tmp_root)`` unless ``root`` already holds a set made with ``params``.
+def generate_once(root: str, params: dict, write: Callable[[str], None],
+                  version: int = _VERSION) -> str:
+    """Runs ``write(tmp_root)`` unless ``root`` already holds a set made with ``params``
+    by the same ``version`` of its generator.
 
     ``write`` fills a fresh ``<root>.tmp`` folder, which then replaces ``root`` together
     with a ``.complete`` marker holding ``params``: an interrupted run never leaves a
@@ -47,7 +56,7 @@ def generate_once(root: str, params: dict, write: Callable[[str], None]) -> str:
         str: ``root``.
     """
     marker = osp.join(root, '.complete')
-    stamp = json.dumps(dict(params, version=_VERSION), sort_keys=True)
+    stamp = json.dumps(dict(params, version=version), sort_keys=True)
     if osp.isfile(marker):
         with open(marker) as f:
             if f.read() == stamp:
@@ -110,14 +119,25 @@ def _shape_polygon(rng: np.random.RandomState, kind: str, cx: float, cy: float,
     return np.stack([cx + r * np.cos(t), cy + r * np.sin(t)], axis=1)
 
 
+def smooth_background(rng: np.random.RandomState, height: int, width: int) -> np.ndarray:
+    """A BGR uint8 background: a linear gradient between two random colours."""
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    angle = rng.uniform(0, 2 * np.pi)
+    ramp = xx * np.cos(angle) + yy * np.sin(angle)
+    ramp = (ramp - ramp.min()) / max(float(ramp.max() - ramp.min()), 1.)
+    start, end = rng.uniform(30, 225, size=(2, 3))
+    img = start + (end - start) * ramp[..., None]
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
 def draw_shapes(rng: np.random.RandomState, img: np.ndarray, classes: Sequence[str],
                 max_objects: int,
                 radius_range: Tuple[float, float]) -> List[Tuple[int, np.ndarray]]:
-    """Draws 1..max_objects random shapes into ``img`` (in place).
+    """Draws 1..max_objects random shapes into ``img`` (in place), apart from each other.
 
-    Each shape gets a colour far from the background under it; a later shape occludes
-    earlier ones, and a placement that would hide more than half of an earlier shape is
-    retried (up to 10 times, then the shape is skipped).
+    Each shape gets a flat colour far from the background under it. A placement that
+    would touch an earlier shape is retried (up to 10 times, then the shape is skipped), so
+    each mask is a whole shape and boxes rarely overlap.
 
     Args:
         rng: The random state every draw comes from (the result is a function of it).
@@ -128,35 +148,51 @@ def draw_shapes(rng: np.random.RandomState, img: np.ndarray, classes: Sequence[s
         radius_range: Radius range as fractions of the shorter image side.
 
     Returns:
-        list[tuple[int, np.ndarray]]: ``(class index, visible boolean mask)`` per shape.
+        list[tuple[int, np.ndarray]]: ``(class index, boolean mask)`` per shape.
     """
     height, width = img.shape[:2]
     drawn = []
+    taken = np.zeros((height, width), bool)  # drawn shapes, grown by a gap of 3 pixels
     for _ in range(rng.randint(1, max_objects + 1)):
         label = rng.randint(len(classes))
-        for _attempt in range(10):  # place it so that no earlier shape is mostly hidden
+        for _attempt in range(10):
             mask = _rasterise(rng, classes[label], radius_range, height, width)
-            if all((m & mask).sum() <= 0.5 * m.sum() for _, m in drawn):
+            if not (mask & taken).any():
                 break
         else:
             continue
-        # A colour far enough from the background under it to be visible.
         local = img[mask].mean(axis=0)
         colour = rng.uniform(0, 255, size=3)
-        while np.abs(colour - local).sum() < 150:
+        while np.abs(colour - local).sum() < 150:  # far enough from the background to show
             colour = rng.uniform(0, 255, size=3)
-        shade = rng.uniform(0.75, 1.0, size=(height, width, 1))
-        img[:] = np.where(mask[..., None], np.clip(colour * shade, 0, 255).astype(np.uint8),
-                          img)
-        drawn = [(lab, m & ~mask) for lab, m in drawn]  # the new shape occludes older ones
+        img[mask] = colour.astype(np.uint8)
+        taken |= cv2.dilate(mask.astype(np.uint8), np.ones((7, 7), np.uint8)).astype(bool)
         drawn.append((label, mask))
     return drawn
 
 
+def shapes_scene(rng: np.random.RandomState,
+                 image_size: int = SHAPES_IMAGE_SIZE,
+                 classes: Sequence[str] = COCO_SHAPES_CLASSES,
+                 max_objects: int = SHAPES_MAX_OBJECTS,
+                 radius_range: Tuple[float, float] = SHAPES_RADIUS_RANGE
+                 ) -> Tuple[np.ndarray, List[Tuple[int, np.ndarray]]]:
+    """One image of the shapes set: shapes (:func:`draw_shapes`) on a
+    :func:`smooth_background`, with mild pixel noise over both.
+
+    Returns:
+        tuple: The BGR uint8 image (S, S, 3) and ``(class index, mask)`` per shape.
+    """
+    img = smooth_background(rng, image_size, image_size)
+    shapes = draw_shapes(rng, img, classes, max_objects, radius_range)
+    noisy = img + rng.normal(0, 6, size=img.shape)
+    return np.clip(noisy, 0, 255).astype(np.uint8), shapes
+
+
 def _rasterise(rng, kind: str, radius_range, height: int, width: int) -> np.ndarray:
     radius = rng.uniform(*radius_range) * min(height, width)
-    cx = rng.uniform(radius * 0.6, width - radius * 0.6)
-    cy = rng.uniform(radius * 0.6, height - radius * 0.6)
+    cx = rng.uniform(radius, width - radius)  # whole shapes: inside the image
+    cy = rng.uniform(radius, height - radius)
     mask = np.zeros((height, width), np.uint8)
     if kind == 'circle':
         cv2.circle(mask, (int(round(cx)), int(round(cy))), int(round(radius)), 1, -1)
@@ -173,37 +209,42 @@ def _polygons(mask: np.ndarray) -> List[List[float]]:
 
 
 def make_coco_shapes(root: str = DEMO_SETTINGS.demo_coco_root,
-                     num_train: int = 96,
-                     num_val: int = 24,
-                     image_size: Tuple[int, int] = (128, 128),
+                     num_train: int = 192,
+                     num_val: int = 48,
+                     image_size: int = SHAPES_IMAGE_SIZE,
                      max_objects: int = SHAPES_MAX_OBJECTS,
                      radius_range: Tuple[float, float] = SHAPES_RADIUS_RANGE,
                      classes: Sequence[str] = COCO_SHAPES_CLASSES,
-                     seed: int = 0) -> str:
-    """Writes a COCO-format detection / instance set under ``root``.
+                     seed: int = 0,
+                     progress: bool = False) -> str:
+    """Writes a COCO-format detection / instance set under ``root`` (:func:`shapes_scene`).
 
     Layout: ``train/``, ``val/`` (PNG images) and ``annotations/instances_{train,val}.json``
-    with boxes (of the visible part), polygon masks, areas and ``iscrowd=0``.
+    with boxes, polygon masks, areas and ``iscrowd=0``. The val split is held out: drawn
+    from its own seed (:func:`_splits`).
+
+    Args:
+        progress (bool): Show a progress bar while writing. Defaults to False.
 
     Returns:
         str: ``root``.
     """
     params = dict(kind='coco_shapes', num_train=num_train, num_val=num_val,
-                  image_size=list(image_size), max_objects=max_objects,
+                  image_size=image_size, max_objects=max_objects,
                   radius_range=list(radius_range), classes=list(classes), seed=seed)
 
     def write(tmp: str) -> None:
         os.makedirs(osp.join(tmp, 'annotations'))
+        bar = ProgressBar(num_train + num_val, '[demo] data', 'images') if progress else None
         for split, count, rng in _splits('train', 'val', num_train, num_val, seed):
             os.makedirs(osp.join(tmp, split))
             images, annotations = [], []
             for index in range(count):
-                height, width = image_size
-                img = textured_background(rng, height, width)
-                shapes = draw_shapes(rng, img, classes, max_objects, radius_range)
+                img, shapes = shapes_scene(rng, image_size, classes, max_objects, radius_range)
                 name = f'{index:05d}.png'
                 cv2.imwrite(osp.join(tmp, split, name), img)
-                images.append(dict(id=index + 1, file_name=name, height=height, width=width))
+                images.append(dict(id=index + 1, file_name=name, height=image_size,
+                                   width=image_size))
                 for label, mask in shapes:
                     ys, xs = np.nonzero(mask)
                     x0, y0 = int(xs.min()), int(ys.min())
@@ -211,14 +252,17 @@ def make_coco_shapes(root: str = DEMO_SETTINGS.demo_coco_root,
                         id=len(annotations) + 1, image_id=index + 1, category_id=label + 1,
                         bbox=[x0, y0, int(xs.max()) - x0 + 1, int(ys.max()) - y0 + 1],
                         area=int(mask.sum()), segmentation=_polygons(mask), iscrowd=0))
+                if bar:
+                    bar.update()
             coco: Dict = dict(
-                info=dict(description=f'emo_mm demo shapes ({split})', version=str(_VERSION)),
+                info=dict(description=f'emo_mm demo shapes ({split})',
+                          version=str(SHAPES_SCENE_VERSION)),
                 licenses=[], images=images, annotations=annotations,
                 categories=[dict(id=i + 1, name=c) for i, c in enumerate(classes)])
             with open(osp.join(tmp, 'annotations', f'instances_{split}.json'), 'w') as f:
                 json.dump(coco, f)
 
-    return generate_once(root, params, write)
+    return generate_once(root, params, write, version=SHAPES_SCENE_VERSION)
 
 
 # ---------------------------------------------------------------------------------------

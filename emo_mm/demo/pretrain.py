@@ -17,8 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data import (COCO_SHAPES_CLASSES, DEMO_SETTINGS, SHAPES_MAX_OBJECTS, SHAPES_RADIUS_RANGE,
-                   draw_shapes, generate_once, textured_background)
+from ..utils.progress import ProgressBar
+from .data import (COCO_SHAPES_CLASSES, DEMO_SETTINGS, SHAPES_IMAGE_SIZE, SHAPES_SCENE_VERSION,
+                   generate_once, shapes_scene)
 
 #: Where the demo detection configs expect the checkpoint.
 SHAPES_BACKBONE = DEMO_SETTINGS.demo_shapes_backbone
@@ -27,7 +28,7 @@ _MEAN = (123.675, 116.28, 103.53)
 _STD = (58.395, 57.12, 57.375)
 
 
-def shape_batch(rng: np.random.RandomState, size: int, image_size: int):
+def shape_batch(rng: np.random.RandomState, size: int, image_size: int = SHAPES_IMAGE_SIZE):
     """A batch of generated shape images and their per-pixel labels.
 
     Returns:
@@ -37,10 +38,9 @@ def shape_batch(rng: np.random.RandomState, size: int, image_size: int):
     """
     images, labels = [], []
     for _ in range(size):
-        img = textured_background(rng, image_size, image_size)
+        img, shapes = shapes_scene(rng, image_size)
         label_map = np.zeros((image_size, image_size), np.int64)  # 0 = background
-        for label, mask in draw_shapes(rng, img, COCO_SHAPES_CLASSES, SHAPES_MAX_OBJECTS,
-                                       SHAPES_RADIUS_RANGE):
+        for label, mask in shapes:
             label_map[mask] = label + 1
         images.append(img[..., ::-1])  # BGR -> RGB, as the detectors' preprocessor does
         labels.append(label_map)
@@ -54,9 +54,10 @@ def pretrain_shapes_backbone(path: str = SHAPES_BACKBONE,
                              window_size: int = 10,
                              iters: int = 150,
                              batch_size: int = 16,
-                             image_size: int = 128,
+                             image_size: int = SHAPES_IMAGE_SIZE,
                              lr: float = 2e-3,
-                             seed: int = 0) -> str:
+                             seed: int = 0,
+                             progress: bool = False) -> str:
     """Trains an :class:`~emo_mm.models.EMOv2` backbone on shape labelling; saves its weights.
 
     A 1x1 convolution on each of stages 2-4 predicts the five classes; the upsampled
@@ -67,6 +68,7 @@ def pretrain_shapes_backbone(path: str = SHAPES_BACKBONE,
     Args:
         window_size (int): The attention window of the detectors that load it (the COCO
             configs use 10).
+        progress (bool): Show a progress bar while training. Defaults to False.
 
     Returns:
         str: ``path``.
@@ -86,6 +88,7 @@ def pretrain_shapes_backbone(path: str = SHAPES_BACKBONE,
         schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, lr, total_steps=iters,
                                                        pct_start=0.1)
         backbone.train()
+        bar = ProgressBar(iters, '[demo] backbone pretraining') if progress else None
         for _ in range(iters):
             images, labels = shape_batch(rng, batch_size, image_size)
             logits = sum(F.interpolate(head(feature), size=labels.shape[-2:], mode='bilinear',
@@ -96,7 +99,9 @@ def pretrain_shapes_backbone(path: str = SHAPES_BACKBONE,
             loss.backward()
             optimizer.step()
             schedule.step()
+            if bar:
+                bar.update(info=f'loss {loss.item():.3f}')
         torch.save(backbone.state_dict(), osp.join(tmp, osp.basename(path)))
 
-    generate_once(osp.dirname(path) or '.', params, write)
+    generate_once(osp.dirname(path) or '.', params, write, version=SHAPES_SCENE_VERSION)
     return path
