@@ -56,6 +56,7 @@ def pretrain_shapes_backbone(path: str = SHAPES_BACKBONE,
                              batch_size: int = 16,
                              image_size: int = SHAPES_IMAGE_SIZE,
                              lr: float = 2e-3,
+                             background_weight: float = 0.2,
                              seed: int = 0,
                              progress: bool = False) -> str:
     """Trains an :class:`~emo_mm.models.EMOv2` backbone on shape labelling; saves its weights.
@@ -68,6 +69,9 @@ def pretrain_shapes_backbone(path: str = SHAPES_BACKBONE,
     Args:
         window_size (int): The attention window of the detectors that load it (the COCO
             configs use 10).
+        background_weight (float): Weight of the background pixels in the loss (the
+            shapes' is 1): they are most pixels, and would otherwise slow the learning of
+            the shape classes.
         progress (bool): Show a progress bar while training. Defaults to False.
 
     Returns:
@@ -75,7 +79,8 @@ def pretrain_shapes_backbone(path: str = SHAPES_BACKBONE,
     """
     from ..models import EMOv2  # the models import mmengine registries; keep this module light
     params = dict(kind='shapes_backbone', arch=arch, window_size=window_size, iters=iters,
-                  batch_size=batch_size, image_size=image_size, lr=lr, seed=seed)
+                  batch_size=batch_size, image_size=image_size, lr=lr,
+                  background_weight=background_weight, seed=seed)
 
     def write(tmp: str) -> None:
         torch.manual_seed(seed)
@@ -84,6 +89,7 @@ def pretrain_shapes_backbone(path: str = SHAPES_BACKBONE,
         heads = nn.ModuleList(nn.Conv2d(c, len(COCO_SHAPES_CLASSES) + 1, 1)
                               for c in backbone.resolve_arch(arch)['embed_dims'][1:])
         parameters = [*backbone.parameters(), *heads.parameters()]
+        class_weights = torch.tensor([background_weight] + [1.] * len(COCO_SHAPES_CLASSES))
         optimizer = torch.optim.AdamW(parameters, lr, weight_decay=0.05)
         schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, lr, total_steps=iters,
                                                        pct_start=0.1)
@@ -94,7 +100,7 @@ def pretrain_shapes_backbone(path: str = SHAPES_BACKBONE,
             logits = sum(F.interpolate(head(feature), size=labels.shape[-2:], mode='bilinear',
                                        align_corners=False)
                          for head, feature in zip(heads, backbone(images)))
-            loss = F.cross_entropy(logits, labels)
+            loss = F.cross_entropy(logits, labels, weight=class_weights)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
