@@ -3,7 +3,7 @@ PY := .venv/bin/python
 STAMP := .venv/.emo_mm-setup-done
 SETUP_INPUTS := tools/setup_env.sh setup.py $(wildcard requirements/*.txt)
 
-.PHONY: setup test test-all test-fast test-clone demo benchmark flops clean-data
+.PHONY: setup lint test test-all test-fast test-clone demo benchmark flops clean-data
 
 setup: $(STAMP)
 
@@ -16,17 +16,26 @@ $(STAMP): $(SETUP_INPUTS)
 # Extra pytest arguments, e.g. make test PYTEST_ARGS='-k parity -x'
 PYTEST_ARGS ?=
 
-test: setup
+# flake8 and isort (settings in setup.cfg, versions in requirements/lint.txt, the same set as
+# .pre-commit-config.yaml) over everything Python; the test targets run it first.
+LINT_PATHS := emo_mm tools tests configs setup.py
+
+lint: setup
+	$(PY) -m flake8 $(LINT_PATHS)
+	$(PY) -m isort --check-only --diff $(LINT_PATHS)
+
+test: setup lint
 	$(PY) -m pytest tests -m "not extended" $(PYTEST_ARGS)
 
 # Everything, the extended checks included (inductor compile, dynamic-shape recompiles,
-# the DiT generation comparison: several more minutes).
-test-all: setup
+# the DiT generation comparison, the further fault injections and tool paths, every
+# fine-tuning example, EMOv1's learning runs: about as long again as make test).
+test-all: setup lint
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
 # Parity, shapes, config builds and errors in a few minutes: the tests marked slow
 # (learning runs, wheel build) are left out.
-test-fast: setup
+test-fast: setup lint
 	$(PY) -m pytest tests -m "not slow" $(PYTEST_ARGS)
 
 # The suite in a fresh clone of the committed HEAD, in a temporary folder with nothing

@@ -4,7 +4,9 @@
 # wd 0.05 (none on norms and biases), gradient clipping at 20; 200 epochs, 30 of linear
 # warm-up from 0.1x, cosine to 0.1x; 8 GPUs x 32 clips; top-1 / top-5 accuracy.
 _base_ = ['mmaction::_base_/default_runtime.py']
-custom_imports = dict(imports=['emo_mm.models'], allow_failed_imports=False)
+# emo_mm.compat.enable applies emo_mm's upstream fixes (the toolboxes' own tools need them).
+custom_imports = dict(imports=['emo_mm.compat.enable', 'emo_mm.models'],
+                      allow_failed_imports=False)
 
 num_frames = 4
 model = dict(

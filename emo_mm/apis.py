@@ -5,24 +5,26 @@
 
 Configs are found by name in a repository checkout (``configs/``) and in an installed
 package (``emo_mm/.mim/configs``, the OpenMMLab place, filled by setup.py), so the tools
-work from a clone, an editable install and a wheel alike. Importing this module also lets
-other projects' configs inherit emo_mm's: ``_base_ = ['emo_mm::emov2_5m_in1k.py']``
-(:func:`enable_config_prefix`).
+work from a clone, an editable install and a wheel alike. Other projects' configs inherit
+emo_mm's by name, ``_base_ = ['emo_mm::emov2_5m_in1k.py']``, once the upstream fixes are
+applied (:mod:`emo_mm.compat.mmengine_config_prefix`; :func:`load_config` applies them).
 """
+import ast
 import difflib
 import glob
 import os.path as osp
-from typing import List, Union
+from typing import List, Optional, Union
 
 from mmengine.config import Config
+
+from . import compat
+from .compat.mmengine_config_prefix import PACKAGE_PREFIX
 
 PACKAGE_DIR = osp.dirname(osp.abspath(__file__))
 #: The configs of an installed package (copies in a wheel, links in an editable install).
 PACKAGED_CONFIG_ROOT = osp.join(PACKAGE_DIR, '.mim', 'configs')
 #: The configs of the repository checkout the package sits in, if it sits in one.
 CONFIG_ROOT = osp.join(osp.dirname(PACKAGE_DIR), 'configs')
-#: The ``package::path`` prefix MMEngine uses for configs of installed packages.
-PACKAGE_PREFIX = 'emo_mm::'
 
 
 def config_roots() -> List[str]:
@@ -37,13 +39,14 @@ def config_roots() -> List[str]:
 
 
 def list_configs() -> List[str]:
-    """Names of all configs (``emov2_1m_in1k``, ``demo/uemo_demo``, ...), bases excluded."""
+    """Names of all configs (``emov2_1m_in1k``, ``demo/uemo_demo``, ...); the bases (files
+    in any ``_base_`` folder) are left out."""
     names = set()
     for root in config_roots():
         for path in glob.glob(osp.join(root, '**', '*.py'), recursive=True):
-            name = osp.relpath(path, root)[:-len('.py')]
-            if not name.startswith('_base_'):
-                names.add(name.replace(osp.sep, '/'))
+            parts = osp.relpath(path, root)[:-len('.py')].split(osp.sep)
+            if '_base_' not in parts[:-1]:  # bases (of any folder) are no configs to run
+                names.add('/'.join(parts))
     return sorted(names)
 
 
@@ -68,41 +71,92 @@ def find_config(name_or_path: str) -> str:
         'Pass a config file path, or a name from emo_mm.apis.list_configs().')
 
 
-def enable_config_prefix():
-    """Lets MMEngine resolve ``emo_mm::NAME`` in ``_base_`` lists (idempotent).
-
-    MMEngine 0.10 resolves ``package::path`` only for OpenMMLab's own packages, only for
-    paths with a folder (``pkg::folder/file.py``), through the installed package's
-    ``.mim/model-index.yml`` (so not in editable installs), and it stamps the package name
-    as registry scope on the inherited config. emo_mm's configs build mmpretrain / mmdet /
-    mmseg / mmaction2 models under their own ``default_scope``, so that scope would be
-    wrong. Here ``emo_mm::NAME`` is looked up like :func:`find_config` does and inherited
-    with no added scope, exactly as if the file were named by its path.
-    """
-    original = Config._get_cfg_path
-    if getattr(original, 'emo_mm_prefix', False):
-        return
-
-    def get_cfg_path(cfg_path: str, filename: str):
-        if cfg_path.startswith(PACKAGE_PREFIX):
-            return find_config(cfg_path), None
-        return original(cfg_path, filename)
-
-    get_cfg_path.emo_mm_prefix = True
-    Config._get_cfg_path = staticmethod(get_cfg_path)
+class ConfigSyntaxError(ValueError):
+    """A config file (or one of its bases) that is not valid Python."""
 
 
-enable_config_prefix()
+def _syntax_error(path: str) -> Optional[ConfigSyntaxError]:
+    """The error of a config file that does not parse, with its file and line."""
+    try:
+        with open(path, encoding='utf-8') as f:
+            source = f.read()
+        compile(source, path, 'exec', ast.PyCF_ONLY_AST)
+    except SyntaxError as err:
+        where = f'{err.filename or path}, line {err.lineno}'
+        text = f': {err.text.strip()!r}' if err.text and err.text.strip() else ''
+        return ConfigSyntaxError(f'The config {where} is not valid Python: {err.msg}{text}.')
+    except (OSError, UnicodeDecodeError):
+        return None
+    return None
+
+
+def _base_files(path: str) -> List[str]:
+    """The ``_base_`` files a (parseable) config names, resolved as MMEngine resolves them
+    (relative to the config; ``emo_mm::`` names through :func:`find_config`)."""
+    with open(path, encoding='utf-8') as f:
+        tree = ast.parse(f.read())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(
+                isinstance(t, ast.Name) and t.id == '_base_' for t in node.targets):
+            try:
+                value = ast.literal_eval(node.value)
+            except ValueError:
+                return []
+            names = [value] if isinstance(value, str) else list(value)
+            found = []
+            for name in names:
+                if not isinstance(name, str):
+                    continue
+                if name.startswith(PACKAGE_PREFIX):
+                    try:
+                        found.append(find_config(name))
+                    except FileNotFoundError:
+                        pass
+                else:
+                    found.append(osp.normpath(osp.join(osp.dirname(path), name)))
+            return found
+    return []
+
+
+def find_syntax_error(path: str, seen: Optional[set] = None) -> Optional[ConfigSyntaxError]:
+    """The first syntax error in a config or, depth first, in its ``_base_`` files."""
+    seen = set() if seen is None else seen
+    if path in seen or not osp.isfile(path) or not path.endswith('.py'):
+        return None
+    seen.add(path)
+    error = _syntax_error(path)
+    if error is not None:
+        return error
+    for base in _base_files(path):
+        error = find_syntax_error(base, seen)
+        if error is not None:
+            return error
+    return None
 
 
 def load_config(name_or_path: str) -> Config:
-    """Loads a config by path, or by name from emo_mm's configs (``.py`` optional)."""
-    return Config.fromfile(find_config(name_or_path))
+    """Loads a config by path, or by name from emo_mm's configs (``.py`` optional).
+
+    A file that is not valid Python (the config or one of its ``_base_`` files) raises
+    :class:`ConfigSyntaxError` naming the file and the line (MMEngine names neither for a
+    base file). Applies emo_mm's upstream fixes first (:func:`emo_mm.compat.apply`).
+    """
+    compat.apply()
+    path = find_config(name_or_path)
+    try:
+        return Config.fromfile(path)
+    except SyntaxError:
+        error = find_syntax_error(path)
+        if error is None:
+            raise
+        raise error from None
 
 
 def build_model(cfg: Union[Config, str]):
-    """Builds ``cfg.model`` in the config's ``default_scope`` (its toolbox's registry)."""
+    """Builds ``cfg.model`` in the config's ``default_scope`` (its toolbox's registry), with
+    emo_mm's upstream fixes applied (:func:`emo_mm.compat.apply`)."""
     from mmengine.registry import MODELS, init_default_scope
+    compat.apply()
     if isinstance(cfg, str):
         cfg = load_config(cfg)
     init_default_scope(cfg.get('default_scope', 'mmengine'))

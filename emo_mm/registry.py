@@ -12,19 +12,8 @@ from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import TRANSFORMS as MMENGINE_TRANSFORMS
 from mmengine.registry import Registry
 
-
-class _ModelRegistry(Registry):
-    """Applies the upstream fixes for toolbox modules already imported on a model look-up
-    (:func:`emo_mm.compat.apply_to_loaded`): the first use of an emo_mm model in a toolbox."""
-
-    def get(self, key):
-        from . import compat
-        compat.apply_to_loaded()
-        return super().get(key)
-
-
-MODELS = _ModelRegistry('model', parent=MMENGINE_MODELS, scope='emo_mm',
-                        locations=['emo_mm.models', 'emo_mm.generation'])
+MODELS = Registry('model', parent=MMENGINE_MODELS, scope='emo_mm',
+                  locations=['emo_mm.models', 'emo_mm.generation', 'emo_mm.deploy.runner'])
 HOOKS = Registry('hook', parent=MMENGINE_HOOKS, scope='emo_mm', locations=['emo_mm.engine'])
 TRANSFORMS = Registry('transform', parent=MMENGINE_TRANSFORMS, scope='emo_mm',
                       locations=['emo_mm.datasets.guard'])

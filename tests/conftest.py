@@ -1,3 +1,4 @@
+import logging
 import os
 import os.path as osp
 import sys
@@ -6,7 +7,12 @@ import pytest
 import torch
 
 import reference_data
+from emo_mm import compat
 from helpers import REPO
+from trained_models import TrainedModels
+
+# The suite runs with emo_mm's upstream fixes applied, as emo_mm's tools and configs do.
+compat.apply()
 
 # The suite must run from a clone alone: the authors' reference folder, which sits beside
 # the repository on the development machines (../shared/reference), must never be read.
@@ -44,9 +50,40 @@ def reference_dir(tmp_path_factory) -> str:
     return reference_data.materialise(str(tmp_path_factory.mktemp('reference')))
 
 
+@pytest.fixture(scope='session')
+def demo_training(tmp_path_factory):
+    """``demo_training(name)`` -> the :class:`trained_models.Run` of that demo recipe,
+    trained on first request and shared by the whole session (tests/trained_models.py)."""
+    return TrainedModels(str(tmp_path_factory.mktemp('trained')),
+                         os.environ.get('EMO_MM_TEST_TRAINED_CACHE'))
+
+
 @pytest.fixture(autouse=True)
 def _deterministic():
     torch.manual_seed(0)
+    yield
+
+
+def _stream_handlers():
+    from mmengine.logging import MMLogger
+    loggers = [logging.getLogger()] + list(MMLogger._instance_dict.values()) + [
+        value for value in logging.Logger.manager.loggerDict.values()
+        if isinstance(value, logging.Logger)]
+    for logger in loggers:
+        for handler in logger.handlers:
+            if (isinstance(handler, logging.StreamHandler)
+                    and not isinstance(handler, logging.FileHandler)):
+                yield handler
+
+
+@pytest.fixture(autouse=True)
+def _no_closed_log_streams():
+    """Loggers outlive tests: an MMLogger built while a test captured output keeps that
+    test's (then closed) stream, and its next message prints '--- Logging error ---' into a
+    later test's captured stderr. Point such handlers at the session's stdout."""
+    for handler in _stream_handlers():
+        if getattr(handler.stream, 'closed', False):
+            handler.stream = sys.stdout  # (setStream would flush the closed one)
     yield
 
 

@@ -18,7 +18,7 @@ def load_tool(name: str):
 
 
 def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
-    """max |actual - expected| / max |expected| (the scale-relative error of the README)."""
+    """max |actual - expected| / max |expected| (the scale-relative error, docs/development.md)."""
     assert actual.shape == expected.shape, (actual.shape, expected.shape)
     return ((actual - expected).abs().max() / expected.abs().max()).item()
 
@@ -30,11 +30,14 @@ def build_classifier(arch: str, **backbone):
     return build_model(cfg)
 
 
-def train_and_test(config: str, work_dir: str, schedule: dict, options: dict = None):
+def train_and_test(config: str, work_dir: str, schedule: dict, options: dict = None,
+                   seed: int = 0, extra_hooks=(), dump: str = None):
     """Trains a (demo) config in-process and evaluates it before and after training.
 
     ``schedule`` shortens the config's schedule: ``max_epochs`` or ``max_iters``; the
-    cosine scheduler (param_scheduler[1]) is stretched to the new length.
+    cosine scheduler (param_scheduler[1]) is stretched to the new length. ``extra_hooks``
+    are appended to the config's custom hooks; ``dump`` (a .pkl path) keeps the data
+    samples of the evaluation after training (MMEngine's DumpResults).
 
     Returns:
         (dict, dict): test metrics of the initialised and of the trained model.
@@ -51,9 +54,15 @@ def train_and_test(config: str, work_dir: str, schedule: dict, options: dict = N
     cosine.update(end=length, T_max=length - cosine.get('begin', 0))
     cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=length)
     cfg.log_level = 'WARNING'
-    cfg.randomness = dict(seed=0)  # reproducible runs
+    cfg.randomness = dict(seed=seed)  # reproducible runs
     if options:
         cfg.merge_from_dict(options)
+    if extra_hooks:
+        cfg.custom_hooks = [*(cfg.get('custom_hooks') or []), *extra_hooks]
+    if dump:
+        evaluators = cfg.test_evaluator
+        evaluators = list(evaluators) if isinstance(evaluators, (list, tuple)) else [evaluators]
+        cfg.test_evaluator = [*evaluators, dict(type='DumpResults', out_file_path=dump)]
     runner = Runner.from_cfg(cfg)
     before = runner.test()
     runner.train()

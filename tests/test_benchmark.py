@@ -11,6 +11,7 @@ def tool():
     return load_tool('benchmark')
 
 
+@pytest.mark.slow
 def test_inference_rows_header_and_json(tool, tmp_path, capsys):
     pytest.importorskip('onnxruntime')
     path = tmp_path / 'bench.json'
@@ -62,6 +63,7 @@ def test_backbone_training_step(tool, capsys):
     assert 'backbone at 64x96, train step' in printed
 
 
+@pytest.mark.slow
 def test_profile_names_the_operators(tool, tmp_path, capsys, monkeypatch):
     """--profile: each cell's top operators with their share of the time, for torch
     (a backbone has convolutions) and onnxruntime (Conv nodes), and no profile file

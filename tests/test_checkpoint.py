@@ -2,8 +2,9 @@
 import pytest
 import torch
 
-from emo_mm.models import EMOv2, authors_to_mmpretrain, mmpretrain_to_authors
+from emo_mm.models import EMOv2, authors_to_mmpretrain
 from emo_mm.models import checkpoint as ckpt
+from emo_mm.models import mmpretrain_to_authors
 from emo_mm.models.checkpoint import CheckpointError, load_pretrained
 
 
@@ -181,7 +182,8 @@ def test_detector_checkpoint_backbone_is_unwrapped(classifier_state, tmp_path, m
 
 
 def test_pretrained_without_checkpoint_says_so():
-    with pytest.raises(CheckpointError, match=r"needs checkpoint=PATH_OR_URL"):
+    with pytest.raises(CheckpointError, match=r"EMOv2.init_cfg=dict\(type='Pretrained'\) has "
+                       r"no checkpoint: add checkpoint=PATH_OR_URL"):
         ckpt.load_pretrained_from_init_cfg(EMOv2('1M'), dict(type='Pretrained'))
 
 

@@ -10,7 +10,7 @@ VARIANTS = ['1m', '2m', '5m', '20m', '50m']
 SLOW_VARIANTS = ('5m', '20m', '50m')  # 1m and 2m cover the same recipe at a fraction of the cost
 
 
-@pytest.mark.parametrize('variant', [pytest.param(v, marks=pytest.mark.slow)
+@pytest.mark.parametrize('variant', [pytest.param(v, marks=[pytest.mark.slow, pytest.mark.extended])
                                      if v in SLOW_VARIANTS else v for v in VARIANTS])
 def test_config_trains_one_step(variant):
     cfg = load_config(f'emov2_{variant}_in1k')

@@ -1,5 +1,7 @@
 """torch.compile: the backbones trace as one graph (fullgraph=True) and match eager."""
 import logging
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -7,7 +9,7 @@ import torch
 from emo_mm.apis import load_config
 from emo_mm.engine.compile import CompileHook, compiled_target, enable_compile
 from emo_mm.models import EMO, VEMO, EMOv2
-from helpers import build_classifier, relative_error
+from helpers import REPO, build_classifier, relative_error
 
 
 def _outputs(result):
@@ -89,8 +91,7 @@ def test_enable_compile_adds_the_hook_and_the_import():
     assert cfg.custom_hooks[:len(before)] == before
     assert cfg.custom_hooks[-1] == dict(type='emo_mm.CompileHook', target='backbone',
                                         dynamic=True)
-    assert 'emo_mm.engine.compile' in cfg.custom_imports['imports']
-    assert 'emo_mm.models' in cfg.custom_imports['imports']
+    assert cfg.custom_imports == load_config('emov2_1m_in1k').custom_imports  # none needed
     with pytest.raises(RuntimeError, match='compiles already'):
         enable_compile(cfg)
     mmengine_cfg = load_config('emov2_1m_in1k')
@@ -120,3 +121,16 @@ def test_compile_hook_compiles_the_backbone_in_place():
     assert relative_error(compiled_scores, eager_scores) < 1e-5
     with pytest.raises(AttributeError, match='no submodule'):
         CompileHook(target='neck.missing').before_train(Runner)
+
+
+def test_compile_hook_is_found_by_its_registered_name():
+    """``type='emo_mm.CompileHook'`` builds in a fresh process without custom_imports:
+    MMEngine imports emo_mm.engine, the hook registry's location, which exports it."""
+    code = ('from mmengine.registry import HOOKS\n'
+            'hook = HOOKS.build(dict(type="emo_mm.CompileHook", target="backbone"))\n'
+            'import emo_mm.engine\n'
+            'print(type(hook) is emo_mm.engine.CompileHook, hook.options)')
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                         cwd=REPO, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "True {'dynamic': True}"

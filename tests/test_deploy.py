@@ -100,10 +100,11 @@ def test_vemo_deploy_equals_model():
 def test_uemo_deploy_equals_model():
     import mmseg.models  # noqa: F401  (registers UNet's upsampling layers)
     from mmengine.registry import DefaultScope
+
     from emo_mm.models import UEMO
     with DefaultScope.overwrite_default_scope('mmseg'):
         model = UEMO(base_channels=16, num_stages=4, strides=(1, 1, 1, 1),
-                 enc_num_convs=(1, 1, 1, 1), dec_num_convs=(1, 1, 1),
+                     enc_num_convs=(1, 1, 1, 1), dec_num_convs=(1, 1, 1),
                      downsamples=(True, True, True), enc_dilations=(1, 1, 1, 1),
                      dec_dilations=(1, 1, 1), block_cfg=dict(window_size=4))
     model = assert_deploy_exact(model, torch.rand(2, 3, 48, 40))

@@ -11,11 +11,11 @@ import sys
 import pytest
 import torch
 
-from helpers import REPO
 from emo_mm.datasets.checks import DataError, check_coco_annotations
 from emo_mm.demo.data import DEMO_SETTINGS, make_coco_shapes
 from emo_mm.engine import prepare_train_config, verify_checkpoint
 from emo_mm.models.checkpoint import CheckpointError
+from helpers import REPO
 
 DEMO = osp.join(REPO, 'configs', 'demo', 'retinanet_emov2_1m_demo.py')
 ENV = dict(os.environ, OMP_NUM_THREADS='1', PYTHON=sys.executable)
@@ -36,7 +36,8 @@ def _tiny_config(tmp_path, name, **extra) -> str:
              "train_dataloader = dict(batch_size=4, dataset=dict(data_root=data_root, "
              "indices=16, pipeline=[dict(type='LoadImageFromFile'), "
              "dict(type='LoadAnnotations', with_bbox=True), "
-             "dict(type='Resize', scale=(160, 160), keep_ratio=True), dict(type='PackDetInputs')]))",
+             "dict(type='Resize', scale=(160, 160), keep_ratio=True), "
+             "dict(type='PackDetInputs')]))",
              "val_dataloader = dict(dataset=dict(data_root=data_root, indices=8))",
              "test_dataloader = val_dataloader",
              "val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')",
@@ -67,6 +68,7 @@ def _scalars(work_dir):
 
 
 @pytest.mark.slow  # trains through the tools in subprocesses
+@pytest.mark.extended
 def test_resume_continues_where_it_stopped(demo_data, tmp_path):
     cfg = _tiny_config(tmp_path, 'tiny')
     train = [sys.executable, 'tools/train.py', cfg]
@@ -96,6 +98,7 @@ def test_resume_continues_where_it_stopped(demo_data, tmp_path):
 
 
 @pytest.mark.slow  # trains through the tools in subprocesses
+@pytest.mark.extended
 def test_two_cpu_processes_stay_in_sync(demo_data, tmp_path):
     cfg = _tiny_config(tmp_path, 'dist',
                        custom_hooks="[dict(type='emo_mm.ParameterSyncCheckHook')]")
@@ -114,12 +117,16 @@ def test_test_tool_evaluates_and_draws(demo_data, tmp_path):
     cfg = _tiny_config(tmp_path, 'tiny', train_cfg='dict(max_epochs=1, val_interval=100)')
     work_dir = str(tmp_path / 'work')
     _run([sys.executable, 'tools/train.py', cfg, '--work-dir', work_dir])
-    show_dir = tmp_path / 'vis'
-    log = _run([sys.executable, 'tools/test.py', cfg, osp.join(work_dir, 'epoch_1.pth'),
-                '--work-dir', work_dir, '--show-dir', str(show_dir), '--show-score-thr', '0'])
+    # a relative --show-dir is a folder of the run's log folder, as mmdet's tools/test.py does
+    log = _run([sys.executable, osp.join(REPO, 'tools', 'test.py'), cfg,
+                osp.join(work_dir, 'epoch_1.pth'), '--work-dir', work_dir, '--show-dir', 'vis',
+                '--show-score-thr', '0'], cwd=str(tmp_path))
     assert 'Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all | maxDets=100 ]' in log
     assert 'coco/bbox_mAP' in log
-    assert len(list(show_dir.glob('*.png'))) == 8
+    (show_dir, ) = glob.glob(osp.join(work_dir, '2*', 'vis'))
+    assert f'Images with the predictions drawn: {show_dir}' in log
+    assert len(glob.glob(osp.join(show_dir, '*.png'))) == 8
+    assert not osp.exists(tmp_path / 'vis')
 
     # Deploy mode evaluates the same detector (BatchNorm and LayerScale folded).
     deployed = _run([sys.executable, 'tools/test.py', cfg, osp.join(work_dir, 'epoch_1.pth'),

@@ -63,8 +63,8 @@ def test_q_sample_statistics():
 def test_posterior_against_bayes_rule():
     """q(x_{t-1} | x_t, x_0) from the product of q(x_{t-1} | x_0) and q(x_t | x_{t-1})."""
     diffusion = GaussianDiffusion()
-    x_start, x_t = torch.randn(5, 2, 3, 3, dtype=torch.float64), torch.randn(5, 2, 3, 3,
-                                                                           dtype=torch.float64)
+    x_start = torch.randn(5, 2, 3, 3, dtype=torch.float64)
+    x_t = torch.randn(5, 2, 3, 3, dtype=torch.float64)
     t = torch.tensor([1, 10, 300, 700, 999])
     mean, variance, log_variance = diffusion.q_posterior_mean_variance(x_start, x_t, t)
     for i, step in enumerate(t.tolist()):
@@ -136,8 +136,8 @@ def test_respacing_keeps_alphas_cumprod():
     np.testing.assert_allclose(spaced.alphas_cumprod, diffusion.alphas_cumprod[kept], rtol=1e-12)
     assert spaced.timestep_map.tolist() == kept
     assert space_timesteps(1000, 'ddim50') == list(range(0, 1000, 20))
-    assert space_timesteps(100, [10, 5]) == [0, 5, 11, 16, 22, 27, 33, 38, 44, 49, 50, 62, 74,
-                                            87, 99]
+    assert space_timesteps(100, [10, 5]) == [
+        0, 5, 11, 16, 22, 27, 33, 38, 44, 49, 50, 62, 74, 87, 99]
     with pytest.raises(ValueError, match='Cannot take'):
         space_timesteps(10, 11)
     # the network gets the original step indices
@@ -309,6 +309,7 @@ def test_latent_dataset(tmp_path):
 
 def test_frechet_distance_closed_form():
     from emo_mm.generation.metrics import frechet_distance
+
     # diagonal covariances: |m1 - m2|^2 + sum (s1 - s2)^2 over the standard deviations
     m1, m2 = np.array([0., 1.]), np.array([1., 3.])
     c1, c2 = np.diag([4., 9.]), np.diag([1., 1.])
@@ -338,8 +339,7 @@ def test_imagenet_configs_build_the_diffusion_model(tmp_path):
     assert isinstance(dataset, LatentDataset) and len(dataset) == 2
 
 
-def test_sample_tool_draws_a_grid_and_refuses_wrong_checkpoints(tmp_path, capsys,
-                                                               monkeypatch):
+def test_sample_tool_draws_a_grid_and_refuses_wrong_checkpoints(tmp_path, capsys, monkeypatch):
     """tools/sample.py: a checkpoint of the config's model gives a grid; another model's
     checkpoint and pickled objects are refused with one-line errors (exit 2)."""
     import os.path as osp

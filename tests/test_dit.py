@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from emo_mm.models import DEMO, DEMOBlock, DiT, DiTBlock, I2RMB, WindowAttention
+from emo_mm.models import DEMO, I2RMB, DEMOBlock, DiT, DiTBlock, WindowAttention
 from emo_mm.models.attention import attention_path
 from emo_mm.models.dit import LabelEmbedder, convert_official_dit, sincos_pos_embed_2d
 from emo_mm.utils.flops import count_flops
@@ -65,9 +65,7 @@ def test_demo_parameters_match_the_logs(arch):
     if arch != 'B-2':
         assert params == DEMO_LOG_PARAMS[arch]
         return
-    # The one mismatch: the B-2 log counts 589,824 = (1024 - 256) * 768 more, exactly the
-    # fixed positional embedding of 64x64 latents (512 px), so that run was logged at
-    # input_size 64. 96,082,976 at 32x32 is also the paper's "96.1M".
+    # The B-2 log was written at input_size 64: a larger fixed positional embedding.
     assert params == 96_082_976
     assert DEMO_LOG_PARAMS[arch] - params == (64**2 - 32**2) // 4 * 768
     with torch.device('meta'):

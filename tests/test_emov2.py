@@ -6,8 +6,7 @@ import pytest
 import torch
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from emo_mm.models import EMOv2, set_fused_attention
-from emo_mm.models import I2RMB, WindowAttention
+from emo_mm.models import I2RMB, EMOv2, WindowAttention, set_fused_attention
 
 VARIANTS = ['1M', '2M', '5M', '20M', '50M']
 
@@ -60,13 +59,16 @@ def test_state_dict_matches_authors_layout(arch, reference_dir):
 def test_outputs_strides_and_indices():
     model = EMOv2('1M', out_indices=(0, 1, 2, 3, 4)).eval()
     outs = model(torch.rand(2, 3, 96, 128))
-    assert [tuple(o.shape) for o in outs] == [(2, 16, 48, 64), (2, 32, 24, 32), (2, 48, 12, 16),
-                                             (2, 80, 6, 8), (2, 180, 3, 4)]
+    assert [tuple(o.shape) for o in outs] == [
+        (2, 16, 48, 64), (2, 32, 24, 32), (2, 48, 12, 16), (2, 80, 6, 8), (2, 180, 3, 4)]
     assert model.out_channels == [16, 32, 48, 80, 180]
     model = EMOv2('1M', out_indices=(-1, 2)).eval()
     assert model.out_indices == (4, 2)
     outs = model(torch.rand(1, 3, 64, 64))
     assert outs[0].shape[1] == 180 and outs[1].shape[1] == 48
+    # out_channels: the returned outputs, in order; stage_channels: every output
+    assert model.out_channels == [o.shape[1] for o in outs] == [180, 48]
+    assert model.stage_channels == [16, 32, 48, 80, 180]
     single = EMOv2('1M', out_indices=3, return_tuple=False).eval()
     assert isinstance(single(torch.rand(1, 3, 64, 64)), torch.Tensor)
 

@@ -19,13 +19,12 @@ import cv2
 import pytest
 import torch
 
-from helpers import REPO
 from emo_mm.datasets.checks import DataError, check_data, set_data_root
-from emo_mm.demo.data import (make_ade20k_regions, make_coco_shapes,
-                                       make_motion_videos)
+from emo_mm.demo.data import make_ade20k_regions, make_coco_shapes, make_motion_videos
 from emo_mm.engine import prepare_train_config
 from emo_mm.engine.errors import UserError
 from emo_mm.models.checkpoint import CheckpointError, UnsafeCheckpointError
+from helpers import REPO
 
 DEMO = osp.join(REPO, 'configs', 'demo', 'retinanet_emov2_1m_demo.py')
 PY = sys.executable
@@ -117,6 +116,7 @@ def _digest(path):
 # Kills and interrupts.
 # ---------------------------------------------------------------------------------------
 @pytest.mark.slow  # subprocess runs of the tools
+@pytest.mark.extended
 def test_kill_during_training_then_resume(tiny, env, straight, tmp_path):
     work_dir = tmp_path / 'killed'
     proc = subprocess.Popen([PY, 'tools/train.py', tiny, '--work-dir', str(work_dir)], cwd=REPO,
@@ -138,6 +138,7 @@ def test_kill_during_training_then_resume(tiny, env, straight, tmp_path):
 
 
 @pytest.mark.slow  # subprocess runs of the tools
+@pytest.mark.extended
 def test_kill_during_save_keeps_previous_checkpoint(tiny, env, straight, tmp_path):
     work_dir = tmp_path / 'killed_saving'
     proc = subprocess.run([PY, 'tests/fault_injection.py', 'kill-during-write', 'tools/train.py',
@@ -155,6 +156,7 @@ def test_kill_during_save_keeps_previous_checkpoint(tiny, env, straight, tmp_pat
 
 @pytest.mark.slow  # subprocess runs of the tools
 @pytest.mark.parametrize('fault', ['sigint-in-config', 'sigint-during-write'])
+@pytest.mark.extended
 def test_ctrl_c_during_save(tiny, env, tmp_path, fault):
     work_dir = tmp_path / 'interrupted'
     result = _train(tiny, work_dir, env, expect=130, fault=fault)
@@ -172,6 +174,7 @@ def test_ctrl_c_during_save(tiny, env, tmp_path, fault):
 # Damaged checkpoints, resume and work-dir rules.
 # ---------------------------------------------------------------------------------------
 @pytest.mark.slow  # subprocess runs of the tools
+@pytest.mark.extended
 def test_truncated_latest_checkpoint(tiny, env, straight, tmp_path):
     work_dir = tmp_path / 'truncated'
     shutil.copytree(straight, work_dir)
@@ -190,6 +193,7 @@ def test_truncated_latest_checkpoint(tiny, env, straight, tmp_path):
 
 
 @pytest.mark.slow  # subprocess runs of the tools
+@pytest.mark.extended
 def test_resume_with_nothing_to_resume(tiny, env, tmp_path):
     missing = tmp_path / 'typo'
     message = _error_lines(_train(tiny, missing, env, '--resume', expect=2))
@@ -202,6 +206,7 @@ def test_resume_with_nothing_to_resume(tiny, env, tmp_path):
 
 
 @pytest.mark.slow  # subprocess runs of the tools
+@pytest.mark.extended
 def test_rerun_into_used_work_dir(tiny, env, straight):
     before = {n: _digest(straight / n) for n in ('epoch_1.pth', 'epoch_2.pth')}
     message = _error_lines(_train(tiny, straight, env, expect=2))
@@ -267,8 +272,8 @@ def test_payload_through_every_loading_path(tiny, env, evil, tmp_path):
 # ---------------------------------------------------------------------------------------
 def _config_with(tmp_path, base, **entries):
     path = tmp_path / f'cfg_{len(list(tmp_path.iterdir()))}.py'
-    path.write_text('\n'.join([f'_base_ = [{base!r}]'] + [f'{k} = {v}' for k, v in
-                                                            entries.items()]) + '\n')
+    lines = [f'_base_ = [{base!r}]'] + [f'{k} = {v}' for k, v in entries.items()]
+    path.write_text('\n'.join(lines) + '\n')
     return str(path)
 
 
@@ -294,7 +299,7 @@ def test_bad_coco_images_at_the_end(coco_copy, tmp_path, monkeypatch):
     images = sorted((coco_copy / 'train').iterdir())
     last = images[-1]
     last.write_bytes(b'')  # unreadable
-    with pytest.raises(DataError, match=rf"image '{last}' cannot be read"):
+    with pytest.raises(DataError, match=rf"image '{last}' cannot be decoded"):
         prepare_train_config(cfg, work_dir=str(tmp_path / 'w'))
     last.unlink()
     with pytest.raises(DataError, match=rf"image '{last}', listed in .*, does not exist"):
@@ -322,7 +327,7 @@ def test_second_check_is_skipped_until_a_file_changes(coco_copy, tmp_path, monke
     cfg = load_config(_coco_cfg(tmp_path, coco_copy))
     lines = []
     check_data(cfg, ('train', ), report=lines.append)
-    assert lines[-1].startswith('CocoDataset (train): ') and 'samples checked' in lines[-1]
+    assert lines[-1].startswith('CocoDataset (train): ') and 'samples decoded' in lines[-1]
     check_data(cfg, ('train', ), report=lines.append)
     assert 'unchanged since it last passed, skipped' in lines[-1]
     image = sorted((coco_copy / 'train').iterdir())[-1]
@@ -436,6 +441,7 @@ def test_video_check_opens_one_video_at_a_time(monkeypatch):
 
     monkeypatch.setitem(sys.modules, 'decord', types.SimpleNamespace(VideoReader=Reader))
     from concurrent.futures import ThreadPoolExecutor
+
     from emo_mm.datasets.checks import count_video_frames
     with ThreadPoolExecutor(4) as pool:
         assert list(pool.map(count_video_frames, [f'v{i}.mp4' for i in range(12)])) == [8] * 12
@@ -469,7 +475,7 @@ def test_custom_dataset_with_string_prefix(tmp_path, monkeypatch):
     check_data(cfg, ('train', ))  # mmpretrain accepts a string data_prefix
     bad = root / 'train' / 'rose' / '9.jpg'
     bad.write_bytes(b'not an image')
-    with pytest.raises(DataError, match=rf"image '{bad}' cannot be read"):
+    with pytest.raises(DataError, match=rf"image '{bad}' cannot be decoded"):
         check_data(cfg, ('train', ))
 
 

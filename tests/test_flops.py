@@ -8,7 +8,9 @@ from helpers import build_classifier
 from reference_data import load_json
 
 # 20M and 50M count the same code paths as the small variants, at several times the cost
-VARIANTS = ['1M', '2M', '5M'] + [pytest.param(v, marks=pytest.mark.slow) for v in ('20M', '50M')]
+# 20M and 50M count with the same code at several times the cost: make test-all only.
+VARIANTS = ['1M', '2M', '5M'] + [pytest.param(v, marks=[pytest.mark.slow, pytest.mark.extended])
+                                 for v in ('20M', '50M')]
 
 
 @pytest.fixture(scope='module')

@@ -12,7 +12,6 @@ import torch
 import yaml
 from mmengine.config import Config
 
-import emo_mm  # noqa: F401  (applies emo_mm.compat, hooks the model names in)
 from emo_mm.demo.data import make_ade20k_regions, make_coco_shapes
 from helpers import REPO, build_classifier
 
@@ -26,9 +25,9 @@ def _metafile_names(filename):
 
 
 def test_registration_waits_for_the_model_hub():
-    """Importing emo_mm (even with its models, which import mmpretrain) reads no metafile;
-    mmpretrain's first use of its hub does."""
-    code = ('import emo_mm.models\n'
+    """Applying emo_mm's fixes reads no metafile; mmpretrain's first use of its hub does."""
+    code = ('import emo_mm.models, emo_mm.compat\n'
+            'emo_mm.compat.apply()\n'
             'from emo_mm import inference\n'
             'from mmpretrain.apis.model import ModelHub\n'
             'print(inference._registered, len(ModelHub._models_dict))\n'

@@ -7,7 +7,7 @@ accuracy is near chance (1/9) before training and far above it after, and the
 classifier-feature FD (FID's formula on that CNN's features, not FID) drops towards the
 real validation images' own value. Right colours with random shapes would score 1/3; the
 trained model scores well above that because it draws triangles apart from circles and
-squares (those two, of equal area, it does not yet tell apart: see the README).
+squares (those two, of equal area, it does not yet tell apart: see docs/generation.md).
 """
 import os.path as osp
 
@@ -42,9 +42,7 @@ def _train(config, tmp_path, max_iters):
 
 def test_demo_generates_the_classes(tmp_path):
     before, after = _train('demo-tiny_shapes32.py', tmp_path, ITERS)
-    # measured (seed 0, 2 threads, 271 s): class accuracy 0.111 -> 0.622, classifier-feature
-    # FD 15281 -> 29.0 (real validation images 0.21); the config's 2000 iterations: 0.656.
-    # 180 samples: the accuracy's standard error is about 0.037.
+    # 180 samples: the accuracy's standard error is about 0.037 (runs: docs/benchmark.md).
     assert before['gen/judge_val_acc'] > 0.9
     assert before['gen/class_acc'] < 0.2
     assert after['gen/class_acc'] > COLOUR_ONLY + 0.1  # some shapes are right, not only colours
@@ -55,6 +53,6 @@ def test_demo_generates_the_classes(tmp_path):
 def test_dit_block_at_equal_parameters(tmp_path):
     """The same run with DiT's block (574,572 parameters against D-EMO's 598,848)."""
     before, after = _train('dit-tiny_shapes32.py', tmp_path, ITERS)
-    # measured (seed 0, 114 s): class accuracy 0.111 -> 0.350, classifier-feature FD -> 310
+    # a weaker learner than D-EMO here (runs: docs/benchmark.md)
     assert before['gen/class_acc'] < 0.2
     assert after['gen/class_acc'] > 0.2

@@ -8,40 +8,28 @@ enough on every machine (12.6 once in CI).
 HRF format (U-EMO, 150 iterations, batch 4 of 48x48 crops; seeds 0 / 1): mDice
 47.6 -> 80.2, 47.6 -> 62.4. 47.6 is "all background" (background Dice 95, vessel 0).
 """
-import os.path as osp
-
 import pytest
-
-from emo_mm.demo.data import DEMO_SETTINGS, make_ade20k_regions, make_hrf_vessels
-from helpers import REPO, train_and_test
 
 pytestmark = pytest.mark.slow  # trains real configs for minutes; not in make test-fast
 
 
-@pytest.fixture(scope='module', autouse=True)
-def demo_data(monkeypatch_module):
-    make_ade20k_regions(osp.join(REPO, DEMO_SETTINGS.demo_ade20k_root))
-    make_hrf_vessels(osp.join(REPO, DEMO_SETTINGS.demo_hrf_root))
-    monkeypatch_module.chdir(REPO)
-
-
-@pytest.mark.parametrize('config', ['deeplabv3_emov2_1m_demo.py', 'deeplabv3_emov1_1m_demo.py'])
-def test_ade20k_format_learns(config, tmp_path):
+@pytest.mark.parametrize('name', [  # EMOv1's run: make test-all
+    'deeplabv3_emov2', pytest.param('deeplabv3_emov1', marks=pytest.mark.extended)])
+def test_ade20k_format_learns(name, demo_training):
     """5 classes: chance mIoU is about 1/9 (a constant prediction), measured below."""
-    before, after = train_and_test(osp.join(REPO, 'configs', 'demo', config), str(tmp_path),
-                                   dict(max_iters=150))
-    print(f'\n{config}: mIoU {before["mIoU"]:.1f} -> {after["mIoU"]:.1f}, '
+    run = demo_training(name)  # the session's shared run (tests/trained_models.py)
+    before, after = run.before, run.after
+    print(f'\n{name}: mIoU {before["mIoU"]:.1f} -> {after["mIoU"]:.1f}, '
           f'aAcc {before["aAcc"]:.1f} -> {after["aAcc"]:.1f}')
     assert before['mIoU'] < 10
     assert after['mIoU'] > 20
     assert after['mIoU'] > 2.5 * before['mIoU']
 
 
-
-def test_uemo_learns_vessels(tmp_path):
+def test_uemo_learns_vessels(demo_training):
     """U-EMO (the full 21M UNet of configs/uemo_hrf.py) from scratch on the vessel set."""
-    before, after = train_and_test(osp.join(REPO, 'configs', 'demo', 'uemo_demo.py'),
-                                   str(tmp_path), dict(max_iters=150))
+    run = demo_training('uemo')
+    before, after = run.before, run.after
     print(f'\nuemo_demo.py: mDice {before["mDice"]:.1f} -> {after["mDice"]:.1f}, '
           f'mAcc {before["mAcc"]:.1f} -> {after["mAcc"]:.1f}')
     assert before['mDice'] < 50

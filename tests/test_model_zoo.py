@@ -1,9 +1,9 @@
-"""The model zoo (model-index.yml, configs/metafiles/*.yml) and its README tables.
+"""The model zoo (model-index.yml, configs/metafiles/*.yml) and its tables in docs/model_zoo.md.
 
 Every config is listed, every entry names an existing config whose model has the listed
 parameter count, the files are what tools/make_metafiles.py writes, they load with the
-``modelindex`` package that mim and mmpretrain use, and the README's model-zoo section is
-tools/model_zoo.py's output.
+``modelindex`` package that mim and mmpretrain use, and the generated section of
+docs/model_zoo.md is tools/model_zoo.py's output.
 """
 import glob
 import json
@@ -46,10 +46,12 @@ def test_entries_are_well_formed():
         by_name = {c['Name']: c for c in collections}
         assert model['In Collection'] in by_name, (path, model['Name'])
         collection = by_name[model['In Collection']]
-        assert collection['Paper']['URL'].startswith('https://arxiv.org/abs/')
-        assert collection['Paper']['Title']
-        assert collection['Code']['URL'].startswith('https://github.com/zhangzjn/')
+        for paper in (collection['Paper'], model['Paper']):  # the model's, the backbone's
+            assert paper['URL'].startswith('https://arxiv.org/abs/') and paper['Title']
+        assert model['Code'].startswith('https://github.com/zhangzjn/')
         meta = model['Metadata']
+        assert meta['Backbone'] in ('EMOv2', 'EMOv1')
+        assert (meta['Backbone'] == 'EMOv1') == ('emov1' in model['Name'])
         assert isinstance(meta['Parameters'], int) and meta['Parameters'] > 0
         assert isinstance(meta['FLOPs'], int) and meta['FLOPs'] > meta['Parameters']
         for result in model['Results']:
@@ -117,10 +119,26 @@ def test_modelindex_reads_the_files():
     assert retinanet.config == 'configs/retinanet_emov2_5m_coco.py'
 
 
-def test_readme_tables_are_the_tool_output():
+def test_model_zoo_page_tables_are_the_tool_output():
     tool = load_tool('model_zoo')
-    assert tool.readme_section(osp.join(REPO, 'README.md')) == tool.render(), \
-        'README model zoo out of date: run python tools/model_zoo.py --update README.md'
+    page = osp.join(REPO, 'docs', 'model_zoo.md')
+    assert tool.link_root_for(page) == '../'
+    assert tool.generated_section(page) == tool.render(link_root='../'), \
+        'docs/model_zoo.md out of date: run python tools/model_zoo.py --update docs/model_zoo.md'
+
+
+def test_readme_summary_is_the_tool_output():
+    tool = load_tool('model_zoo')
+    readme = osp.join(REPO, 'README.md')
+    assert tool.generated_section(readme, tool.SUMMARY_START, tool.SUMMARY_END) == \
+        tool.render_summary(), \
+        'README model-zoo summary out of date: run python tools/model_zoo.py --update README.md'
+    rows = tool.render_summary().splitlines()[2:]
+    assert len(rows) == sum(len({m['Metadata']['Backbone'] for m in models
+                                 if m['In Collection'] == col['Name']})
+                            for _, collections, models in tool.load_index()
+                            for col in collections)
+    assert '| RetinaNet-EMOv2 | COCO | 4 | 10.60M - 29.83M | box AP 36.9 - 43.8 |' in rows
 
 
 def test_model_zoo_table_lists_every_entry():

@@ -64,6 +64,7 @@ def test_emov1_backbone_exports(tmp_path):
     verify_onnx(path, model, [(1, 3, 112, 144), (1, 3, 65, 99)], tolerance=1e-4)
 
 
+@pytest.mark.slow
 def test_fixed_size_export_has_no_shape_arithmetic(tmp_path):
     """dynamic_spatial=False (torch.export): any batch, one size, no Shape operators."""
     import onnx
@@ -79,6 +80,7 @@ def test_fixed_size_export_has_no_shape_arithmetic(tmp_path):
     verify_onnx(path, model, [(1, 3, 100, 130), (3, 3, 100, 130)], tolerance=1e-4)
 
 
+@pytest.mark.slow
 def test_verify_detects_a_wrong_graph(tmp_path):
     # The check must be able to fail: a graph traced without dynamic height and width
     # cannot run a different size, and one of another model differs in value.
@@ -124,6 +126,7 @@ def test_export_tool_cli(tmp_path, capsys):
         tool.main(['emov2_1m_in1k', '--out', str(tmp_path / 'x.onnx'), '--check', '224x224'])
 
 
+@pytest.mark.slow
 def test_export_tool_fixed_size(tmp_path, capsys):
     tool = load_tool('export_onnx')
     out = tmp_path / 'fixed.onnx'

@@ -96,7 +96,7 @@ def probe(installed):
         import emo_mm
         from emo_mm.apis import build_model, find_config, list_configs, load_config
         own = load_config('emov2_5m_in1k')
-        inherited = Config.fromfile('my_classifier.py')  # emo_mm.apis resolves emo_mm::
+        inherited = Config.fromfile('my_classifier.py')  # load_config applied the fixes
         model = build_model(inherited)
         print(json.dumps(dict(
             package=emo_mm.__file__, version=emo_mm.__version__,

@@ -20,6 +20,7 @@ VARIANTS = ['1M', '2M', '5M', '6M']
 
 def _classifier(arch):
     from mmpretrain.models import ImageClassifier  # noqa: F401  (registers mmpretrain)
+
     from emo_mm.apis import build_model, load_config
     return build_model(load_config(f'emov1_{arch.lower()}_in1k'))
 

@@ -14,10 +14,16 @@ from mmseg.registry import MODELS as SEG
 from mmaction.registry import MODELS as ACTION
 from mmpretrain.registry import MODELS as CLS
 assert 'emo_mm' not in sys.modules
-for registry in (DET, SEG, ACTION, CLS):
+def build(registry):
     model = registry.build(dict(type='emo_mm.EMOv2', arch='1M', out_indices=(4, )))
     print(registry.scope, type(model).__module__, type(model).__name__)
-import mmaction.models  # needs emo_mm.compat's stand-in for the missing DRN module
+for registry in (DET, SEG, CLS):
+    build(registry)
+# mmaction2 1.2.0's registry imports mmaction.models, which needs emo_mm's stand-in for the
+# DRN module missing from the wheel: applied as emo_mm's configs' custom_imports apply it.
+import emo_mm.compat.enable
+build(ACTION)
+import mmaction.models
 '''
 
 

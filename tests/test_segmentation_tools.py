@@ -1,4 +1,5 @@
 """tools/train.py / tools/test.py on the generated segmentation sets, and the data errors."""
+import glob
 import os
 import os.path as osp
 import shutil
@@ -10,8 +11,7 @@ import numpy as np
 import pytest
 
 from emo_mm.datasets.checks import DataError
-from emo_mm.demo.data import (ADE_DEMO_CLASSES, DEMO_SETTINGS, make_ade20k_regions,
-                              make_hrf_vessels)
+from emo_mm.demo.data import ADE_DEMO_CLASSES, DEMO_SETTINGS, make_ade20k_regions, make_hrf_vessels
 from emo_mm.engine import prepare_train_config
 from helpers import REPO
 
@@ -53,20 +53,25 @@ def test_train_test_and_overlays(ade, tmp_path):
                   default_hooks='dict(checkpoint=dict(interval=4))')
     work = str(tmp_path / 'work')
     _run([sys.executable, 'tools/train.py', cfg, '--work-dir', work])
-    show = tmp_path / 'overlays'
     log = _run([sys.executable, 'tools/test.py', cfg, osp.join(work, 'iter_4.pth'),
-                '--work-dir', work, '--show-dir', str(show)])
+                '--work-dir', work, '--show-dir', 'overlays'])
     for name in ADE_DEMO_CLASSES:
         assert name in log  # the per-class IoU table
     assert 'mIoU' in log
-    overlays = list(show.rglob('*.png'))
+    # a relative --show-dir is a folder of the run's log folder (work_dir/<timestamp>/)
+    (show, ) = glob.glob(osp.join(work, '2*', 'overlays'))
+    assert f'Images with the predictions drawn: {show}' in log
+    overlays = glob.glob(osp.join(show, '*.png'))
     assert len(overlays) == 24, overlays[:3]
+    assert not osp.exists(osp.join(REPO, 'overlays'))
 
 
 @pytest.mark.slow  # trains through the tools in subprocesses
+@pytest.mark.extended
 def test_slide_inference_on_sizes_not_multiple_of_crop(hrf):
     """Windows overlap and hang over the image edge: 100x140 with crop 64, stride 42."""
     import torch
+
     from emo_mm.apis import build_model, load_config
     model = build_model(load_config(osp.join(REPO, 'configs', 'demo', 'uemo_demo.py'))).eval()
     assert model.test_cfg.mode == 'slide' and tuple(model.test_cfg.crop_size) == (64, 64)

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from emo_mm.apis import build_model, load_config
-from helpers import relative_error
 from emo_mm.models import VEMO, EMOv2, inflate_2d_state
+from helpers import relative_error
 
 
 @pytest.fixture(scope='module')

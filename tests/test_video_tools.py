@@ -1,4 +1,5 @@
 """The V-EMO config through emo_mm's and mmaction2's own train/test tools; video errors."""
+import glob
 import os
 import os.path as osp
 import subprocess
@@ -45,13 +46,20 @@ def _run(args):
 
 
 @pytest.mark.slow  # trains through the tools in subprocesses
+@pytest.mark.extended
 def test_train_and_test_tools(videos, tmp_path):
     cfg = _tiny(tmp_path)
     work = str(tmp_path / 'work')
     _run([sys.executable, 'tools/train.py', cfg, '--work-dir', work])
     log = _run([sys.executable, 'tools/test.py', cfg, osp.join(work, 'epoch_1.pth'),
-                '--work-dir', work])
+                '--work-dir', work, '--show-dir', 'clips'])
     assert 'acc/top1' in log and 'acc/top5' in log
+    # mmaction2's runtime has no visualisation hook: --show-dir adds its own, which writes
+    # each clip's frames (PNG) under the run's folder
+    (show, ) = glob.glob(osp.join(work, '2*', 'clips'))
+    assert f'Images with the predictions drawn: {show}' in log
+    frames = glob.glob(osp.join(show, '**', '*.png'), recursive=True)
+    assert len(frames) >= 8, frames[:3]
 
 
 @pytest.mark.slow  # trains through the tools in subprocesses

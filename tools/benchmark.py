@@ -7,6 +7,14 @@
     python tools/benchmark.py --device cuda --amp fp16 --train --batch-sizes 128
     python tools/benchmark.py --input 800x1344 --batch-sizes 1      # bare backbones
     python tools/benchmark.py --list                                # every model name
+    python tools/benchmark.py --end-to-end detection segmentation --threads 2
+    python tools/benchmark.py --end-to-end bundles/retina/ bundles/ssdlite/
+
+``--end-to-end`` times deploy bundles image in, results out (emo_mm.deploy.Predictor:
+decoding, pipeline replay, the graph with its NMS / arg-max, plain results): ``detection``
+is SSDLite-EMOv2-1M/5M beside mmdet's SSDLite-MobileNetV2 at 320x320, ``segmentation``
+DeepLabv3-EMOv2-1M/5M beside mmseg's DeepLabv3-MobileNetV2 at 512x512, all exported by
+tools/deploy.py's code; bundle folders are timed as given (emo_mm/deploy/speed.py).
 
 Every row is one model under one setting (backend x deploy x compile); for each batch
 size it gives images per second and the ratio to the ``--baseline`` model under the same
@@ -55,9 +63,10 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 
-import emo_mm  # noqa: F401  (first: applies emo_mm.compat)
+import emo_mm.compat.enable  # noqa: F401  (first: applies the upstream fixes)
 from emo_mm.utils.flops import count_flops
-from emo_mm.utils.onnx import TensorOutput, export_onnx, onnx_session, switch_to_deploy
+from emo_mm.utils.onnx import (TensorOutput, export_onnx, onnx_session, operator_kernel_times,
+                               switch_to_deploy)
 
 
 # ---------------------------------------------------------------------------------------
@@ -96,8 +105,9 @@ def _emo_classifier(config: str) -> nn.Module:
 def _emo_backbone(config: str, size=None, **overrides) -> nn.Module:
     """The classifier config's backbone as detectors use it: four outputs, no final
     norm, and the overrides (EMOv2's downstream window is 10)."""
-    from emo_mm.apis import load_config
     from mmengine.registry import MODELS, init_default_scope
+
+    from emo_mm.apis import load_config
     cfg = load_config(config)
     init_default_scope(cfg.get('default_scope', 'mmengine'))
     cfg.model.backbone.update(out_indices=(1, 2, 3, 4), final_norm=False, **overrides)
@@ -358,23 +368,8 @@ def torch_profile(step: Callable[[], None], device: str, top: int,
 
 def onnxruntime_profile(path: str, feeds: dict, threads: Optional[int], top: int,
                         calls: int = 3) -> List[Tuple[str, float]]:
-    """Kernel time per ONNX operator type over ``calls`` runs (onnxruntime's profiler;
-    its file goes to a temporary folder and is deleted)."""
-    with tempfile.TemporaryDirectory() as folder:
-        session = onnx_session(path, threads, profile_prefix=os.path.join(folder, 'profile'))
-        for _ in range(calls + 1):  # the first run (allocation, prepacking) is left out
-            session.run(None, feeds)
-        with open(session.end_profiling()) as file:
-            events = json.load(file)
-    times, runs = {}, 0
-    for event in events:
-        if event.get('name') == 'model_run':
-            runs += 1
-        if (runs > 1 and event.get('cat') == 'Node'
-                and event.get('name', '').endswith('_kernel_time')):
-            op = event.get('args', {}).get('op_name', '?')
-            times[op] = times.get(op, 0.) + event['dur']
-    return _shares(times, top)
+    """Shares of kernel time per ONNX operator type over ``calls`` runs."""
+    return _shares(operator_kernel_times(path, feeds, threads, calls), top)
 
 
 def format_profile(shares: List[Tuple[str, float]]) -> str:
@@ -421,8 +416,8 @@ def measure(name: str, entry: Entry, setting: Setting, args, size,
     model.to(args.device)
     model.train(args.train)
     # Static shapes: each batch size compiles its own graph, as a deployment at a fixed
-    # batch would. By default torch makes the batch symbolic once a second size arrives,
-    # and that graph ran EMOv2-1M at batch 16 on 2 CPU threads at 116 img/s against 186.
+    # batch would (torch's default makes the batch symbolic once a second size arrives,
+    # a slower graph: docs/benchmark.md).
     runner = torch.compile(model, dynamic=False) if setting.compile else model
     steps = {}
     for batch in args.batch_sizes:
@@ -591,7 +586,17 @@ def parse_args(argv=None):
     parser.add_argument('--profile', type=int, nargs='?', const=8, default=0, metavar='N',
                         help='print the N most time-consuming operators of each cell')
     parser.add_argument('--json', default=None, help='also write header and rows to this file')
+    parser.add_argument('--end-to-end', nargs='+', default=None, metavar='TASK_OR_BUNDLE',
+                        help='image-in, results-out timing of deploy bundles: detection, '
+                        'segmentation (EMOv2 beside the toolboxes\' MobileNetV2 peers) or '
+                        'bundle folders')
+    parser.add_argument('--bundle-dir', default=os.path.join('work_dirs', 'benchmark_bundles'),
+                        help='where --end-to-end exports its default bundles (reused)')
     args = parser.parse_args(argv)
+    if args.end_to_end:
+        if args.repeat < 1:
+            parser.error('--repeat must be at least 1.')
+        return args
     args.task = args.task or ('backbone' if args.input else 'classifier')
     args.baseline = args.baseline or args.models[0]
     if args.baseline not in args.models:
@@ -615,8 +620,32 @@ def parse_args(argv=None):
     return args
 
 
+def end_to_end(args) -> List[dict]:
+    from emo_mm.deploy.speed import run_end_to_end
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    load = ' '.join(f'{v:.2f}' for v in os.getloadavg())
+    now = datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')
+    import onnxruntime
+    print(f'emo_mm end-to-end benchmark, {now}: onnxruntime {onnxruntime.__version__}, '
+          f'{device_name("cpu")}; onnxruntime threads {args.threads or "default"}; load '
+          f'average {load}; >= {args.min_time} s per cell after {args.warmup} warm-up calls, '
+          f'median of {args.repeat} interleaved rounds', flush=True)
+    rows, table = run_end_to_end(args.end_to_end, args.threads, args.min_time, args.warmup,
+                                 args.repeat, args.baseline, args.bundle_dir, args.profile)
+    print()
+    print(table)
+    if args.json:
+        with open(args.json, 'w') as file:
+            json.dump(rows, file, indent=1, default=str)
+        print(f'wrote {args.json}')
+    return rows
+
+
 def main(argv=None) -> List[dict]:
     args = parse_args(argv)
+    if args.end_to_end:
+        return end_to_end(args)
     if args.list:
         for name, entry in MODEL_TABLE.items():
             print(f'{name:<30}{entry.source}')

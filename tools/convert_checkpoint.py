@@ -11,7 +11,8 @@ import argparse
 
 import torch
 
-import emo_mm  # noqa: F401  (applies emo_mm.compat)
+import emo_mm.compat.enable  # noqa: F401  (first: applies the upstream fixes)
+from emo_mm.engine import run_cli
 from emo_mm.models.checkpoint import (authors_to_mmpretrain, extract_state_dict,
                                       mmpretrain_to_authors, read_checkpoint)
 
@@ -24,6 +25,7 @@ def main():
     parser.add_argument('--reverse', action='store_true', help='mmpretrain -> authors')
     parser.add_argument('--trust', action='store_true',
                         help='unpickle a full training checkpoint (only for files you trust)')
+    parser.add_argument('--debug', action='store_true', help='show tracebacks of errors')
     args = parser.parse_args()
     state = extract_state_dict(read_checkpoint(args.src, weights_only=not args.trust), args.src)
     if args.reverse:
@@ -36,4 +38,4 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    run_cli(main)

@@ -1,10 +1,11 @@
 """`make demo`: train RetinaNet-EMOv2-1M on generated shapes on the CPU, in minutes.
 
-1. generates data/demo_coco (shapes on smooth backgrounds; train and held-out val split);
+1. generates data/demo_det_shapes (three classes, each a shape of its own colour, on smooth
+   backgrounds; train and held-out val split);
 2. pretrains the EMOv2-1M backbone on other generated shapes (the stand-in for ImageNet
    weights, written once);
 3. evaluates the initialised detector on the held-out split, trains
-   configs/demo/retinanet_emov2_1m_demo.py with seed 0 and evaluates it again;
+   configs/demo/retinanet_emov2_1m_make-demo.py with seed 0 and evaluates it again;
 4. draws ground truth beside predictions for held-out images (demo_grid.png in the work dir).
 
 The recipe is emo_mm.demo.run.run_demo, which tests/test_demo.py runs too: the printed
@@ -13,7 +14,7 @@ Run it from the repository root.
 """
 import argparse
 
-import emo_mm  # noqa: F401  (first: applies emo_mm.compat)
+import emo_mm.compat.enable  # noqa: F401  (first: applies the upstream fixes)
 from emo_mm.demo.run import DEMO_SEED, DEMO_WORK_DIR, run_demo
 
 

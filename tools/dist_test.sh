@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Distributed testing on one machine: tools/dist_test.sh CONFIG CHECKPOINT NUM_PROCESSES [ARGS...]
+# Distributed testing: tools/dist_test.sh CONFIG CHECKPOINT PROCESSES_PER_MACHINE [ARGS...]
 # One process per GPU; without GPUs the processes share the CPU cores (gloo backend).
-# PORT=29501 tools/dist_test.sh ... picks another rendezvous port (default 29500).
+# Environment as tools/dist_train.sh: PORT; NNODES, NODE_RANK, MASTER_ADDR for several
+# machines (each runs the same command with its own NODE_RANK).
 set -euo pipefail
 if [ $# -lt 3 ] || ! [[ "$3" =~ ^[1-9][0-9]*$ ]]; then
     echo "usage: tools/dist_test.sh CONFIG CHECKPOINT NUM_PROCESSES [tools/test.py options...]" >&2
@@ -13,5 +14,4 @@ CHECKPOINT=$2
 NPROC=$3
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 source "$ROOT/tools/dist_common.sh"
-exec "$PYTHON" -m torch.distributed.run --nproc_per_node="$NPROC" --master_port="$PORT" \
-    "$ROOT/tools/test.py" "$CONFIG" "$CHECKPOINT" --launcher pytorch "${@:4}"
+exec "${TORCHRUN[@]}" "$ROOT/tools/test.py" "$CONFIG" "$CHECKPOINT" --launcher pytorch "${@:4}"

@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# Distributed training on one machine: tools/dist_train.sh CONFIG NUM_PROCESSES [ARGS...]
+# Distributed training: tools/dist_train.sh CONFIG PROCESSES_PER_MACHINE [tools/train.py ARGS...]
 # One process per GPU; without GPUs the processes share the CPU cores (gloo backend).
-# PORT=29501 tools/dist_train.sh ... picks another rendezvous port (default 29500).
+# Environment, as mmdet's script: PORT (rendezvous port, default 29500); for several
+# machines NNODES (default 1), NODE_RANK (0 .. NNODES-1, 0 on the master) and MASTER_ADDR
+# (the master's address, default 127.0.0.1). Two machines with 8 GPUs each:
+#   machine 0: NNODES=2 NODE_RANK=0 MASTER_ADDR=10.1.1.1 tools/dist_train.sh CONFIG 8
+#   machine 1: NNODES=2 NODE_RANK=1 MASTER_ADDR=10.1.1.1 tools/dist_train.sh CONFIG 8
 set -euo pipefail
 if [ $# -lt 2 ] || ! [[ "$2" =~ ^[1-9][0-9]*$ ]]; then
     echo "usage: tools/dist_train.sh CONFIG NUM_PROCESSES [tools/train.py options...]" >&2
@@ -12,5 +16,4 @@ CONFIG=$1
 NPROC=$2
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 source "$ROOT/tools/dist_common.sh"
-exec "$PYTHON" -m torch.distributed.run --nproc_per_node="$NPROC" --master_port="$PORT" \
-    "$ROOT/tools/train.py" "$CONFIG" --launcher pytorch "${@:3}"
+exec "${TORCHRUN[@]}" "$ROOT/tools/train.py" "$CONFIG" --launcher pytorch "${@:3}"

@@ -1,5 +1,10 @@
 """Export an EMO classifier or a bare backbone to ONNX and check it against onnxruntime.
 
+For a model to ship (any task: detectors with NMS, segmentors with their label map,
+classifiers, video models) use tools/deploy.py, which writes a bundle folder with the graph,
+its preprocessing and class names (docs/deploy.md). This tool stays for bare graphs: a
+backbone's feature maps (--backbone-only), or a classifier's raw class scores.
+
     python tools/export_onnx.py configs/emov2_5m_in1k.py CKPT --out emov2_5m.onnx
     python tools/export_onnx.py emov2_1m_in1k --out emov2_1m.onnx          # random weights
     python tools/export_onnx.py configs/emov2_5m_in1k.py --backbone-only \\
@@ -10,8 +15,9 @@
 
 The graph has one input ``input`` (N, C, H, W) whose batch, height and width are dynamic
 (``--input-size HxW``: one fixed size and a dynamic batch, exported with torch.export: a
-smaller graph without shape arithmetic, the faster one in onnxruntime), and outputs ``output`` (a classifier's class scores before softmax) or ``output0..K`` (the
-backbone's feature maps). Deploy mode (``switch_to_deploy()``) is applied where the model
+smaller graph without shape arithmetic, the faster one in onnxruntime), and outputs
+``output`` (a classifier's class scores before softmax) or ``output0..K`` (the backbone's
+feature maps). Deploy mode (``switch_to_deploy()``) is applied where the model
 has it, unless ``--no-deploy``. After export the file is run with onnxruntime on the
 ``--check`` sizes and compared with PyTorch (relative error: max |diff| / max |ref|); the
 tool exits with an error if any exceeds ``--tolerance``.
@@ -22,7 +28,7 @@ import sys
 
 import torch
 
-import emo_mm  # noqa: F401  (first: applies emo_mm.compat)
+import emo_mm.compat.enable  # noqa: F401  (first: applies the upstream fixes)
 from emo_mm.apis import load_config
 from emo_mm.utils.onnx import DEFAULT_OPSET, TRACE_SIZE, export_onnx, verify_onnx
 
@@ -100,9 +106,10 @@ def build(cfg, backbone_only: bool, out_indices):
     if out_indices is not None:
         raise SystemExit('--out-indices selects backbone outputs: add --backbone-only.')
     if not model_type.endswith('ImageClassifier'):
-        raise SystemExit(f'Only classifiers export whole; {model_type or "this model"} has '
-                         f'pre/post-processing outside the network. Export its backbone '
-                         f'with --backbone-only.')
+        raise SystemExit(f'Only classifiers export whole here; {model_type or "this model"} '
+                         f'has pre/post-processing outside the network. Export its backbone '
+                         f'with --backbone-only, or the whole model with its post-processing '
+                         f'as a bundle with tools/deploy.py.')
     model = MODELS.build(cfg.model)
     model.eval()
     return model

@@ -4,12 +4,17 @@
     python tools/get_flops.py 5M --shape 512 --window 8    # the authors' 512 setting
     python tools/get_flops.py 5M --backbone --window 10    # detection backbone alone
     python tools/get_flops.py configs/retinanet_emov2_5m_coco.py --shape 800 1333
+    python tools/get_flops.py configs/ssdlite_emov2_5m_320_coco.py  # its fixed 320x320
     python tools/get_flops.py DEMO-S-2 DEMO-B-2 DEMO-L-2 DEMO-XL-2 DiT-S-2 DiT-B-2 DiT-L-2 DiT-XL-2
     python tools/get_flops.py configs/dit/demo-s-2_imagenet256.py     # its denoiser
 
 Diffusion denoisers (D-EMO, DiT) are counted on 32x32x4 latents (256x256 images; --shape
 sets the latent size) at one timestep and label, built on the meta device (shapes only,
 so even XL-2 takes a second; the counts equal a real build's).
+
+A config is measured at its test input size when its test pipeline fixes one (a final crop,
+or a resize without keeping the aspect ratio: classifiers, SSDLite); configs whose test
+images keep their aspect ratio (COCO detectors, ADE20K segmentors) need --shape.
 
 FLOPs follow the papers' (fvcore) convention: one per multiply-accumulate of conv,
 linear and attention matmuls, plus 2 per element of BatchNorm and 5 of LayerNorm.
@@ -19,11 +24,11 @@ import os.path as osp
 import re
 
 import torch
-
-import emo_mm  # noqa: F401  (first: applies emo_mm.compat)
 from mmengine.model import BaseModel
 
+import emo_mm.compat.enable  # noqa: F401  (first: applies the upstream fixes)
 from emo_mm.apis import build_model, load_config
+from emo_mm.engine import UserError, run_cli
 from emo_mm.utils.flops import count_flops
 
 FAMILIES = {'emov2': 'emov2_{}_in1k', 'emov1': 'emov1_{}_in1k'}
@@ -39,8 +44,9 @@ def parse_args():
                         help='variant names (1M, 2M, 5M, 20M, 50M; EMOv1: v1-5M; '
                         'DEMO-S-2 ... DEMO-XL-2, DiT-S-2 ... DiT-XL-2) or config files')
     parser.add_argument('--shape', type=int, nargs='+', default=None,
-                        help='input H [W] (default 224 for variants; required for configs '
-                        'without a fixed size: 800 1333 for COCO, 512 512 for ADE20K)')
+                        help='input H [W] (default: the config\'s fixed test size, 224 for '
+                        'variants; required for configs without one: 800 1333 for COCO, 512 512 '
+                        'for ADE20K)')
     parser.add_argument('--window', type=int, default=None,
                         help='attention window (default: the config\'s; 7 for classifiers)')
     parser.add_argument('--backbone', action='store_true', help='count the backbone only')
@@ -58,6 +64,58 @@ def resolve(name: str):
     family, arch = ('emov1', name[3:]) if name.lower().startswith('v1-') else ('emov2', name)
     label = f'{"EMOv1" if family == "emov1" else "EMOv2"}-{arch.upper()}'
     return FAMILIES[family].format(arch.lower()), label
+
+
+def _test_pipeline(cfg):
+    loader = cfg.get('test_dataloader') or {}
+    dataset = loader.get('dataset') or {}
+    while 'pipeline' not in dataset and isinstance(dataset.get('dataset'), dict):
+        dataset = dataset['dataset']  # wrappers (RepeatDataset, ...)
+    return dataset.get('pipeline') or cfg.get('test_pipeline') or []
+
+
+def _size(value):
+    """(h, w) of a transform's size argument: an int, or mmcv's (w, h)."""
+    if isinstance(value, int):
+        return value, value
+    w, h = value
+    return h, w
+
+
+def fixed_test_size(cfg):
+    """The (h, w) every test image has after the config's test pipeline, or None when it
+    depends on the image (a resize that keeps the aspect ratio, with no crop after it)."""
+    # mmaction2's Resize keeps the aspect ratio unless told otherwise; the others' do not.
+    keep_ratio_default = cfg.get('default_scope') == 'mmaction'
+    size = None
+    for step in _test_pipeline(cfg):
+        kind = step.get('type', '').split('.')[-1]
+        if kind in ('CenterCrop', 'ThreeCrop', 'TenCrop') and 'crop_size' in step:
+            size = _size(step['crop_size'])
+        elif kind == 'Resize' and 'scale' in step:
+            scale = step['scale']
+            free = isinstance(scale, int) or -1 in tuple(scale)
+            keep = step.get('keep_ratio', keep_ratio_default)
+            size = None if keep or free else _size(scale)
+        elif kind == 'Pad' and step.get('size'):
+            size = _size(step['size'])
+        elif kind == 'Pad' and size is not None and step.get('size_divisor'):
+            div = step['size_divisor']
+            size = tuple(-(-v // div) * div for v in size)
+        elif 'Resize' in kind or 'Crop' in kind:  # ResizeEdge, RandomResize, ...
+            size = None
+    return size
+
+
+def input_size(cfg, name: str, shape):
+    if shape:
+        return tuple((shape * 2)[:2])
+    size = fixed_test_size(cfg)
+    if size is None:
+        raise UserError(f'{name}: its test images keep their aspect ratio, so it has no single '
+                        'input size; give one with --shape H W (800 1333 for COCO, 512 512 for '
+                        'ADE20K).')
+    return size
 
 
 def measure_denoiser(denoiser_cfg: dict, label: str, args):
@@ -98,8 +156,8 @@ def measure(name: str, args):
         return measure_denoiser(cfg.model.denoiser, label, args)
     if args.window is not None:
         cfg.model.backbone.window_size = args.window
+    h, w = input_size(cfg, name, args.shape)
     model = build_model(cfg).eval()
-    h, w = (args.shape * 2)[:2] if args.shape else (224, 224)
     channels = cfg.model.backbone.get('in_channels', 3)
     x = torch.rand(1, channels, h, w)
     if args.backbone:
@@ -131,4 +189,4 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    run_cli(main)

@@ -4,14 +4,15 @@
     python tools/make_demo_data.py ade20k        # data/demo_ade20k: ADE20K-layout regions
     python tools/make_demo_data.py hrf           # data/demo_hrf: HRF-layout vessel maps
     python tools/make_demo_data.py kinetics      # data/demo_kinetics: K400-layout videos
+    python tools/make_demo_data.py shapes_cls    # data/demo_shapes_cls: one shape per image
     python tools/make_demo_data.py shapes_backbone  # EMOv2-1M pretrained on generated shapes,
                                                     # for the demo detection configs (~1.5 min)
     python tools/make_demo_data.py all
 """
 import argparse
 
-from emo_mm.generation.demo_data import GEN_SHAPES_ROOT, make_class_shapes
 from emo_mm.demo import data, pretrain
+from emo_mm.generation.demo_data import GEN_SHAPES_ROOT, make_class_shapes
 
 # The default roots are those of configs/demo/_base_/demo_data.py (emo_mm.demo reads it).
 SETS = {
@@ -19,6 +20,7 @@ SETS = {
     'ade20k': (data.make_ade20k_regions, data.DEMO_SETTINGS.demo_ade20k_root),
     'hrf': (data.make_hrf_vessels, data.DEMO_SETTINGS.demo_hrf_root),
     'kinetics': (data.make_motion_videos, data.DEMO_SETTINGS.demo_kinetics_root),
+    'shapes_cls': (data.make_shapes_classification, data.DEMO_SETTINGS.demo_cls_root),
     'shapes_backbone': (pretrain.pretrain_shapes_backbone, pretrain.SHAPES_BACKBONE),
     'gen_shapes': (make_class_shapes, GEN_SHAPES_ROOT),
 }

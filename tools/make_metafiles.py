@@ -4,9 +4,13 @@
     python tools/make_metafiles.py --no-flops   # params only; FLOPs kept from the files
     python tools/make_metafiles.py --check      # exit 1 if a file is not what it would write
 
-The files follow the OpenMMLab metafile format (``Collections`` with ``Paper`` and ``Code``;
-``Models`` with ``Name``, ``In Collection``, ``Config``, ``Metadata``, ``Results``,
-``Weights``), so ``mim search emo_mm`` and mmpretrain's model hub read them.
+The files follow the OpenMMLab metafile format (``Collections`` with ``Paper``; ``Models``
+with ``Name``, ``In Collection``, ``Config``, ``Metadata``, ``Results``, ``Weights``), so
+``mim search emo_mm`` and mmpretrain's model hub read them. As in mmdet and mmseg, a
+collection is one model (RetinaNet, DeepLabV3, ...; EMOv2 and EMOv1 for the classifiers)
+with its own paper, defined once in one metafile, so that ``mim search emo_mm --model
+retinanet`` finds it; every entry names its backbone (``Metadata.Backbone``), the EMO paper
+and the authors' code.
 
 Two kinds of numbers go in. ``Parameters`` and ``FLOPs`` are measured here, from each
 config's model (FLOPs in the papers' fvcore convention, see :mod:`emo_mm.utils.flops`, at
@@ -36,6 +40,20 @@ PAPERS = {
                          URL='https://arxiv.org/abs/2301.01146'),
 }
 CODE = {'emov2': 'https://github.com/zhangzjn/EMOv2', 'emov1': 'https://github.com/zhangzjn/EMO'}
+BACKBONES = {'emov2': 'EMOv2', 'emov1': 'EMOv1'}
+#: The papers of the detectors and segmentors (the collections' papers in mmdet / mmseg).
+METHOD_PAPERS = {
+    'SSDLite': ('MobileNetV2: Inverted Residuals and Linear Bottlenecks',
+                'https://arxiv.org/abs/1801.04381'),
+    'RetinaNet': ('Focal Loss for Dense Object Detection', 'https://arxiv.org/abs/1708.02002'),
+    'Mask R-CNN': ('Mask R-CNN', 'https://arxiv.org/abs/1703.06870'),
+    'DeepLabV3': ('Rethinking Atrous Convolution for Semantic Image Segmentation',
+                  'https://arxiv.org/abs/1706.05587'),
+    'PSPNet': ('Pyramid Scene Parsing Network', 'https://arxiv.org/abs/1612.01105'),
+    'FPN': ('Panoptic Feature Pyramid Networks', 'https://arxiv.org/abs/1901.02446'),
+    'SegFormer': ('SegFormer: Simple and Efficient Design for Semantic Segmentation with '
+                  'Transformers', 'https://arxiv.org/abs/2105.15203'),
+}
 V2_WEIGHTS = 'https://github.com/zhangzjn/data/raw/main/emov2_pretrained_weights/'
 V2_README = "the authors' README (equal to their training log)"
 V1_README = "the EMOv1 authors' README (equal to their training log)"
@@ -133,21 +151,31 @@ def v1_log(path: str) -> str:
     return f'{CODE["emov1"]}/blob/main/resources/{path}'
 
 
-def collection(name: str, family: str, dataset: str, architecture: list) -> OrderedDict:
+def collection(name: str, dataset: str, architecture: list, family: str = None) -> OrderedDict:
+    """A collection: one of EMO's own models (``family``: its paper) or a detector /
+    segmentor (the paper of :data:`METHOD_PAPERS`)."""
+    if family:
+        paper = PAPERS[family]
+    else:
+        title, url = METHOD_PAPERS[name]
+        paper = OrderedDict(Title=title, URL=url)
     return OrderedDict(
         Name=name,
         Metadata=OrderedDict([('Training Data', dataset), ('Architecture', architecture)]),
-        Paper=PAPERS[family],
-        Code=OrderedDict(URL=CODE[family]))
+        Paper=paper)
 
 
 def model(name: str, collection_name: str, config: str, flops_input: tuple, results: list,
-          source: str, weights: str = None, log: str = None, note: str = None) -> OrderedDict:
+          source: str, weights: str = None, log: str = None, note: str = None,
+          family: str = 'emov2') -> OrderedDict:
     """One ``Models`` entry; ``Metadata`` is filled in by :func:`measure`."""
     entry = OrderedDict(Name=name)
     entry['In Collection'] = collection_name
     entry['Config'] = f'configs/{config}.py'
-    entry['Metadata'] = OrderedDict([('FLOPs Input', 'x'.join(map(str, flops_input)))])
+    entry['Metadata'] = OrderedDict([('Backbone', BACKBONES[family]),
+                                     ('FLOPs Input', 'x'.join(map(str, flops_input)))])
+    entry['Paper'] = PAPERS[family]
+    entry['Code'] = CODE[family]
     entry['Results'] = [
         OrderedDict(Task=task, Dataset=dataset, Metrics=OrderedDict(metrics))
         for task, dataset, metrics in results]
@@ -167,7 +195,7 @@ def _metrics(names, values):
 
 
 def classification_files():
-    v2 = [collection('EMOv2', 'emov2', 'ImageNet-1k', ['i2RMB', 'Spanning Window Attention'])]
+    v2 = [collection('EMOv2', 'ImageNet-1k', ['i2RMB', 'Spanning Window Attention'], 'emov2')]
     v2_models = []
     for variant, top1 in CLASSIFICATION_V2.items():
         config = f'emov2_{variant.lower()}_in1k'
@@ -182,80 +210,87 @@ def classification_files():
                 V2_README, weights=f'{V2_WEIGHTS}EMOv2_{variant}_224{kd}.pth',
                 log=v2_log(f'Cls/log_train_EMOv2_{variant}_224{kd}.txt'),
                 note=KD_NOTE if kd else None))
-    v1 = [collection('EMOv1', 'emov1', 'ImageNet-1k', ['iRMB', 'Strided Window Attention'])]
+    v1 = [collection('EMOv1', 'ImageNet-1k', ['iRMB', 'Strided Window Attention'], 'emov1')]
     v1_models = [
         model(f'emov1-{variant.lower()}_in1k', 'EMOv1', f'emov1_{variant.lower()}_in1k',
               (3, 224, 224),
               [('Image Classification', 'ImageNet-1k', [('Top 1 Accuracy', top1)])],
               V1_README, weights=f'{CODE["emov1"]}/raw/main/resources/EMO_{variant}/net.pth',
-              log=v1_log(f'EMO_{variant}/log_train.txt'))
+              log=v1_log(f'EMO_{variant}/log_train.txt'), family='emov1')
         for variant, top1 in CLASSIFICATION_V1.items()]
     return {'emov2_in1k.yml': (v2, v2_models), 'emov1_in1k.yml': (v1, v1_models)}
 
 
 def detection_files():
+    """One file per detector, the EMOv2 entries first, then the EMOv1 ones."""
     coco = 'COCO'
-    v2 = [collection(name, 'emov2', coco, ['EMOv2', *parts]) for name, parts in (
-        ('SSDLite-EMOv2', ['SSDLite']), ('RetinaNet-EMOv2', ['FPN', 'RetinaNet']),
-        ('Mask R-CNN-EMOv2', ['FPN', 'Mask R-CNN']))]
-    v2_models = []
+    ssdlite, retinanet, mask_rcnn = [], [], []
     for (variant, size), (*values, log) in SSDLITE_V2.items():
-        v2_models.append(model(
-            f'ssdlite_emov2_{variant.lower()}_{size}_coco', 'SSDLite-EMOv2',
+        ssdlite.append(model(
+            f'ssdlite_emov2_{variant.lower()}_{size}_coco', 'SSDLite',
             f'ssdlite_emov2_{variant.lower()}_{size}_coco', (3, size, size),
             [('Object Detection', coco, _metrics(DETECTION_METRICS, values))],
             V2_README, log=v2_log(f'Det/{log}')))
     for variant, (*values, log) in RETINANET_V2.items():
         name = f'retinanet_emov2_{variant.lower()}_coco'
-        v2_models.append(model(
-            name, 'RetinaNet-EMOv2', name, (3, 800, 1333),
+        retinanet.append(model(
+            name, 'RetinaNet', name, (3, 800, 1333),
             [('Object Detection', coco, _metrics(DETECTION_METRICS, values))],
             V2_README, log=v2_log(f'Det/{log}')))
     for variant, (*values, mask_ap, log) in MASK_RCNN_V2.items():
         name = f'mask-rcnn_emov2_{variant.lower()}_coco'
-        v2_models.append(model(
-            name, 'Mask R-CNN-EMOv2', name, (3, 800, 1333),
+        mask_rcnn.append(model(
+            name, 'Mask R-CNN', name, (3, 800, 1333),
             [('Object Detection', coco, _metrics(DETECTION_METRICS, values)),
              ('Instance Segmentation', coco, [('mask AP', mask_ap)])],
             "box AP: the authors' README; mask AP: their training log (final epoch)",
             log=v2_log(f'Det/{log}')))
-    v1 = [collection(name, 'emov1', coco, ['EMOv1', *parts]) for name, parts in (
-        ('SSDLite-EMOv1', ['SSDLite']), ('RetinaNet-EMOv1', ['FPN', 'RetinaNet']))]
-    v1_models = []
-    for arch, table, size, log_dir in (('ssdlite', SSDLITE_V1, 320, 'SSDLite'),
-                                       ('retinanet', RETINANET_V1, None, 'RetinaNet')):
-        for variant, (*values, log) in table.items():
-            name = f'{arch}_emov1_{variant.lower()}_{size}_coco' if size else \
-                f'{arch}_emov1_{variant.lower()}_coco'
-            v1_models.append(model(
-                name, f'{log_dir}-EMOv1', name, (3, size, size) if size else (3, 800, 1333),
-                [('Object Detection', coco, _metrics(DETECTION_METRICS, values))],
-                V1_README, log=v1_log(f'{log_dir}_EMO_{variant}/{log}')))
-    return {'emov2_coco.yml': (v2, v2_models), 'emov1_coco.yml': (v1, v1_models)}
+    for variant, (*values, log) in SSDLITE_V1.items():
+        name = f'ssdlite_emov1_{variant.lower()}_320_coco'
+        ssdlite.append(model(
+            name, 'SSDLite', name, (3, 320, 320),
+            [('Object Detection', coco, _metrics(DETECTION_METRICS, values))],
+            V1_README, log=v1_log(f'SSDLite_EMO_{variant}/{log}'), family='emov1'))
+    for variant, (*values, log) in RETINANET_V1.items():
+        name = f'retinanet_emov1_{variant.lower()}_coco'
+        retinanet.append(model(
+            name, 'RetinaNet', name, (3, 800, 1333),
+            [('Object Detection', coco, _metrics(DETECTION_METRICS, values))],
+            V1_README, log=v1_log(f'RetinaNet_EMO_{variant}/{log}'), family='emov1'))
+    return {
+        'ssdlite_coco.yml': ([collection('SSDLite', coco, ['SSDLite'])], ssdlite),
+        'retinanet_coco.yml': ([collection('RetinaNet', coco, ['FPN', 'RetinaNet'])],
+                               retinanet),
+        'mask-rcnn_coco.yml': ([collection('Mask R-CNN', coco, ['FPN', 'Mask R-CNN'])],
+                               mask_rcnn),
+    }
 
 
-SEG_HEADS = {'deeplabv3': ('DeepLabv3', 'DeepLabV3'), 'pspnet': ('PSPNet', 'PSPNet'),
-             'fpn': ('Semantic FPN', 'Semantic FPN'), 'segformer': ('SegFormer', 'SegFormer')}
+#: Segmentation heads: config prefix -> (collection, architecture, authors' log folder).
+SEG_HEADS = {'deeplabv3': ('DeepLabV3', 'ASPP', 'DeepLabv3'),
+             'pspnet': ('PSPNet', 'PSPNet', 'PSPNet'),
+             'fpn': ('FPN', 'FPN', 'Semantic FPN'),
+             'segformer': ('SegFormer', 'SegFormer', 'SegFormer')}
 
 
 def segmentation_files():
+    """One file per segmentor, the EMOv2 entries first, then the EMOv1 ones."""
     ade = 'ADE20K'
     files = {}
+    for head, (label, architecture, _) in SEG_HEADS.items():
+        files[f'{head}_ade20k.yml'] = ([collection(label, ade, [architecture])], [])
     for family, table, logger in (('emov2', ADE20K_V2, v2_log), ('emov1', ADE20K_V1, v1_log)):
-        tag = family.replace('emo', 'EMO')
-        collections, models = [], []
         for head, variants in table.items():
-            label, architecture = SEG_HEADS[head]
-            collections.append(collection(f'{label}-{tag}', family, ade, [tag, architecture]))
+            label, _, log_folder = SEG_HEADS[head]
             for variant, (*values, log) in variants.items():
                 name = f'{head}_{family}_{variant.lower()}_ade20k'
                 log_path = f'Seg/{log}' if family == 'emov2' else \
-                    f'{label}_EMO_{variant}/{log}'
-                models.append(model(
-                    name, f'{label}-{tag}', name, (3, 512, 512),
+                    f'{log_folder}_EMO_{variant}/{log}'
+                files[f'{head}_ade20k.yml'][1].append(model(
+                    name, label, name, (3, 512, 512),
                     [('Semantic Segmentation', ade, _metrics(SEGMENTATION_METRICS, values))],
-                    V2_README if family == 'emov2' else V1_README, log=logger(log_path)))
-        files[f'{family}_ade20k.yml'] = (collections, models)
+                    V2_README if family == 'emov2' else V1_README, log=logger(log_path),
+                    family=family))
     return files
 
 
@@ -271,10 +306,11 @@ def other_files():
                  "the authors' training log, final epoch 200 (best top-1 65.17 at epoch 196)",
                  log=v2_log('Vid/EMOv2_5M_8_160_20240707_014439.log'))
     return {
-        'uemo_hrf.yml': ([collection('U-EMO', 'emov2', 'HRF', ['UNet', 'i2RMB', 'DeepLabV3'])],
+        'uemo_hrf.yml': ([collection('U-EMO', 'HRF', ['UNet', 'i2RMB', 'DeepLabV3'], 'emov2')],
                          [uemo]),
-        'vemo_k400.yml': ([collection('V-EMO', 'emov2', 'Kinetics-400',
-                                      ['EMOv2', 'Recognizer3D', 'UniFormerHead'])], [vemo]),
+        'vemo_k400.yml': ([collection('V-EMO', 'Kinetics-400',
+                                      ['EMOv2', 'Recognizer3D', 'UniFormerHead'], 'emov2')],
+                          [vemo]),
     }
 
 
@@ -341,7 +377,8 @@ def measure(entries, with_flops: bool, previous: dict) -> None:
             print(f'{config}: {params:,} parameters'
                   + (f', {flops:,} FLOPs' if flops is not None else ''), file=sys.stderr)
         params, flops, schedule = cache[config]
-        metadata = OrderedDict(Parameters=params)
+        metadata = OrderedDict([('Backbone', entry['Metadata']['Backbone']),
+                                ('Parameters', params)])
         if flops is not None:
             metadata['FLOPs'] = flops
         metadata['FLOPs Input'] = entry['Metadata']['FLOPs Input']

@@ -15,7 +15,7 @@ import os.path as osp
 
 import torch
 
-import emo_mm  # noqa: F401  (first: applies emo_mm.compat)
+import emo_mm.compat.enable  # noqa: F401  (first: applies the upstream fixes)
 
 
 def parse_args():
@@ -114,7 +114,7 @@ def main():
     model = MODELS.build(cfg.model)
     if not hasattr(model, 'generate'):
         raise UserError(f'{args.config}: model {type(model).__name__} is not a diffusion '
-                         'model (emo_mm.DiffusionModel).')
+                        'model (emo_mm.DiffusionModel).')
     # a Runner checkpoint of a training run: tensors and plain values only, unless trusted;
     # read once, checked against the model, then loaded
     model.load_state_dict(verify_checkpoint(model, args.checkpoint,
@@ -127,7 +127,7 @@ def main():
     latent = model.denoiser.in_channels != 3
     if latent and not args.vae:
         raise UserError(f'The model generates {model.denoiser.in_channels}-channel latents; '
-                         'pass --vae PATH (the diffusers AutoencoderKL that encoded them).')
+                        'pass --vae PATH (the diffusers AutoencoderKL that encoded them).')
     overrides = {k: v for k, v in dict(sampler=args.sampler, steps=args.steps, eta=args.eta,
                                        cfg_scale=args.cfg_scale).items() if v is not None}
     labels = torch.tensor([c for c in args.classes for _ in range(args.n_per_class)])

@@ -97,7 +97,7 @@ else
 fi
 
 log "OpenMMLab toolboxes and test tools"
-pip_install -r requirements/runtime.txt -r requirements/tests.txt
+pip_install -r requirements/runtime.txt -r requirements/tests.txt -r requirements/lint.txt
 log "emo_mm (editable)"
 pip_install --no-deps --no-build-isolation -e .
 

@@ -8,9 +8,12 @@
     tools/dist_train.sh CONFIG 8 [ARGS]                   # torchrun; CPUs use gloo
 
 The toolbox comes from the config's default_scope. Every sample is checked first (once:
-unchanged data sets are skipped). A work dir that already holds checkpoints is not trained
-into again without --resume or --overwrite. Checkpoints are written atomically and load
-without unpickling code; a checkpoint that needs more is refused unless --trust-checkpoint.
+unchanged data sets are skipped). One run at a time per work dir (a second one is refused);
+a work dir that already holds checkpoints is not trained into again without --resume or
+--overwrite. Training stops at the first NaN or infinite loss, gradient norm or weight,
+before anything is saved from them. Checkpoints are written atomically and load without
+unpickling code; a checkpoint that needs more is refused unless --trust-checkpoint, one with
+NaN or infinite tensors unless --allow-nonfinite.
 Errors print one or two lines (exit code 2); --debug or EMO_MM_DEBUG=1 shows the traceback.
 """
 import argparse
@@ -19,9 +22,9 @@ import os.path as osp
 
 from mmengine.config import DictAction
 
-import emo_mm  # noqa: F401  (first: applies emo_mm.compat)
-from emo_mm.engine import (finish_distributed, prepare_train_config, run_cli,
-                           trusted_checkpoints)
+import emo_mm.compat.enable  # noqa: F401  (first: applies the upstream fixes)
+from emo_mm.engine import (allow_nonfinite_checkpoints, finish_distributed, prepare_train_config,
+                           run_cli, trusted_checkpoints)
 
 
 def parse_args():
@@ -40,6 +43,9 @@ def parse_args():
     parser.add_argument('--trust-checkpoint', action='store_true',
                         help='allow full unpickling of the resumed / load_from checkpoint '
                         '(it can run code; emo_mm\'s own checkpoints never need it)')
+    parser.add_argument('--allow-nonfinite', action='store_true',
+                        help='load a resumed / load_from checkpoint even if it holds NaN or '
+                        'infinite tensors (refused otherwise)')
     parser.add_argument('--amp', action='store_true', help='mixed precision (GPU only)')
     parser.add_argument('--auto-scale-lr', action='store_true',
                         help='scale the lr by the batch size / auto_scale_lr.base_batch_size')
@@ -66,7 +72,7 @@ def main():
                                resume=args.resume, amp=args.amp,
                                auto_scale_lr=args.auto_scale_lr, launcher=args.launcher,
                                data_root=args.data_root, trust_checkpoint=args.trust_checkpoint,
-                               overwrite=args.overwrite)
+                               overwrite=args.overwrite, allow_nonfinite=args.allow_nonfinite)
     _work_dir.append(cfg.work_dir)
     if args.compile:
         from emo_mm.engine.compile import enable_compile
@@ -74,7 +80,7 @@ def main():
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
     trusted = [cfg.load_from] if cfg.trust_checkpoint and cfg.get('load_from') else []
-    with trusted_checkpoints(*trusted):
+    with trusted_checkpoints(*trusted), allow_nonfinite_checkpoints(cfg.allow_nonfinite):
         runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
         runner.train()
     finish_distributed()

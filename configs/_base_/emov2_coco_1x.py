@@ -6,7 +6,9 @@
 # parameter names that no parameter of these models contains, so they are left out
 # (tests/test_config_keys.py checks that every key matches a parameter); the optimizer's
 # parameter groups are the same without them.
-custom_imports = dict(imports=['emo_mm.models'], allow_failed_imports=False)
+# emo_mm.compat.enable applies emo_mm's upstream fixes (the toolboxes' own tools need them).
+custom_imports = dict(imports=['emo_mm.compat.enable', 'emo_mm.models'],
+                      allow_failed_imports=False)
 
 optim_wrapper = dict(
     type='OptimWrapper',

@@ -5,7 +5,9 @@ _base_ = [
     'mmpretrain::_base_/datasets/imagenet_bs64_swin_224.py',
     'mmpretrain::_base_/default_runtime.py',
 ]
-custom_imports = dict(imports=['emo_mm.models'], allow_failed_imports=False)
+# emo_mm.compat.enable applies emo_mm's upstream fixes (the toolboxes' own tools need them).
+custom_imports = dict(imports=['emo_mm.compat.enable', 'emo_mm.models'],
+                      allow_failed_imports=False)
 
 model = dict(
     type='ImageClassifier',
@@ -71,6 +73,10 @@ test_cfg = dict()
 auto_scale_lr = dict(base_batch_size=1024)
 
 # EMA of the whole state dict with decay 0.9998, evaluated in place of the raw weights.
+# CheckpointLayoutHook: any Runner of these configs (`mim test`, mmpretrain's own tools) loads
+# the authors' released files, which the model zoo links and `mim download` fetches, by
+# converting their key layout on the fly.
 custom_hooks = [dict(type='EMAHook', momentum=2e-4, update_buffers=True,
-                     priority='ABOVE_NORMAL')]
+                     priority='ABOVE_NORMAL'),
+                dict(type='emo_mm.CheckpointLayoutHook')]
 randomness = dict(seed=42)

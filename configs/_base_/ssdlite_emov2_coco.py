@@ -3,7 +3,9 @@
 # in place of MobileNetV2. Variants set arch, drop_path_rate, the pretrained file and the
 # widths.
 _base_ = ['mmdet::ssd/ssdlite_mobilenetv2-scratch_8xb24-600e_coco.py']
-custom_imports = dict(imports=['emo_mm.models'], allow_failed_imports=False)
+# emo_mm.compat.enable applies emo_mm's upstream fixes (the toolboxes' own tools need them).
+custom_imports = dict(imports=['emo_mm.compat.enable', 'emo_mm.models'],
+                      allow_failed_imports=False)
 
 model = dict(
     backbone=dict(

@@ -3,9 +3,7 @@
 _base_ = ['./_base_/dit_imagenet256.py']
 
 model = dict(denoiser=dict(type='emo_mm.DEMO', arch='B-2'))
-# 96,082,976 parameters at 32x32 latents; the authors' B-2 log counts 96,672,800, which is
-# this network at input_size=64 (a 1024-token positional embedding): kept at 256 px here,
-# the resolution of the paper's table.
+# 256 px (32x32 latents), the resolution of the paper's table.
 # D-EMO blocks hold BatchNorm: average its running statistics with the weights, so the EMA
 # model's statistics belong to EMA-like weights rather than to the live model's.
 custom_hooks = [dict(type='EMAHook', momentum=1e-4, update_buffers=True,

@@ -2,13 +2,9 @@
 # 3 colours) for a few CPU minutes: the generation demo and learning test. DiT's diffusion
 # (1000 linear-beta steps, learned-variance VLB, label dropout 0.1, EMA), with what minutes
 # on a CPU need: a 4-block D-EMO of width 96 on 4x4 patches (8x8 tokens), velocity
-# prediction instead of DiT's noise prediction (it weights the high-noise steps that lay
-# out an image more: after 1000 iterations at guidance 4, class accuracy 0.411 instead of
-# 0.356; with more iterations it keeps rising where the noise prediction stalled; see the
-# README), a higher learning rate with warm-up, a short EMA, and 25 DDIM steps (eta 0) with
-# classifier-free guidance scale 3 for evaluation. Seed 0, 2000 iterations (about 5
-# minutes on 2 cores): class accuracy 0.656 (scale 2: 0.578, scale 4: 0.639; DDPM 250
-# steps at scale 3: 0.650).
+# prediction instead of DiT's noise prediction (it weights more the high-noise steps that
+# lay out an image), a higher learning rate with warm-up, a short EMA, and 25 DDIM steps
+# (eta 0) with classifier-free guidance scale 3 for evaluation; 2000 iterations.
 #   python -m emo_mm.generation.demo_data          # data/demo_gen_shapes (seconds)
 #   python tools/train.py configs/dit/demo-tiny_shapes32.py
 #   python tools/sample.py configs/dit/demo-tiny_shapes32.py \

@@ -13,6 +13,7 @@ here from the launcher's environment (the Runner skips ``init_dist`` when a grou
 and the config's ``model_wrapper_cfg`` asks for DDP without device ids.
 """
 import os
+import subprocess
 
 import torch
 
@@ -22,18 +23,29 @@ def needed(launcher: str) -> bool:
 
 
 def init_process_group(launcher: str) -> None:
-    """Creates the gloo process group from torchrun's (or slurm's) environment."""
+    """Creates the gloo process group from torchrun's (or Slurm's) environment."""
     import torch.distributed as dist
     if dist.is_initialized():
         return
     if launcher == 'slurm':
-        os.environ.setdefault('RANK', os.environ['SLURM_PROCID'])
-        os.environ.setdefault('WORLD_SIZE', os.environ['SLURM_NTASKS'])
-        os.environ.setdefault('LOCAL_RANK', os.environ['SLURM_LOCALID'])
-        os.environ.setdefault('MASTER_PORT', '29500')
-        os.environ.setdefault('MASTER_ADDR', '127.0.0.1')
+        slurm_environment()
     dist.init_process_group('gloo', rank=int(os.environ['RANK']),
                             world_size=int(os.environ['WORLD_SIZE']))
+
+
+def slurm_environment() -> None:
+    """Sets torch's rendezvous variables from Slurm's, as mmengine's ``_init_dist_slurm``
+    does: rank, world size and local rank of the task (overriding the ``LOCAL_RANK=0``
+    the tools set for single-process runs), port 29500 unless ``MASTER_PORT`` is set, and
+    the first machine of the job as master unless ``MASTER_ADDR`` is set."""
+    os.environ['RANK'] = os.environ['SLURM_PROCID']
+    os.environ['WORLD_SIZE'] = os.environ['SLURM_NTASKS']
+    os.environ['LOCAL_RANK'] = os.environ.get('SLURM_LOCALID', '0')
+    os.environ.setdefault('MASTER_PORT', '29500')
+    if 'MASTER_ADDR' not in os.environ:
+        hosts = subprocess.run(['scontrol', 'show', 'hostnames', os.environ['SLURM_NODELIST']],
+                               capture_output=True, text=True, check=True).stdout.split()
+        os.environ['MASTER_ADDR'] = hosts[0]
 
 
 def prepare(cfg) -> None:

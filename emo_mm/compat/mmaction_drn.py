@@ -7,10 +7,10 @@ mmaction2 1.2.0 wheels; a no-op where ``drn/drn.py`` exists (source installs, la
 releases) or mmaction2 is not installed.
 
 ``mmaction.models`` is imported by mmengine's registry as soon as any mmaction2 config is
-built (the toolbox's own tools, inferencers, ``init_recognizer``), before emo_mm sees the
-config; short of an import hook, the only place early enough is ``import emo_mm``, which
-the configs' ``custom_imports`` trigger. The stand-in costs a ``find_spec`` and two
-``sys.modules`` entries; it imports nothing.
+built (the toolbox's own tools, inferencers, ``init_recognizer``), so the stand-in is
+entered as soon as the fixes are applied (emo_mm's configs apply them through their
+``custom_imports``). It costs a ``find_spec`` and two ``sys.modules`` entries; it imports
+nothing.
 """
 import importlib.util
 import os.path as osp
@@ -18,6 +18,8 @@ import sys
 import types
 
 MODULE = 'mmaction.models.localizers.drn'
+#: Applied at once: the stand-in must be in place before mmaction2 imports its models.
+TARGET = None
 
 
 class DRN:

@@ -6,12 +6,15 @@ inherits reads that attribute, so every SSD test / inference fails with ``Attrib
 object has no attribute 'loss_cls'``. Applies to mmdet 3.x up to 3.3.0; a no-op where the
 head sets the attribute itself (the check runs on each built head).
 
-Applied once, when emo_mm first sees mmdet's heads imported (:func:`emo_mm.compat.
-apply_to_loaded`) or a config with an ``SSDHead`` about to be built; it wraps ``__init__``
-of that one class, under a lock so concurrent first builds patch once.
+Fix: ``__init__`` of that one class sets the attribute when the head did not (under a
+lock, so that concurrent first applications wrap it once).
 """
 import functools
+import importlib
 import threading
+
+#: The upstream module this fix changes; applied once it is imported.
+TARGET = 'mmdet.models.dense_heads.ssd_head'
 
 _lock = threading.Lock()
 _MARK = '_emo_mm_loss_cls_fix'
@@ -19,8 +22,7 @@ _MARK = '_emo_mm_loss_cls_fix'
 
 def apply() -> None:
     """Wraps ``SSDHead.__init__`` to set ``loss_cls = None`` when the head did not."""
-    from mmdet.models.dense_heads import ssd_head
-    head = ssd_head.SSDHead
+    head = importlib.import_module(TARGET).SSDHead
     with _lock:
         original = head.__init__
         if getattr(original, _MARK, False):

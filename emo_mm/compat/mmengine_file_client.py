@@ -7,12 +7,17 @@ future`` and ``"HardDiskBackend" is the alias of "LocalBackend"``. The user has 
 change. Only these two notices of ``mmengine.fileio.file_client`` are dropped; a
 ``FileClient`` created elsewhere works as before. Applies to mmengine 0.8 .. 0.10.7.
 """
+import importlib
+
+#: The upstream module this fix changes; applied once it is imported.
+TARGET = 'mmengine.fileio.file_client'
+
 _NOTICES = ('"FileClient" will be deprecated', '"HardDiskBackend" is the alias')
 
 
 def apply() -> None:
     """Wraps the module's ``print_log`` (idempotent)."""
-    from mmengine.fileio import file_client
+    file_client = importlib.import_module(TARGET)
     original = file_client.print_log
     if getattr(original, 'drops_deprecation_notices', False):
         return

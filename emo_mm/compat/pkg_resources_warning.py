@@ -7,6 +7,9 @@ on every import of mmcv / mmengine. Applies to setuptools 67..80 with mmengine <
 """
 import warnings
 
+#: Applied at once: the warning comes from imports that have not happened yet.
+TARGET = None
+
 
 def apply() -> None:
     """Installs the warning filter (idempotent: ``warnings`` drops duplicates)."""

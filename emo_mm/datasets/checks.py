@@ -5,10 +5,15 @@ pycocotools, an empty annotation file as a JSON decoding error, and a label map 
 wrong size in sample 17 trains to the end on misaligned labels. ``tools/train.py``,
 ``tools/test.py`` and ``tools/check_data.py`` run :func:`check_data` before building the
 Runner: structure first (folders, annotation files, the classes against the model head),
-then one pass over every sample of each split (image headers and sizes, label-map sizes
-and values, annotation references, video containers) with a progress bar. A passed split
-leaves a stamp (keyed by the data set's config and the size and time of every file) so
-the next run skips it; :mod:`emo_mm.datasets.guard` catches what changes later.
+then one pass over every sample of each split (images decoded in full, label maps read as
+mmseg reads them, annotation references, list lines parsed as the toolbox parses them,
+video containers) with a progress bar. What the toolboxes would silently drop or change
+(COCO boxes mmdet discards or keeps unclipped) is reported as warnings with counts and
+examples; what they would get wrong (duplicate COCO image ids, a split smaller than one
+batch with ``drop_last``) is an error. A passed split leaves a stamp (keyed by the data
+set's config and the size and time of every file; it records the depth of the check and
+its warnings) so the next run skips it; :mod:`emo_mm.datasets.guard` catches what
+changes later.
 """
 import copy
 import hashlib
@@ -128,59 +133,160 @@ def set_data_root(cfg: Config, data_root: str) -> None:
                     evaluator['ann_file'] = osp.join(data_root, ann_file[len(old):].lstrip('/'))
 
 
+#: How deep the sample pass reads: structure only (folders, files, classes), file
+#: headers (sizes), or every sample decoded in full.
+DEPTHS = ('structure', 'headers', 'decode')
+
+
 def check_data(cfg: Config, splits: Sequence[str] = ('train', 'val', 'test'),
                full: bool = True, use_cache: bool = True,
-               report: Optional[Callable[[str], None]] = None) -> None:
+               report: Optional[Callable[[str], None]] = None,
+               decode: bool = True,
+               warn: Optional[Callable[[str], None]] = None) -> None:
     """Checks the data sets of the given splits; raises :class:`DataError` on problems.
 
     Args:
         full (bool): Check every sample (default); False checks only the structure.
-        use_cache (bool): Skip a data set whose files are unchanged since it last passed.
+        use_cache (bool): Skip a data set whose files are unchanged since it last passed
+            at this depth or deeper.
         report (callable, optional): Receives one line per data set checked or skipped.
+        decode (bool): Decode every image in full (default; finds truncated files);
+            False reads only the headers (sizes).
+        warn (callable, optional): Receives what the loaders would silently change (boxes
+            mmdet drops or keeps unclipped); by default it is logged as a warning. Warnings
+            are kept with the stamp and repeated when a data set is skipped.
     """
     model = cfg.get('model') or {}
+    depth = 'structure' if not full else ('decode' if decode else 'headers')
+    warn = warn or _log_warning
     for split in splits:
         loader = cfg.get(f'{split}_dataloader')
         if not loader:
             continue
+        counts = {}
         for dataset in iter_datasets(loader.get('dataset')):
-            dataset = _normalized(dataset)
-            _check_dataset(dataset, split)
-            check_classes(dataset, split, model, cfg.get('default_scope'))
+            normalized = _normalized(dataset)
+            _check_dataset(normalized, split)
+            check_classes(normalized, split, model, cfg.get('default_scope'))
             if full:
-                _check_samples(dataset, split, model, use_cache, report)
-            elif _type_name(dataset) == 'VideoDataset':
-                check_video_dataset(dataset, split, model, decode=False)
+                found = _check_samples(normalized, split, model, use_cache, report, depth)
+            else:
+                found = {}
+                if _type_name(normalized) == 'VideoDataset':
+                    check_video_dataset(normalized, split, model, decode=False, findings=found)
+            for line in found.get('warnings', []):
+                warn(line)
+            counts[id(dataset)] = found.get('loader_count')
+        check_batches(loader, split, counts)
         evaluators = cfg.get(f'{split}_evaluator') if split != 'train' else None
         for evaluator in evaluators if isinstance(evaluators, list) else [evaluators]:
             if evaluator and evaluator.get('ann_file'):
                 _check_file(evaluator['ann_file'], f'{split}_evaluator.ann_file', None)
 
 
+def _log_warning(line: str) -> None:
+    from mmengine.logging import print_log
+    print_log(line, logger='current', level=30)  # logging.WARNING
+
+
 def _check_samples(dataset: ConfigDict, split: str, model: dict, use_cache: bool,
-                   report: Optional[Callable[[str], None]]) -> None:
+                   report: Optional[Callable[[str], None]], depth: str = 'decode') -> dict:
+    """One pass over every sample; returns the findings (``loader_count``: how many
+    samples the toolbox's data set will hold; ``warnings``)."""
     kind = _type_name(dataset)
     stamp = _stamp_path(dataset, model)
     label = f'{kind} ({split})'
     if use_cache and stamp and osp.isfile(stamp):
-        if report:
-            report(f'{label}: unchanged since it last passed, skipped ({stamp}).')
-        return
+        passed = _read_stamp(stamp)
+        if DEPTHS.index(passed.get('depth', 'headers')) >= DEPTHS.index(depth):
+            if report:
+                report(f'{label}: unchanged since it last passed, skipped ({stamp}).')
+            return passed
     start = time.time()
+    decode = depth == 'decode'
+    findings = {'warnings': [], 'report': report}
     if kind == 'VideoDataset':
-        count = check_video_dataset(dataset, split, model)
+        count = check_video_dataset(dataset, split, model, findings=findings)
     elif 'seg_map_path' in (dataset.get('data_prefix') or {}):
-        count = check_segmentation_dataset(dataset, split, model)
+        count = check_segmentation_dataset(dataset, split, model, decode, findings)
     elif 'Coco' in kind and dataset.get('ann_file'):
-        count = check_coco_images(dataset, split)
+        count = check_coco_images(dataset, split, decode, findings)
     else:
-        count = check_image_files(dataset, split, model)
+        count = check_image_files(dataset, split, model, decode, findings)
+    if findings.get('loader_count') is not None:
+        findings['loader_count'] = _indexed(dataset, findings['loader_count'])
+    what = 'decoded' if decode else 'checked (headers)'
     if report:
-        report(f'{label}: {count} samples checked in {time.time() - start:.1f}s.')
+        report(f'{label}: {count} samples {what} in {time.time() - start:.1f}s.')
     if stamp:
         os.makedirs(osp.dirname(stamp), exist_ok=True)
         with open(stamp, 'w') as f:
-            json.dump(dict(samples=count, checked=time.strftime('%Y-%m-%d %H:%M:%S')), f)
+            findings.pop('report', None)
+            json.dump(dict(samples=count, depth=depth, loader_count=findings.get('loader_count'),
+                           warnings=findings['warnings'],
+                           checked=time.strftime('%Y-%m-%d %H:%M:%S')), f)
+    return findings
+
+
+def _read_stamp(path: str) -> dict:
+    try:
+        with open(path) as f:
+            stamp = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    return stamp if isinstance(stamp, dict) else {}
+
+
+def _indexed(dataset: ConfigDict, count: int) -> int:
+    """The sample count after MMEngine's ``indices`` (first N, or the listed ones)."""
+    indices = dataset.get('indices')
+    if isinstance(indices, int):
+        return min(indices, count)
+    if isinstance(indices, (list, tuple)):
+        return len(indices)
+    return count
+
+
+def _world_size() -> int:
+    value = os.environ.get('WORLD_SIZE', '')
+    return int(value) if value.isdigit() and int(value) > 0 else 1
+
+
+def _wrapped_count(dataset_cfg, counts: dict) -> Optional[int]:
+    """Samples of a (possibly wrapped) data set config from its leaves' counts; None if
+    a count is unknown or a wrapper resamples (ClassBalancedDataset)."""
+    if dataset_cfg is None:
+        return None
+    if isinstance(dataset_cfg, (list, tuple)):
+        parts = [_wrapped_count(d, counts) for d in dataset_cfg]
+        return None if any(p is None for p in parts) else sum(parts)
+    kind = _type_name(dataset_cfg)
+    if 'datasets' in dataset_cfg:
+        return _wrapped_count(dataset_cfg['datasets'], counts) if 'Concat' in kind else None
+    if 'dataset' in dataset_cfg:
+        inner = _wrapped_count(dataset_cfg['dataset'], counts)
+        if inner is None or 'Repeat' not in kind:
+            return None
+        return _indexed(dataset_cfg, inner * int(dataset_cfg.get('times', 1)))
+    return counts.get(id(dataset_cfg))
+
+
+def check_batches(loader: ConfigDict, split: str, counts: dict) -> None:
+    """A split smaller than one batch with ``drop_last`` gives no iteration at all
+    (MMEngine then fails with ``epoch_length ... got 0``)."""
+    if not loader.get('drop_last'):
+        return
+    total = _wrapped_count(loader.get('dataset'), counts)
+    batch = loader.get('batch_size') or 1
+    world = _world_size()
+    per_rank = -(-total // world) if total is not None else None  # DefaultSampler pads
+    if per_rank is not None and per_rank < batch:
+        ranks = f' per process ({world} processes)' if world > 1 else ''
+        raise DataError(
+            f'{split}_dataloader: the {split} set has {total} samples, fewer than one batch of '
+            f'{batch}{ranks}, and drop_last=True drops that incomplete batch, so there would be '
+            f'no iteration at all. Lower {split}_dataloader.batch_size to {max(per_rank, 1)} or '
+            f'less, set {split}_dataloader.drop_last=False, or add data.')
 
 
 # ---------------------------------------------------------------------------------------
@@ -228,14 +334,28 @@ def _walk(root: str) -> Iterator[str]:
                     yield f'{entry.path}|{info.st_size}|{info.st_mtime_ns}'
 
 
-def _progress(items: Sequence, check: Callable, label: str) -> int:
+def _progress(items: Sequence, check: Callable, label: str,
+              findings: Optional[dict] = None) -> int:
     """Runs ``check`` on every item (threads: the work is mostly file reading), with a
-    progress bar on a terminal; raises the first :class:`DataError` in item order."""
+    progress bar on a terminal. Every item is checked; problems raise one
+    :class:`DataError`: the first in item order, with the number of others (each is
+    passed to ``findings['report']`` when there is one)."""
     total = len(items)
     tty = sys.stderr.isatty()
     shown = -1
+    problems = []
+
+    def guarded(item):
+        try:
+            check(item)
+        except DataError as err:
+            return err
+        return None
+
     with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
-        for done, _ in enumerate(pool.map(check, items), 1):
+        for done, problem in enumerate(pool.map(guarded, items), 1):
+            if problem is not None:
+                problems.append(problem)
             percent = done * 100 // max(total, 1)
             if tty and percent != shown:
                 shown = percent
@@ -244,6 +364,17 @@ def _progress(items: Sequence, check: Callable, label: str) -> int:
                       file=sys.stderr, flush=True)
     if tty:
         print(file=sys.stderr)
+    if problems:
+        report = (findings or {}).get('report')
+        if report and len(problems) > 1:
+            for problem in problems:
+                report(f'problem: {problem}')
+        more = ''
+        if len(problems) > 1:
+            more = (f' ({len(problems)} of the {total} {label} have problems, '
+                    + ('listed above)' if report else 'python tools/check_data.py CONFIG lists '
+                       'them all)'))
+        raise DataError(f'{problems[0]}{more}') from problems[0]
     return total
 
 
@@ -371,6 +502,7 @@ def check_coco_annotations(path: str, metainfo: Optional[dict] = None) -> None:
         absent = [k for k in ('id', 'file_name', 'height', 'width') if k not in image]
         if absent:
             raise DataError(f'{path!r}: images[{i}] lacks {absent}.')
+    check_coco_image_ids(coco, path)
     category_ids = {c.get('id') for c in coco['categories']}
     image_ids = {image['id'] for image in coco['images']}
     for i, ann in enumerate(coco['annotations']):
@@ -387,6 +519,9 @@ def check_coco_annotations(path: str, metainfo: Optional[dict] = None) -> None:
         if ann['image_id'] not in image_ids:
             raise DataError(f'{path!r}: annotations[{i}] refers to image_id {ann["image_id"]}, '
                             f'which is not among the images.')
+        if not isinstance(ann.get('area'), (int, float)):
+            raise DataError(f'{path!r}: annotations[{i}] has no numeric area (mmdet reads it '
+                            'for every box); add the box or mask area.')
     classes = (metainfo or {}).get('classes')
     if classes:
         names = {c.get('name') for c in coco['categories']}
@@ -396,47 +531,176 @@ def check_coco_annotations(path: str, metainfo: Optional[dict] = None) -> None:
                             f'the file ({sorted(names)}); fix metainfo.classes.')
 
 
+def check_coco_image_ids(coco: dict, path: str) -> None:
+    """Image ids must be unique: pycocotools keeps the last image of an id, so mmdet drops
+    the others and gives their boxes to the one it keeps."""
+    seen, duplicated = {}, {}
+    for i, image in enumerate(coco['images']):
+        if image['id'] in seen:
+            duplicated.setdefault(image['id'], [seen[image['id']]]).append(i)
+        else:
+            seen[image['id']] = i
+    if duplicated:
+        examples = '; '.join(
+            f'id {image_id}: ' + ', '.join(repr(coco['images'][i]['file_name']) for i in rows[:3])
+            for image_id, rows in list(duplicated.items())[:3])
+        extra = sum(len(rows) - 1 for rows in duplicated.values())
+        raise DataError(
+            f'{path!r}: {len(duplicated)} image ids are used by more than one image ({examples}'
+            f'{"; ..." if len(duplicated) > 3 else ""}). mmdet would keep one image per id, drop '
+            f'the other {extra} and give their boxes to the one it keeps. Give every image its '
+            'own id (and point each annotation\'s image_id at its image).')
+
+
+#: Examples shown per kind of box problem.
+BOX_EXAMPLES = 3
+
+
+def coco_box_findings(coco: dict, path: str) -> List[str]:
+    """What mmdet's ``CocoDataset`` does to the boxes of a COCO file, as warnings.
+
+    mmdet drops, without a word, boxes with a width or height below 1 pixel (those <= 0
+    are degenerate), a non-positive ``area``, or no overlap with their image; it keeps
+    boxes that reach outside their image without clipping them. Returns the warnings.
+    """
+    images = {image['id']: image for image in coco['images']}
+    kinds = {'degenerate': [], 'under1': [], 'noarea': [], 'outside': [], 'partly': []}
+    for i, ann in enumerate(coco['annotations']):
+        if ann.get('ignore', False):
+            continue
+        image = images[ann['image_id']]
+        x, y, w, h = ann['bbox']
+        name = (f'annotations[{i}] (id {ann.get("id")}, {image["file_name"]!r}, '
+                f'bbox {[round(v, 2) for v in ann["bbox"]]})')
+        width, height = image['width'], image['height']
+        overlap_w = max(0, min(x + w, width) - max(x, 0))
+        overlap_h = max(0, min(y + h, height) - max(y, 0))
+        if w <= 0 or h <= 0:
+            kinds['degenerate'].append(name)
+        elif overlap_w * overlap_h == 0:
+            kinds['outside'].append(name)
+        elif w < 1 or h < 1:
+            kinds['under1'].append(name)
+        elif 'area' in ann and ann['area'] <= 0:
+            kinds['noarea'].append(name)
+        elif x < 0 or y < 0 or x + w > width or y + h > height:
+            kinds['partly'].append(name)
+    total = len(coco['annotations'])
+    warnings = []
+    dropped = [(len(kinds[k]), text, kinds[k]) for k, text in (
+        ('degenerate', 'degenerate (width or height <= 0)'),
+        ('under1', 'narrower or lower than 1 pixel'),
+        ('noarea', 'with area <= 0'),
+        ('outside', 'entirely outside their image')) if kinds[k]]
+    if dropped:
+        count = sum(n for n, _, _ in dropped)
+        parts = '; '.join(f'{n} {text}, e.g. ' + ', '.join(examples[:BOX_EXAMPLES])
+                          for n, text, examples in dropped)
+        warnings.append(f'{path!r}: mmdet drops {count} of its {total} boxes without a word: '
+                        f'{parts}. Fix or remove them to train on what you annotated.')
+    if kinds['partly']:
+        n = len(kinds['partly'])
+        warnings.append(f'{path!r}: {n} of its {total} boxes reach outside their image and are '
+                        'used unclipped (box targets beyond the image border), e.g. '
+                        + ', '.join(kinds['partly'][:BOX_EXAMPLES]) + '. Clip them to the image.')
+    return warnings
+
+
+def coco_loader_count(coco: dict, dataset: ConfigDict, split: str) -> int:
+    """How many images mmdet's ``CocoDataset`` keeps after its ``filter_cfg`` (training
+    sets: with ``filter_empty_gt``, images without any annotation of the config's classes,
+    whether mmdet keeps its box or not; those smaller than ``min_size``)."""
+    filter_cfg = dataset.get('filter_cfg') or {}
+    if dataset.get('test_mode', split != 'train') or not filter_cfg:
+        return len(coco['images'])
+    classes = (dataset.get('metainfo') or {}).get('classes')
+    names = {c['id']: c.get('name') for c in coco['categories']}
+    wanted = {cid for cid, name in names.items() if not classes or name in classes}
+    with_boxes = {ann['image_id'] for ann in coco['annotations'] if ann['category_id'] in wanted}
+    count = 0
+    for image in coco['images']:
+        if filter_cfg.get('filter_empty_gt', False) and image['id'] not in with_boxes:
+            continue
+        if min(image['width'], image['height']) >= filter_cfg.get('min_size', 0):
+            count += 1
+    return count
+
+
 def _sampling(pipeline) -> Optional[dict]:
     return next((t for t in pipeline or [] if t.get('type') in ('UniformSample', 'SampleFrames')),
                 None)
 
 
+def parse_video_line(line: str, delimiter: str = ' ', multi_class: bool = False):
+    """One line of an mmaction2 ``VideoDataset`` list, parsed as the data set parses it:
+    ``(file, labels)``; raises ValueError with the reason for a line it would choke on
+    or misread."""
+    fields = line.strip().split(delimiter)
+    if not fields[0]:
+        raise ValueError('it is blank (mmaction2 would read it as a video named "")'
+                         if not line.strip() else 'it starts with the delimiter')
+    if multi_class:
+        if len(fields) < 2:
+            raise ValueError('it has no label')
+        labels = fields[1:]
+    elif len(fields) == 1:
+        raise ValueError('it has no label (mmaction2 would give it label -1, which cannot '
+                         'be trained or evaluated)')
+    elif len(fields) > 2:
+        raise ValueError(f'it has {len(fields)} fields, not 2 (mmaction2 would fail with "too '
+                         'many values to unpack"; a doubled delimiter counts as an empty field). '
+                         'For several labels per video set multi_class=True and num_classes')
+    else:
+        labels = fields[1:]
+    bad = [v for v in labels if not v.lstrip('-').isdigit()]
+    if bad:
+        raise ValueError(f'label {bad[0]!r} is not a whole number')
+    return fields[0], [int(v) for v in labels]
+
+
 def check_video_dataset(dataset: ConfigDict, split: str, model: dict,
-                        decode: bool = True) -> int:
+                        decode: bool = True, findings: Optional[dict] = None) -> int:
     """Checks an mmaction2 ``VideoDataset`` against its files and the model.
 
-    Every listed video must exist and carry a label below the head's class count; with
-    ``decode`` each is opened and its last frame decoded, and must hold at least the
-    frames the sampler takes (shorter clips would be silently looped or repeated); the
-    sampler's clip length must be the backbone's ``num_frames`` when the backbone fixes
-    one. Returns the number of videos.
+    Every line of the list is parsed as the data set parses it (:func:`parse_video_line`:
+    the data set's ``delimiter`` and ``multi_class``); every listed video must exist and
+    carry labels below the head's class count; with ``decode`` each is opened and its last
+    frame decoded, and must hold at least the frames the sampler takes (shorter clips
+    would be silently looped or repeated); the sampler's clip length must be the
+    backbone's ``num_frames`` when the backbone fixes one. Returns the number of videos.
     """
     ann_file = _join(dataset.get('data_root'), dataset.get('ann_file'))
     prefix = _join(dataset.get('data_root'), (dataset.get('data_prefix') or {}).get('video', ''))
     num_classes = (model.get('cls_head') or {}).get('num_classes')
+    delimiter = dataset.get('delimiter', ' ')
+    multi_class = dataset.get('multi_class', False)
     with open(ann_file) as f:
-        lines = [line.split() for line in f if line.strip()]
-    if not lines:
+        lines = f.read().splitlines()
+    if not any(line.strip() for line in lines):
         raise DataError(f'{split}: annotation list {ann_file!r} lists no videos.')
     videos = []
-    for number, fields in enumerate(lines, 1):
-        if len(fields) < 2 or not all(v.lstrip('-').isdigit() for v in fields[1:]):
-            raise DataError(f'{ann_file!r} line {number}: expected "<video> <label>", got '
-                            f'{" ".join(fields)!r}.')
-        path = osp.join(prefix, fields[0])
+    for number, line in enumerate(lines, 1):
+        try:
+            name, labels = parse_video_line(line, delimiter, multi_class)
+        except ValueError as err:
+            raise DataError(f'{ann_file!r} line {number} ({line.strip()!r}): {err}. Expected '
+                            f'"<video>{delimiter}<label>".') from None
+        path = osp.join(prefix, name)
         if not osp.isfile(path):
             raise DataError(f'{split}: video {path!r} (listed in {ann_file!r} line {number}) '
                             f'does not exist.')
-        for label in map(int, fields[1:]):
+        for label in labels:
             if num_classes is not None and not 0 <= label < num_classes:
                 raise DataError(f'{ann_file!r} line {number}: label {label} is outside the '
                                 f'{num_classes} classes of the model head (0..{num_classes - 1}).')
         videos.append((number, path))
+    if findings is not None:
+        findings['loader_count'] = len(videos)
     sampler = _sampling(dataset.get('pipeline'))
     need = 1
     if sampler is not None:
-        need = sampler.get('clip_len', 1) * (sampler.get('frame_interval', 1)
-                                            if sampler['type'] == 'SampleFrames' else 1)
+        interval = sampler.get('frame_interval', 1) if sampler['type'] == 'SampleFrames' else 1
+        need = sampler.get('clip_len', 1) * interval
         num_frames = (model.get('backbone') or {}).get('num_frames')
         if num_frames and sampler.get('clip_len') != num_frames:
             raise DataError(f'{split}: the pipeline samples clip_len={sampler.get("clip_len")} '
@@ -453,7 +717,7 @@ def check_video_dataset(dataset: ConfigDict, split: str, model: dict,
                             f'{need} that {sampler["type"]} takes per clip; such clips would '
                             f'repeat frames. Drop or re-encode it.')
 
-    return _progress(videos, check, f'{split} videos')
+    return _progress(videos, check, f'{split} videos', findings)
 
 
 #: Serialises opening videos. decord's bundled FFmpeg builds a decoder's static tables
@@ -479,14 +743,51 @@ def count_video_frames(path: str, listed: str = '') -> int:
     return count
 
 
-def check_segmentation_dataset(dataset: ConfigDict, split: str, model: dict) -> int:
+def _label_backend(pipeline) -> str:
+    """The decoder mmseg's ``LoadAnnotations`` of this pipeline reads label maps with."""
+    for transform in pipeline or []:
+        if isinstance(transform, dict) and str(transform.get('type', '')).endswith(
+                'LoadAnnotations'):
+            return transform.get('imdecode_backend', 'pillow')
+    return 'pillow'
+
+
+def read_label_map(path: str, backend: str = 'pillow'):
+    """A label map as mmseg's ``LoadAnnotations`` reads it: ``mmcv.imfrombytes(...,
+    flag='unchanged')`` with the pipeline's backend (Pillow by default, which gives a
+    palette ('P') PNG's indices, not its colours). None if it cannot be decoded."""
+    import mmcv
+    with open(path, 'rb') as f:
+        content = f.read()
+    try:
+        return mmcv.imfrombytes(content, flag='unchanged', backend=backend)
+    except Exception:  # a corrupt file fails in the decoder's own way
+        return None
+
+
+def _list_images(folder: str, suffix: str) -> List[str]:
+    """Files under ``folder`` ending in ``suffix``, recursively, relative to it (as mmseg's
+    ``BaseSegDataset`` lists them)."""
+    if not osp.isdir(folder):
+        raise DataError(f'{folder!r} does not exist or is not a folder.')
+    found = []
+    for entry in _walk(folder):
+        path = entry.split('|')[0]
+        if path.endswith(suffix):
+            found.append(osp.relpath(path, folder))
+    return sorted(found)
+
+
+def check_segmentation_dataset(dataset: ConfigDict, split: str, model: dict,
+                               decode: bool = True, findings: Optional[dict] = None) -> int:
     """Checks every image / label-map pair of an mmseg data set; returns their number.
 
     Every image needs a label map of the same height and width whose values are class
     indices of the model head (after ``reduce_zero_label``: 0 becomes ignored and v
-    becomes v - 1) or the ignore value 255. Sizes come from the file headers.
+    becomes v - 1) or the ignore value 255. Label maps are decoded as mmseg decodes them
+    (:func:`read_label_map`); images are decoded in full (``decode``) or their headers
+    read.
     """
-    import cv2
     import numpy as np
     root = dataset.get('data_root') or ''
     prefix = dataset['data_prefix']
@@ -497,26 +798,37 @@ def check_segmentation_dataset(dataset: ConfigDict, split: str, model: dict) -> 
     seg_suffix = dataset.get('seg_map_suffix', '.png')
     reduce_zero = dataset.get('reduce_zero_label', kind == 'ADE20KDataset')
     num_classes = (model.get('decode_head') or {}).get('num_classes')
-    images = sorted(f for f in _list_dir(img_dir) if f.endswith(img_suffix))
+    backend = _label_backend(dataset.get('pipeline'))
+    images = _list_images(img_dir, img_suffix)
     if not images:
         raise DataError(f'{kind} for {split}: no *{img_suffix} images in {img_dir!r}.')
+    if findings is not None:
+        findings['loader_count'] = len(images)
 
     def check(name):
         img_path = osp.join(img_dir, name)
         seg_path = osp.join(seg_dir, name[:-len(img_suffix)] + seg_suffix)
         if not osp.isfile(seg_path):
             raise DataError(f'{kind} for {split}: image {name!r} has no label map {seg_path!r}.')
-        image_size = _image_size(img_path)
-        label = cv2.imread(seg_path, cv2.IMREAD_UNCHANGED)
+        image_size = _image_size(img_path, decode)
+        label = read_label_map(seg_path, backend)
+        if label is not None and label.ndim == 3 and label.shape[2] == 1:
+            label = label[:, :, 0]  # (mmseg squeezes it)
         if label is None:
-            raise DataError(f'{kind} for {split}: {seg_path!r} cannot be read as an image.')
+            raise DataError(f'{kind} for {split}: {seg_path!r} cannot be decoded as an image '
+                            f'(as mmseg reads it, with {backend}).')
         if image_size != (label.shape[1], label.shape[0]):
             raise DataError(f'{kind} for {split}: label map {seg_path!r} is {label.shape[1]}x'
                             f'{label.shape[0]} but its image is {image_size[0]}x'
                             f'{image_size[1]} (width x height); they must match pixel for pixel.')
         if label.ndim != 2:
             raise DataError(f'{kind} for {split}: label map {seg_path!r} has '
-                            f'{label.shape[2]} channels; it must be single-channel class indices.')
+                            f'{label.shape[2]} channels as mmseg reads it ({backend}); it must '
+                            'be single-channel class indices (a grayscale or palette PNG).')
+        if label.dtype != np.uint8 and label.size and int(label.max()) > 255:
+            raise DataError(f'{kind} for {split}: label map {seg_path!r} holds values up to '
+                            f'{int(label.max())} ({label.dtype}); mmseg casts label maps to '
+                            '8 bits, so they would wrap around. Store class indices 0..255.')
         if num_classes:
             # Stored values: class indices (+ 1 with reduce_zero_label, where 0 = ignore)
             # or 255 = ignore.
@@ -530,34 +842,50 @@ def check_segmentation_dataset(dataset: ConfigDict, split: str, model: dict) -> 
                         + (' (with reduce_zero_label the stored values are class + 1, 0 = '
                            'ignore)' if reduce_zero else '') + ' and not the ignore value 255.')
 
-    return _progress(images, check, f'{split} {kind} samples')
+    return _progress(images, check, f'{split} {kind} samples', findings)
 
 
-def _image_size(path: str) -> Tuple[int, int]:
-    """(width, height) from the file's header; :class:`DataError` if missing or unreadable."""
+def _image_size(path: str, decode: bool = False) -> Tuple[int, int]:
+    """(width, height) of an image; :class:`DataError` if it is missing or unreadable.
+
+    ``decode`` reads every pixel (a truncated or corrupt file fails here, not in the
+    middle of training); otherwise only the header is read.
+    """
     from PIL import Image
     try:
         with Image.open(path) as image:
+            if decode:
+                image.load()
             return image.size
     except FileNotFoundError:
         raise DataError(f'image {path!r} does not exist.') from None
     except Exception as err:
-        raise DataError(f'image {path!r} cannot be read ({_brief(err)}); re-download or '
-                        'regenerate it, or remove it from the data set.') from None
+        raise DataError(f'image {path!r} cannot be {"decoded" if decode else "read"} '
+                        f'({_brief(err)}); re-download or regenerate it, or remove it from '
+                        'the data set.') from None
 
 
 def _brief(err: BaseException) -> str:
     return ' '.join(str(err).split())[:200] or type(err).__name__
 
 
-def check_coco_images(dataset: ConfigDict, split: str) -> int:
-    """Every image a COCO annotation file lists exists, and its header matches the size
-    the file states (boxes are in those pixels). Returns the number of images."""
+def check_coco_images(dataset: ConfigDict, split: str, decode: bool = True,
+                      findings: Optional[dict] = None) -> int:
+    """Every image a COCO annotation file lists exists, decodes (``decode``; else its
+    header is read) and has the size the file states (boxes are in those pixels); image
+    ids are unique. What mmdet would do to the boxes goes to ``findings['warnings']``, the
+    number of images it keeps to ``findings['loader_count']``. Returns the number of
+    images."""
     root = dataset.get('data_root')
     ann_file = _join(root, dataset['ann_file'])
     img_dir = _join(root, (dataset.get('data_prefix') or {}).get('img', '')) or ''
     with open(ann_file) as f:
-        images = json.load(f)['images']
+        coco = json.load(f)
+    images = coco['images']
+    check_coco_image_ids(coco, ann_file)  # (large files skip it in the structure check)
+    if findings is not None:
+        findings.setdefault('warnings', []).extend(coco_box_findings(coco, ann_file))
+        findings['loader_count'] = coco_loader_count(coco, dataset, split)
 
     def check(image):
         path = osp.join(img_dir, image['file_name'])
@@ -565,52 +893,103 @@ def check_coco_images(dataset: ConfigDict, split: str) -> int:
             raise DataError(f'{split}: image {path!r}, listed in {ann_file!r}, does not exist. '
                             'Restore it or remove it from the annotation file (or pass '
                             '--data-root DIR if the data lives elsewhere).')
-        size = _image_size(path)
+        size = _image_size(path, decode)
         if size != (image['width'], image['height']):
             raise DataError(f'{split}: image {path!r} is {size[0]}x{size[1]} but {ann_file!r} '
                             f'says {image["width"]}x{image["height"]} (width x height); its '
                             'boxes would be misplaced. Fix the annotation or the image.')
 
-    return _progress(images, check, f'{split} COCO images')
+    return _progress(images, check, f'{split} COCO images', findings)
 
 
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif', '.tiff', '.webp')
 
 
-def check_image_files(dataset: ConfigDict, split: str, model: dict) -> int:
-    """Image-classification sets (mmpretrain ``CustomDataset`` / ``ImageNet``): every image
-    listed in ``ann_file`` (``<path> <label>`` lines) or found under the prefix reads, and
-    listed labels lie below the head's class count. Returns the number of images."""
+#: mmpretrain ``CustomDataset``'s default image extensions.
+CUSTOM_DATASET_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif')
+#: Data set types that read classes from sub-folders (mmpretrain's ``CustomDataset`` and its
+#: subclasses without an annotation file).
+CLASS_FOLDER_DATASETS = ('CustomDataset', 'ImageNet', 'ImageNet21k')
+
+
+def check_image_files(dataset: ConfigDict, split: str, model: dict, decode: bool = True,
+                      findings: Optional[dict] = None) -> int:
+    """Image-classification sets (mmpretrain ``CustomDataset`` / ``ImageNet``) as
+    mmpretrain reads them: ``ann_file`` lines are ``<path> <label>`` split at the last
+    space, labels lie below the head's class count; without one, the class folders under
+    the prefix are the classes and their number must equal the head's ``num_classes``.
+    Every image decodes (``decode``; else its header is read). Returns the number of
+    images."""
     root = dataset.get('data_root')
     prefix = (dataset.get('data_prefix') or {}).get('img_path', '') or ''
     img_dir = _join(root, prefix) if prefix else (root or '')
     ann_file = _join(root, dataset.get('ann_file')) if dataset.get('ann_file') else None
     num_classes = (model.get('head') or {}).get('num_classes')
+    kind = _type_name(dataset)
     items = []
     if ann_file and osp.isfile(ann_file) and not ann_file.endswith('.json'):
+        with_label = dataset.get('with_label', True)
         with open(ann_file) as f:
-            for number, line in enumerate(f, 1):
-                fields = line.split()
-                if not fields:
-                    continue
-                label = int(fields[1]) if len(fields) > 1 and fields[1].lstrip('-').isdigit() \
-                    else None
-                if label is not None and num_classes and not 0 <= label < num_classes:
+            lines = f.read().splitlines()
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                raise DataError(f'{ann_file!r} line {number} is blank; mmpretrain would read it '
+                                'as a sample without a file. Remove it.')
+            fields = line.strip().rsplit(' ', 1)
+            if with_label:
+                if len(fields) != 2 or not fields[1].lstrip('-').isdigit():
+                    raise DataError(f'{ann_file!r} line {number}: expected "<image path> '
+                                    f'<label>", got {line.strip()!r}.')
+                label = int(fields[1])
+                if num_classes and not 0 <= label < num_classes:
                     raise DataError(f'{ann_file!r} line {number}: label {label} is outside the '
                                     f'{num_classes} classes of the model head.')
-                items.append(osp.join(img_dir, fields[0]))
+            items.append(osp.join(img_dir, fields[0] if with_label else line.strip()))
+    elif kind in CLASS_FOLDER_DATASETS and dataset.get('with_label', True):
+        items = _class_folder_images(dataset, split, img_dir, num_classes, findings)
     elif img_dir and osp.isdir(img_dir):
         items = [entry.split('|')[0] for entry in _walk(img_dir)
                  if entry.split('|')[0].lower().endswith(IMAGE_SUFFIXES)]
     if not items:
         return 0
-    return _progress(items, _image_size, f'{split} images')
+    if findings is not None and kind in CLASS_FOLDER_DATASETS:
+        findings['loader_count'] = len(items)
+    return _progress(items, lambda path: _image_size(path, decode), f'{split} images', findings)
 
 
-def _list_dir(path: str):
-    if not osp.isdir(path):
-        raise DataError(f'{path!r} does not exist or is not a folder.')
-    return os.listdir(path)
+def _class_folder_images(dataset: ConfigDict, split: str, img_dir: str,
+                         num_classes: Optional[int], findings: Optional[dict]) -> List[str]:
+    """The images of a class-folder set, as mmpretrain's ``CustomDataset`` finds them: the
+    classes are the sorted sub-folders of ``img_dir``, the samples every file with one of
+    the data set's extensions below them."""
+    if not osp.isdir(img_dir):
+        raise DataError(f'{_type_name(dataset)} for {split}: {img_dir!r} does not exist or is '
+                        'not a folder.')
+    folders = sorted(d for d in os.listdir(img_dir) if osp.isdir(osp.join(img_dir, d)))
+    where = f'{_type_name(dataset)} for {split} ({img_dir})'
+    classes = (dataset.get('metainfo') or {}).get('classes')
+    if classes and len(classes) != len(folders):
+        raise DataError(f'{where}: metainfo.classes names {len(classes)} classes but there are '
+                        f'{len(folders)} class folders ({", ".join(folders[:6])}'
+                        f'{", ..." if len(folders) > 6 else ""}); make them agree.')
+    if num_classes is not None and len(folders) != num_classes:
+        shown = ', '.join(folders[:6]) + (', ...' if len(folders) > 6 else '')
+        raise DataError(f'{where} has {len(folders)} class folders ({shown or "none"}) but '
+                        f'model.head.num_classes={num_classes}. Set model.head.num_classes='
+                        f'{len(folders)} (or --cfg-options), or add the missing class folders.')
+    extensions = tuple(e.lower() for e in dataset.get('extensions') or CUSTOM_DATASET_EXTENSIONS)
+    items, empty = [], []
+    for folder in folders:
+        found = [entry.split('|')[0] for entry in _walk(osp.join(img_dir, folder))
+                 if entry.split('|')[0].lower().endswith(extensions)]
+        if not found:
+            empty.append(folder)
+        items += found
+    if empty and findings is not None:
+        findings.setdefault('warnings', []).append(
+            f'{where}: {len(empty)} class folders hold no image ({", ".join(empty[:6])}); '
+            f'those classes are never trained on (extensions read: {", ".join(extensions)}).')
+    return items
 
 
 def insert_sample_guards(cfg: Config, splits: Sequence[str] = ('train', 'val', 'test')) -> None:

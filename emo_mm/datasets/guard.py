@@ -61,8 +61,8 @@ class SampleGuard:
                 if 'Annotations' in _name(transform) and results.get('seg_map_path'):
                     source = results['seg_map_path']
                 raise DataError(f'{source}: {_name(transform)} failed ({detail}). Fix or '
-                                'remove this sample (tools/check_data.py CONFIG lists the '
-                                'bad ones).') from err
+                                'remove this sample (python tools/check_data.py CONFIG --recheck '
+                                'decodes every sample and lists the bad ones).') from err
             if results is None:
                 return None
             if i == self.check_after:

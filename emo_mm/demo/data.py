@@ -8,9 +8,13 @@ minutes. Every set is a pure function of its arguments (fixed seeds, no download
 * :func:`make_coco_shapes`: COCO-format detection + instance segmentation. Shapes of
   several categories on textured backgrounds, varying in colour, size, rotation and
   placement, overlapping (masks hold the visible part only).
+* :func:`make_demo_det_shapes`: ``make demo``'s COCO-format detection set: three classes
+  that differ in shape and colour, whole and apart, on smooth backgrounds.
 * :func:`make_ade20k_regions`: ADE20K-layout semantic segmentation (textured regions).
 * :func:`make_hrf_vessels`: HRF-layout vessel segmentation (fundus-like images).
 * :func:`make_motion_videos`: Kinetics-layout videos whose class is the motion only.
+* :func:`make_shapes_classification`: an mmpretrain ``CustomDataset`` of images with one
+  shape each, labelled by the shape's kind.
 
 The default locations and the class names come from ``configs/demo/_base_/demo_data.py``,
 the file the demo configs inherit, so that the data and the configs agree by construction.
@@ -19,7 +23,7 @@ import json
 import os
 import os.path as osp
 import shutil
-from typing import Callable, Dict, List, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -31,22 +35,14 @@ from ..utils.progress import ProgressBar
 DEMO_SETTINGS = load_config(osp.join('demo', '_base_', 'demo_data.py'))
 #: The shape kinds :func:`draw_shapes` can draw, in category order.
 COCO_SHAPES_CLASSES = tuple(DEMO_SETTINGS.demo_coco_classes)
-#: The shapes set's images: side in pixels, shapes per image (1..this) and shape radius range
-#: (fraction of the image side). The boxes this gives (about 30 to 75 pixels) are those
-#: RetinaNet's anchors on its stride-8 and stride-16 levels cover.
-SHAPES_IMAGE_SIZE = 128
-SHAPES_MAX_OBJECTS = 3
-SHAPES_RADIUS_RANGE = (0.14, 0.28)
-#: Stamped into each set's ``.complete`` marker; raised when a generator's output changes
-#: (:func:`shapes_scene` has its own, also stamped into the shapes pretraining's marker).
+#: Shapes per image (1..this) and radius range (fraction of the image side) of the shapes set.
+SHAPES_MAX_OBJECTS = 4
+SHAPES_RADIUS_RANGE = (0.12, 0.35)
 _VERSION = 2
-SHAPES_SCENE_VERSION = 3
 
 
-def generate_once(root: str, params: dict, write: Callable[[str], None],
-                  version: int = _VERSION) -> str:
-    """Runs ``write(tmp_root)`` unless ``root`` already holds a set made with ``params``
-    by the same ``version`` of its generator.
+def generate_once(root: str, params: dict, write: Callable[[str], None]) -> str:
+    """Runs ``write(tmp_root)`` unless ``root`` already holds a set made with ``params``.
 
     ``write`` fills a fresh ``<root>.tmp`` folder, which then replaces ``root`` together
     with a ``.complete`` marker holding ``params``: an interrupted run never leaves a
@@ -56,7 +52,7 @@ def generate_once(root: str, params: dict, write: Callable[[str], None],
         str: ``root``.
     """
     marker = osp.join(root, '.complete')
-    stamp = json.dumps(dict(params, version=version), sort_keys=True)
+    stamp = json.dumps(dict(params, version=_VERSION), sort_keys=True)
     if osp.isfile(marker):
         with open(marker) as f:
             if f.read() == stamp:
@@ -119,25 +115,14 @@ def _shape_polygon(rng: np.random.RandomState, kind: str, cx: float, cy: float,
     return np.stack([cx + r * np.cos(t), cy + r * np.sin(t)], axis=1)
 
 
-def smooth_background(rng: np.random.RandomState, height: int, width: int) -> np.ndarray:
-    """A BGR uint8 background: a linear gradient between two random colours."""
-    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-    angle = rng.uniform(0, 2 * np.pi)
-    ramp = xx * np.cos(angle) + yy * np.sin(angle)
-    ramp = (ramp - ramp.min()) / max(float(ramp.max() - ramp.min()), 1.)
-    start, end = rng.uniform(30, 225, size=(2, 3))
-    img = start + (end - start) * ramp[..., None]
-    return np.clip(img, 0, 255).astype(np.uint8)
-
-
 def draw_shapes(rng: np.random.RandomState, img: np.ndarray, classes: Sequence[str],
                 max_objects: int,
                 radius_range: Tuple[float, float]) -> List[Tuple[int, np.ndarray]]:
-    """Draws 1..max_objects random shapes into ``img`` (in place), apart from each other.
+    """Draws 1..max_objects random shapes into ``img`` (in place).
 
-    Each shape gets a flat colour far from the background under it. A placement that
-    would touch an earlier shape is retried (up to 10 times, then the shape is skipped), so
-    each mask is a whole shape and boxes rarely overlap.
+    Each shape gets a colour far from the background under it; a later shape occludes
+    earlier ones, and a placement that would hide more than half of an earlier shape is
+    retried (up to 10 times, then the shape is skipped).
 
     Args:
         rng: The random state every draw comes from (the result is a function of it).
@@ -148,51 +133,38 @@ def draw_shapes(rng: np.random.RandomState, img: np.ndarray, classes: Sequence[s
         radius_range: Radius range as fractions of the shorter image side.
 
     Returns:
-        list[tuple[int, np.ndarray]]: ``(class index, boolean mask)`` per shape.
+        list[tuple[int, np.ndarray]]: ``(class index, visible boolean mask)`` per shape.
     """
     height, width = img.shape[:2]
     drawn = []
-    taken = np.zeros((height, width), bool)  # drawn shapes, grown by a gap of 3 pixels
     for _ in range(rng.randint(1, max_objects + 1)):
         label = rng.randint(len(classes))
-        for _attempt in range(10):
+        for _attempt in range(10):  # place it so that no earlier shape is mostly hidden
             mask = _rasterise(rng, classes[label], radius_range, height, width)
-            if not (mask & taken).any():
+            if all((m & mask).sum() <= 0.5 * m.sum() for _, m in drawn):
                 break
         else:
             continue
+        # A colour far enough from the background under it to be visible.
         local = img[mask].mean(axis=0)
         colour = rng.uniform(0, 255, size=3)
-        while np.abs(colour - local).sum() < 150:  # far enough from the background to show
+        while np.abs(colour - local).sum() < 150:
             colour = rng.uniform(0, 255, size=3)
-        img[mask] = colour.astype(np.uint8)
-        taken |= cv2.dilate(mask.astype(np.uint8), np.ones((7, 7), np.uint8)).astype(bool)
+        shade = rng.uniform(0.75, 1.0, size=(height, width, 1))
+        img[:] = np.where(mask[..., None], np.clip(colour * shade, 0, 255).astype(np.uint8),
+                          img)
+        drawn = [(lab, m & ~mask) for lab, m in drawn]  # the new shape occludes older ones
         drawn.append((label, mask))
     return drawn
 
 
-def shapes_scene(rng: np.random.RandomState,
-                 image_size: int = SHAPES_IMAGE_SIZE,
-                 classes: Sequence[str] = COCO_SHAPES_CLASSES,
-                 max_objects: int = SHAPES_MAX_OBJECTS,
-                 radius_range: Tuple[float, float] = SHAPES_RADIUS_RANGE
-                 ) -> Tuple[np.ndarray, List[Tuple[int, np.ndarray]]]:
-    """One image of the shapes set: shapes (:func:`draw_shapes`) on a
-    :func:`smooth_background`, with mild pixel noise over both.
-
-    Returns:
-        tuple: The BGR uint8 image (S, S, 3) and ``(class index, mask)`` per shape.
-    """
-    img = smooth_background(rng, image_size, image_size)
-    shapes = draw_shapes(rng, img, classes, max_objects, radius_range)
-    noisy = img + rng.normal(0, 6, size=img.shape)
-    return np.clip(noisy, 0, 255).astype(np.uint8), shapes
-
-
-def _rasterise(rng, kind: str, radius_range, height: int, width: int) -> np.ndarray:
+def _rasterise(rng, kind: str, radius_range, height: int, width: int,
+               margin: float = 0.6) -> np.ndarray:
+    """A boolean mask of one shape; its centre is at least ``margin`` radii from the border
+    (1: the whole shape is inside)."""
     radius = rng.uniform(*radius_range) * min(height, width)
-    cx = rng.uniform(radius, width - radius)  # whole shapes: inside the image
-    cy = rng.uniform(radius, height - radius)
+    cx = rng.uniform(radius * margin, width - radius * margin)
+    cy = rng.uniform(radius * margin, height - radius * margin)
     mask = np.zeros((height, width), np.uint8)
     if kind == 'circle':
         cv2.circle(mask, (int(round(cx)), int(round(cy))), int(round(radius)), 1, -1)
@@ -208,20 +180,144 @@ def _polygons(mask: np.ndarray) -> List[List[float]]:
     return [c.reshape(-1).astype(float).tolist() for c in contours if len(c) >= 3]
 
 
+def _write_coco(tmp: str, splits, scene: Callable, classes: Sequence[str], description: str,
+                version: str, progress: Optional[ProgressBar] = None) -> None:
+    """Writes ``train/``, ``val/`` and ``annotations/`` of a COCO-format set into ``tmp``.
+
+    Args:
+        splits: ``(split name, image count, rng)`` triples (:func:`_splits`).
+        scene: ``scene(rng) -> (BGR image, [(class index, boolean mask), ...])``.
+        progress: Updated once per image written.
+    """
+    os.makedirs(osp.join(tmp, 'annotations'))
+    for split, count, rng in splits:
+        os.makedirs(osp.join(tmp, split))
+        images, annotations = [], []
+        for index in range(count):
+            img, shapes = scene(rng)
+            height, width = img.shape[:2]
+            name = f'{index:05d}.png'
+            cv2.imwrite(osp.join(tmp, split, name), img)
+            images.append(dict(id=index + 1, file_name=name, height=height, width=width))
+            for label, mask in shapes:
+                ys, xs = np.nonzero(mask)
+                x0, y0 = int(xs.min()), int(ys.min())
+                annotations.append(dict(
+                    id=len(annotations) + 1, image_id=index + 1, category_id=label + 1,
+                    bbox=[x0, y0, int(xs.max()) - x0 + 1, int(ys.max()) - y0 + 1],
+                    area=int(mask.sum()), segmentation=_polygons(mask), iscrowd=0))
+            if progress is not None:
+                progress.update()
+        coco: Dict = dict(
+            info=dict(description=f'{description} ({split})', version=version),
+            licenses=[], images=images, annotations=annotations,
+            categories=[dict(id=i + 1, name=c) for i, c in enumerate(classes)])
+        with open(osp.join(tmp, 'annotations', f'instances_{split}.json'), 'w') as f:
+            json.dump(coco, f)
+
+
 def make_coco_shapes(root: str = DEMO_SETTINGS.demo_coco_root,
-                     num_train: int = 192,
-                     num_val: int = 48,
-                     image_size: int = SHAPES_IMAGE_SIZE,
+                     num_train: int = 96,
+                     num_val: int = 24,
+                     image_size: Tuple[int, int] = (128, 128),
                      max_objects: int = SHAPES_MAX_OBJECTS,
                      radius_range: Tuple[float, float] = SHAPES_RADIUS_RANGE,
                      classes: Sequence[str] = COCO_SHAPES_CLASSES,
-                     seed: int = 0,
-                     progress: bool = False) -> str:
-    """Writes a COCO-format detection / instance set under ``root`` (:func:`shapes_scene`).
+                     seed: int = 0) -> str:
+    """Writes a COCO-format detection / instance set under ``root``.
 
     Layout: ``train/``, ``val/`` (PNG images) and ``annotations/instances_{train,val}.json``
-    with boxes, polygon masks, areas and ``iscrowd=0``. The val split is held out: drawn
-    from its own seed (:func:`_splits`).
+    with boxes (of the visible part), polygon masks, areas and ``iscrowd=0``.
+
+    Returns:
+        str: ``root``.
+    """
+    params = dict(kind='coco_shapes', num_train=num_train, num_val=num_val,
+                  image_size=list(image_size), max_objects=max_objects,
+                  radius_range=list(radius_range), classes=list(classes), seed=seed)
+
+    def write(tmp: str) -> None:
+        def scene(rng):
+            height, width = image_size
+            img = textured_background(rng, height, width)
+            return img, draw_shapes(rng, img, classes, max_objects, radius_range)
+
+        _write_coco(tmp, _splits('train', 'val', num_train, num_val, seed), scene, classes,
+                    'emo_mm demo shapes', str(_VERSION))
+
+    return generate_once(root, params, write)
+
+
+# ---------------------------------------------------------------------------------------
+# The set of `make demo`: few classes, each a shape of its own colour.
+# ---------------------------------------------------------------------------------------
+#: ``make demo``'s classes (``demo_det_classes``): each kind of shape has its own colour.
+DEMO_DET_CLASSES = tuple(DEMO_SETTINGS.demo_det_classes)
+#: The BGR colour of each ``DEMO_DET_CLASSES`` entry, and the shape it is drawn as.
+DEMO_DET_LOOKS = {'red circle': ((40, 40, 215), 'circle'),
+                  'green square': ((50, 175, 50), 'square'),
+                  'blue triangle': ((210, 110, 30), 'triangle')}
+#: Side of ``make demo``'s images, shapes per image (1..this) and shape radius range
+#: (fraction of the side): boxes of about a quarter to a half of the image.
+DEMO_DET_IMAGE_SIZE = 128
+DEMO_DET_MAX_OBJECTS = 3
+DEMO_DET_RADIUS_RANGE = (0.12, 0.25)
+
+
+def smooth_background(rng: np.random.RandomState, height: int, width: int) -> np.ndarray:
+    """A BGR uint8 background: a linear gradient between two greyish colours."""
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    angle = rng.uniform(0, 2 * np.pi)
+    ramp = xx * np.cos(angle) + yy * np.sin(angle)
+    ramp = (ramp - ramp.min()) / max(float(ramp.max() - ramp.min()), 1.)
+    start, end = (rng.uniform(70, 200) + rng.uniform(-15, 15, size=3) for _ in range(2))
+    return np.clip(start + (end - start) * ramp[..., None], 0, 255).astype(np.uint8)
+
+
+def demo_det_scene(rng: np.random.RandomState, image_size: int = DEMO_DET_IMAGE_SIZE,
+                   max_objects: int = DEMO_DET_MAX_OBJECTS,
+                   radius_range: Tuple[float, float] = DEMO_DET_RADIUS_RANGE
+                   ) -> Tuple[np.ndarray, List[Tuple[int, np.ndarray]]]:
+    """One image of ``make demo``'s set: 1..max_objects whole shapes of
+    ``DEMO_DET_CLASSES``, apart from each other, on a :func:`smooth_background`, with mild
+    pixel noise.
+
+    A placement that would touch an earlier shape is retried (up to 10 times, then the
+    shape is skipped), so boxes do not overlap.
+
+    Returns:
+        tuple: The BGR uint8 image (S, S, 3) and ``(class index, boolean mask)`` per shape.
+    """
+    img = smooth_background(rng, image_size, image_size)
+    taken = np.zeros((image_size, image_size), bool)  # drawn shapes, grown by 3 pixels
+    shapes = []
+    for _ in range(rng.randint(1, max_objects + 1)):
+        label = rng.randint(len(DEMO_DET_CLASSES))
+        colour, kind = DEMO_DET_LOOKS[DEMO_DET_CLASSES[label]]
+        for _attempt in range(10):
+            mask = _rasterise(rng, kind, radius_range, image_size, image_size, margin=1.)
+            if not (mask & taken).any():
+                break
+        else:
+            continue
+        img[mask] = np.clip(np.array(colour) + rng.uniform(-20, 20, size=3), 0, 255)
+        taken |= cv2.dilate(mask.astype(np.uint8), np.ones((7, 7), np.uint8)).astype(bool)
+        shapes.append((label, mask))
+    noisy = img + rng.normal(0, 4, size=img.shape)
+    return np.clip(noisy, 0, 255).astype(np.uint8), shapes
+
+
+def make_demo_det_shapes(root: str = DEMO_SETTINGS.demo_det_root,
+                         num_train: int = 400,
+                         num_val: int = 100,
+                         image_size: int = DEMO_DET_IMAGE_SIZE,
+                         max_objects: int = DEMO_DET_MAX_OBJECTS,
+                         radius_range: Tuple[float, float] = DEMO_DET_RADIUS_RANGE,
+                         seed: int = 0,
+                         progress: bool = False) -> str:
+    """Writes ``make demo``'s COCO-format detection set (:func:`demo_det_scene`).
+
+    Same layout as :func:`make_coco_shapes`; the val split is held out (its own seed).
 
     Args:
         progress (bool): Show a progress bar while writing. Defaults to False.
@@ -229,40 +325,17 @@ def make_coco_shapes(root: str = DEMO_SETTINGS.demo_coco_root,
     Returns:
         str: ``root``.
     """
-    params = dict(kind='coco_shapes', num_train=num_train, num_val=num_val,
+    params = dict(kind='demo_det_shapes', num_train=num_train, num_val=num_val,
                   image_size=image_size, max_objects=max_objects,
-                  radius_range=list(radius_range), classes=list(classes), seed=seed)
+                  radius_range=list(radius_range), classes=list(DEMO_DET_CLASSES), seed=seed)
 
     def write(tmp: str) -> None:
-        os.makedirs(osp.join(tmp, 'annotations'))
         bar = ProgressBar(num_train + num_val, '[demo] data', 'images') if progress else None
-        for split, count, rng in _splits('train', 'val', num_train, num_val, seed):
-            os.makedirs(osp.join(tmp, split))
-            images, annotations = [], []
-            for index in range(count):
-                img, shapes = shapes_scene(rng, image_size, classes, max_objects, radius_range)
-                name = f'{index:05d}.png'
-                cv2.imwrite(osp.join(tmp, split, name), img)
-                images.append(dict(id=index + 1, file_name=name, height=image_size,
-                                   width=image_size))
-                for label, mask in shapes:
-                    ys, xs = np.nonzero(mask)
-                    x0, y0 = int(xs.min()), int(ys.min())
-                    annotations.append(dict(
-                        id=len(annotations) + 1, image_id=index + 1, category_id=label + 1,
-                        bbox=[x0, y0, int(xs.max()) - x0 + 1, int(ys.max()) - y0 + 1],
-                        area=int(mask.sum()), segmentation=_polygons(mask), iscrowd=0))
-                if bar:
-                    bar.update()
-            coco: Dict = dict(
-                info=dict(description=f'emo_mm demo shapes ({split})',
-                          version=str(SHAPES_SCENE_VERSION)),
-                licenses=[], images=images, annotations=annotations,
-                categories=[dict(id=i + 1, name=c) for i, c in enumerate(classes)])
-            with open(osp.join(tmp, 'annotations', f'instances_{split}.json'), 'w') as f:
-                json.dump(coco, f)
+        _write_coco(tmp, _splits('train', 'val', num_train, num_val, seed),
+                    lambda rng: demo_det_scene(rng, image_size, max_objects, radius_range),
+                    DEMO_DET_CLASSES, 'emo_mm make-demo shapes', str(_VERSION), bar)
 
-    return generate_once(root, params, write, version=SHAPES_SCENE_VERSION)
+    return generate_once(root, params, write)
 
 
 # ---------------------------------------------------------------------------------------
@@ -495,6 +568,50 @@ def make_motion_videos(root: str = DEMO_SETTINGS.demo_kinetics_root,
                 writer.release()
                 lines.append(f'{name} {label}')
             with open(osp.join(tmp, f'kinetics_{split}_list_videos.txt'), 'w') as f:
+                f.write('\n'.join(lines) + '\n')
+
+    return generate_once(root, params, write)
+
+
+# ---------------------------------------------------------------------------------------
+# Image classification: mmpretrain CustomDataset layout, one shape per image.
+# ---------------------------------------------------------------------------------------
+def make_shapes_classification(root: str = DEMO_SETTINGS.demo_cls_root,
+                               num_train: int = 480,
+                               num_val: int = 120,
+                               image_size: Tuple[int, int] = (80, 80),
+                               radius_range: Tuple[float, float] = (0.2, 0.4),
+                               classes: Sequence[str] = COCO_SHAPES_CLASSES,
+                               seed: int = 0) -> str:
+    """Writes an mmpretrain ``CustomDataset`` set under ``root``.
+
+    ``{train,val}/<index>.png`` (one shape of random colour, size, rotation and place on a
+    textured background; classes balanced) and ``meta/{train,val}.txt`` (``name label``
+    lines, labels indexing ``classes``).
+    """
+    params = dict(kind='shapes_classification', num_train=num_train, num_val=num_val,
+                  image_size=list(image_size), radius_range=list(radius_range),
+                  classes=list(classes), seed=seed)
+
+    def write(tmp: str) -> None:
+        os.makedirs(osp.join(tmp, 'meta'))
+        for split, count, rng in _splits('train', 'val', num_train, num_val, seed):
+            os.makedirs(osp.join(tmp, split))
+            lines = []
+            for index in range(count):
+                label = index % len(classes)
+                height, width = image_size
+                img = textured_background(rng, height, width)
+                mask = _rasterise(rng, classes[label], radius_range, height, width)
+                local = img[mask].mean(axis=0)
+                colour = rng.uniform(0, 255, size=3)
+                while np.abs(colour - local).sum() < 150:
+                    colour = rng.uniform(0, 255, size=3)
+                img[mask] = np.clip(colour, 0, 255).astype(np.uint8)
+                name = f'{index:05d}.png'
+                cv2.imwrite(osp.join(tmp, split, name), img)
+                lines.append(f'{name} {label}')
+            with open(osp.join(tmp, 'meta', f'{split}.txt'), 'w') as f:
                 f.write('\n'.join(lines) + '\n')
 
     return generate_once(root, params, write)

@@ -1,10 +1,11 @@
 """The recipe of ``make demo`` (``tools/demo.py``), one function that tests run as well.
 
-:func:`run_demo` generates the shapes set and the shapes-pretrained backbone (once), evaluates
-the initialised RetinaNet-EMOv2-1M of ``configs/demo/retinanet_emov2_1m_demo.py`` on the
-held-out split, trains it with a fixed seed, evaluates it again and draws ground truth beside
-predictions for a few held-out images. Paths are those of the demo configs, relative to the
-repository root, which must be the working directory.
+:func:`run_demo` generates its shapes set and the backbone pretrained on such images
+(once), evaluates the initialised RetinaNet-EMOv2-1M of
+``configs/demo/retinanet_emov2_1m_make-demo.py`` on the held-out split, trains it with a
+fixed seed, evaluates it again and draws ground truth beside predictions for a few held-out
+images. Paths are those of the demo configs, relative to the repository root, which must be
+the working directory.
 """
 import contextlib
 import io
@@ -15,11 +16,11 @@ from typing import Dict, List, Optional
 import cv2
 import numpy as np
 
-from .data import make_coco_shapes
-from .pretrain import pretrain_shapes_backbone
+from .data import make_demo_det_shapes
+from .pretrain import pretrain_demo_det_backbone
 
 #: The demo's detector config, relative to the repository root.
-DEMO_CONFIG = 'configs/demo/retinanet_emov2_1m_demo.py'
+DEMO_CONFIG = 'configs/demo/retinanet_emov2_1m_make-demo.py'
 DEMO_SEED = 0
 DEMO_WORK_DIR = 'work_dirs/demo_retinanet'
 #: The COCO bbox metrics the demo reports, with their names in its table.
@@ -102,9 +103,9 @@ def run_demo(work_dir: str = DEMO_WORK_DIR,
 
     if epochs is not None and epochs < 1:
         raise ValueError(f'epochs must be at least 1, got {epochs}.')
-    data = make_coco_shapes(progress=verbose)
+    data = make_demo_det_shapes(progress=verbose)
     _say(verbose, f'data: {data} (train/, val/ = the held-out split, annotations/)')
-    backbone = pretrain_shapes_backbone(progress=verbose)
+    backbone = pretrain_demo_det_backbone(progress=verbose)
     _say(verbose, f'backbone pretrained on generated shapes: {backbone}')
     options = dict(
         log_level='WARNING',
@@ -138,8 +139,9 @@ def run_demo(work_dir: str = DEMO_WORK_DIR,
     return result
 
 
-#: BGR colours of the shape classes in the picture.
-_COLOURS = ((40, 40, 230), (230, 120, 30), (30, 170, 30), (200, 40, 200), (20, 160, 220))
+#: BGR colours of the boxes of each class in the picture: dark, and none the colour of a
+#: shape of the demo set, so that boxes stand out from the shapes and the backgrounds.
+_COLOURS = ((0, 90, 255), (160, 30, 160), (100, 60, 0), (0, 0, 0))
 
 
 def draw_grid(runner, path: str, num_images: int = 8, scale: int = 3, columns: int = 2,

@@ -75,8 +75,8 @@ class CompileHook(Hook):
 def enable_compile(cfg, target: str = 'backbone', **options) -> None:
     """Makes a Runner config compile ``target`` (what ``--compile`` of the tools does).
 
-    Adds :class:`CompileHook` to ``cfg.custom_hooks`` and this module to
-    ``cfg.custom_imports`` (so a dumped config runs without the flag too).
+    Adds :class:`CompileHook` to ``cfg.custom_hooks`` (so a dumped config runs without the
+    flag too; MMEngine finds ``emo_mm.CompileHook`` in :mod:`emo_mm.engine` by itself).
 
     Args:
         cfg (Config): The MMEngine config, changed in place.
@@ -101,10 +101,6 @@ def enable_compile(cfg, target: str = 'backbone', **options) -> None:
         return
     hooks.append(dict(type='emo_mm.CompileHook', target=target, **options))
     cfg.custom_hooks = hooks
-    imports = cfg.get('custom_imports', None) or dict(imports=[], allow_failed_imports=False)
-    if __name__ not in imports.get('imports', []):
-        imports['imports'] = list(imports.get('imports', [])) + [__name__]
-    cfg.custom_imports = imports
 
 
 def compiled_target(model: torch.nn.Module, target: str = 'backbone') -> Optional[bool]:

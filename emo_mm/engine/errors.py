@@ -5,12 +5,15 @@ checkpoints, configs, command lines) print ``error: <what is wrong and how to fi
 and exit with 2; ``--debug`` or ``EMO_MM_DEBUG=1`` shows the traceback instead. Anything
 else is a bug and keeps its traceback (exit 1).
 """
+import difflib
 import os
 import re
 import sys
-from typing import Callable, Optional
+from typing import Callable, List, Optional
 
+from ..apis import ConfigSyntaxError
 from ..datasets.checks import DataError
+from ..deploy.bundle import BundleError
 from ..models.checkpoint import CheckpointError
 
 #: Exit status for errors in what the user gave (argparse uses 2 as well).
@@ -29,6 +32,60 @@ def debug_enabled() -> bool:
 
 _REGISTRY_MISS = re.compile(r"'?([\w.]+) is not in the ([\w.]+)::(\w+) registry")
 _WORKER_ORIGIN = re.compile(r'Caught (\w+) in DataLoader worker process \d+\.')
+#: Errors that constructors raise for bad arguments (AssertionError: the toolboxes validate
+#: their configs with asserts).
+_ARGUMENT_ERRORS = (ValueError, TypeError, KeyError, AssertionError, IndexError)
+
+
+def _built_classes(err: BaseException) -> List[type]:
+    """The classes MMEngine's registry was building when ``err`` was raised, outermost
+    first (from the ``build_from_cfg`` frames of its traceback)."""
+    classes = []
+    tb = err.__traceback__
+    while tb is not None:
+        frame = tb.tb_frame
+        if frame.f_code.co_name == 'build_from_cfg' and 'mmengine' in frame.f_code.co_filename:
+            cls = frame.f_locals.get('obj_cls')
+            if cls is not None:
+                classes.append(cls)
+        tb = tb.tb_next
+    return classes
+
+
+def build_message(err: BaseException) -> Optional[str]:
+    """The message for an error raised by a constructor while MMEngine's registry built
+    an object from the config (the model, a data set, a hook); None for anything else.
+
+    Names the classes being built (outermost first); an unknown argument is named with
+    the closest argument the class has.
+    """
+    if not isinstance(err, _ARGUMENT_ERRORS):
+        return None
+    classes = _built_classes(err)
+    if not classes:
+        return None
+    names = [getattr(c, '__name__', str(c)) for c in classes]
+    text = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
+    text = ' '.join(text.split()) or type(err).__name__
+    unexpected = re.search(r"got an unexpected keyword argument '(\w+)'", text)
+    if unexpected:
+        key = unexpected.group(1)
+        known = _arguments(classes[-1])
+        close = difflib.get_close_matches(key, known, n=1)
+        text = (f'{names[-1]} has no argument {key!r}'
+                + (f' (did you mean {close[0]!r}?)' if close else
+                   (f' (it takes {", ".join(known)})' if known else ''))
+                + '; check the config and --cfg-options')
+    return f'Building {" > ".join(names)} from the config failed: {text}'
+
+
+def _arguments(cls) -> List[str]:
+    import inspect
+    try:
+        parameters = inspect.signature(cls).parameters.values()
+    except (TypeError, ValueError):
+        return []
+    return [p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
 
 
 def user_message(err: BaseException) -> Optional[str]:
@@ -38,7 +95,7 @@ def user_message(err: BaseException) -> Optional[str]:
         # A DataLoader worker re-raises with its traceback in the message: keep the last line.
         lines = [line for line in text.splitlines() if line.strip()]
         text = re.sub(r'^[\w.]+: ', '', lines[-1]) if lines else text
-    if isinstance(err, (UserError, DataError, CheckpointError)):
+    if isinstance(err, (UserError, DataError, CheckpointError, ConfigSyntaxError, BundleError)):
         return text
     if isinstance(err, FileNotFoundError):
         return text if err.filename is None else f'{err.filename}: {err.strerror or text}'
@@ -46,7 +103,7 @@ def user_message(err: BaseException) -> Optional[str]:
         match = _REGISTRY_MISS.search(text)
         if match:
             return registry_message(*match.groups())
-    return None
+    return build_message(err)
 
 
 def registry_message(name: str, scope: str, registry: str) -> str:

@@ -11,6 +11,7 @@ the background's grey level vary. Folders: ``<root>/{train,val}/<colour>_<shape>
 import os
 import os.path as osp
 import sys
+
 import cv2
 import numpy as np
 
@@ -42,8 +43,8 @@ def draw_shape_image(rng: np.random.RandomState, label: int, size: int = 32) -> 
     radius = rng.uniform(0.22, 0.34) * big
     margin = radius * 1.05
     cx, cy = rng.uniform(margin, big - margin, size=2)
-    colour = np.clip(np.array(COLOURS[colour_name]) + rng.randint(-COLOUR_JITTER,
-                                                                   COLOUR_JITTER + 1, 3), 0, 255)
+    jitter = rng.randint(-COLOUR_JITTER, COLOUR_JITTER + 1, 3)
+    colour = np.clip(np.array(COLOURS[colour_name]) + jitter, 0, 255)
     colour = tuple(int(c) for c in colour)
     if shape == 'circle':
         cv2.circle(image, (int(cx), int(cy)), int(radius * 0.8), colour, -1, cv2.LINE_AA)

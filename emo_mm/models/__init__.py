@@ -4,7 +4,8 @@ Layers: ``layers`` (convs, norms, folds) < ``attention`` (the window attention) 
 (iRMB, i2RMB) < ``backbones`` (one file per family on ``backbones/base.py``) and ``dit``
 (the DiT / D-EMO denoisers).
 """
-from .attention import MIXERS, WindowAttention, attention_path, set_fused_attention
+from .attention import (MIXERS, WindowAttention, attention_path, set_fused_attention,
+                        set_stack_partitions)
 from .backbones import EMO, VEMO, EMOBackbone, EMOv2, I2RMBBackbone, inflate_2d_state
 from .blocks import I2RMB, IRMB, MetaMobileBlock
 from .checkpoint import (CheckpointError, authors_to_mmpretrain, load_pretrained,
@@ -35,7 +36,8 @@ def __getattr__(name):
 __all__ = [
     'EMO', 'EMOv2', 'VEMO', 'UEMO', 'EMOBackbone', 'I2RMBBackbone', 'I2RMBConvBlock',
     'inflate_2d_state', 'I2RMB', 'IRMB', 'MetaMobileBlock', 'WindowAttention', 'MIXERS',
-    'set_fused_attention', 'attention_path', 'switch_to_deploy', 'reparameterize',
+    'set_fused_attention', 'set_stack_partitions', 'attention_path', 'switch_to_deploy',
+    'reparameterize',
     'DiT', 'DEMO', 'DiffusionTransformer', 'DiTBlock', 'DEMOBlock', 'convert_official_dit',
     'CheckpointError', 'load_pretrained', 'authors_to_mmpretrain', 'mmpretrain_to_authors'
 ]

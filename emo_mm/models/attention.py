@@ -86,7 +86,8 @@ def pad_to_windows(x: torch.Tensor, windows, lengths,
         return x
     if fill is None:
         # F.pad takes (before, after) pairs, last axis first.
-        return F.pad(x, [p for s, t in zip(reversed(spatial), reversed(padded)) for p in (0, t - s)])
+        pads = [p for s, t in zip(reversed(spatial), reversed(padded)) for p in (0, t - s)]
+        return F.pad(x, pads)
     out = torch.empty((x.shape[0], x.shape[1], *padded), dtype=x.dtype, device=x.device,
                       memory_format=memory_format_of(x))
     out.copy_(fill.view(1, -1, *([1] * len(spatial))).expand_as(out))
@@ -111,6 +112,7 @@ def _window_view(x: torch.Tensor, num_heads: int, windows, lengths, strided: boo
     # (outer, inner) sizes per axis: strided windows are the inner (fast) factor.
     split = [(w, n) if strided else (n, w) for n, w in zip(windows, lengths)]
     sizes = [s for pair in split for s in pair]
+
     # Per spatial axis d two axes, outer at first + 2d and inner at first + 2d + 1. The
     # window index is the n-factor, the token index the w-factor.
     def axes(first):
@@ -212,13 +214,8 @@ def sdpa_pays(x: torch.Tensor, dim_head: int) -> bool:
     """Whether torch's fused ``scaled_dot_product_attention`` beats two batched matmuls
     for heads of ``dim_head`` channels on ``x``'s device.
 
-    Measured, not assumed: on CPUs torch has a fused kernel only for equal q/k and v
-    widths, and even then the EMO shapes (49-100 tokens, heads of 16-32 channels) ran
-    faster eagerly (EMOv2-5M, 2 threads: 60.7 vs 59.4 img/s at batch 1). On an H100 in
-    fp16, EMOv2-5M (heads of 32) was faster with SDPA while EMOv2-1M (heads of 16/20) ran
-    17,752 img/s eagerly against 13,140 with SDPA; in fp32 the two paths ran level for
-    both (6,158 / 6,140 and 12,930 / 12,854 img/s, batch 256), so the choice needs no
-    dtype term. Hence: CUDA and heads of at least 32.
+    CUDA and heads of at least 32: on CPUs torch fuses only equal q/k and v widths, and
+    narrower heads run faster as two matmuls on GPUs too (figures: docs/benchmark.md).
     """
     return x.is_cuda and dim_head >= 32
 
@@ -276,6 +273,14 @@ def set_fused_attention(model: nn.Module, fused: Optional[bool]) -> None:
             module.fused_attn = fused
 
 
+def set_stack_partitions(model: nn.Module, stack: bool) -> None:
+    """Sets ``stack_partitions`` of every window attention in ``model`` (see
+    :func:`window_attention`; same outputs either way)."""
+    for module in model.modules():
+        if hasattr(module, 'stack_partitions'):
+            module.stack_partitions = stack
+
+
 @contextlib.contextmanager
 def attention_path(model: nn.Module, fused: Optional[bool]) -> Iterator[None]:
     """Temporarily sets the attention path of ``model`` (see :func:`set_fused_attention`)."""
@@ -297,7 +302,8 @@ def window_attention(x: torch.Tensor,
                      partitions: Sequence[bool],
                      values_first: bool,
                      fused: Optional[bool],
-                     attn_drop: nn.Dropout) -> torch.Tensor:
+                     attn_drop: nn.Dropout,
+                     stack_partitions: bool = True) -> torch.Tensor:
     """Window attention over ``x`` (B, C_in, *S) with q/k from ``qk`` and values from ``v``.
 
     Args:
@@ -307,6 +313,10 @@ def window_attention(x: torch.Tensor,
             apply ``v`` to the result (iRMB).
         partitions: Partitions to sum, see :data:`MIXERS`.
         fused: Attention path, see :func:`attention`.
+        stack_partitions: Attend over several partitions in one batch (one copy of each
+            partition into a stacked tensor, one batched product). False attends over each
+            partition on its own: the same outputs with fewer copies, which suits
+            exported graphs (no stack and unstack nodes around the products).
 
     Returns:
         (B, C_mid, *S), in ``x``'s memory layout.
@@ -347,11 +357,17 @@ def window_attention(x: torch.Tensor,
         # one of them, bit for bit. (The reference path keeps the authors' computation,
         # which FLOP counting sees; attention dropout draws a mask per partition.)
         partitions, repeats = partitions[:1], len(partitions)
-    q_w, k_w, v_w = (partition_heads_stacked(t, num_heads, windows, lengths, partitions,
-                                             tokens_inner, channels_last)
-                     for t in (q, k, values))
-    y = attention(q_w, k_w, v_w, scale, fused, attn_drop, tokens_inner)
-    y = y.view(len(partitions), -1, *y.shape[1:])
+    if stack_partitions:
+        q_w, k_w, v_w = (partition_heads_stacked(t, num_heads, windows, lengths, partitions,
+                                                 tokens_inner, channels_last)
+                         for t in (q, k, values))
+        y = attention(q_w, k_w, v_w, scale, fused, attn_drop, tokens_inner)
+        y = y.view(len(partitions), -1, *y.shape[1:])
+    else:
+        y = [attention(*(partition_heads_stacked(t, num_heads, windows, lengths, (strided, ),
+                                                 tokens_inner, channels_last)
+                         for t in (q, k, values)), scale, fused, attn_drop, tokens_inner)
+             for strided in partitions]
     out = None
     for part, strided in zip(y, partitions):
         part = merge_heads(part, windows, lengths, strided, channels_last, tokens_inner)
@@ -415,11 +431,14 @@ class WindowAttention(nn.Module):
                              spatial_dims=spatial_dims)
         self.attn_drop = nn.Dropout(attn_drop)
         self.fused_attn = fused_attn
+        #: See ``stack_partitions`` of :func:`window_attention`; the ONNX export turns it off.
+        self.stack_partitions = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return window_attention(x, self.qk, self.v, self.num_heads, self.scale,
                                 self.window_size, self.partitions, values_first=True,
-                                fused=self.fused_attn, attn_drop=self.attn_drop)
+                                fused=self.fused_attn, attn_drop=self.attn_drop,
+                                stack_partitions=self.stack_partitions)
 
     def switch_to_deploy(self) -> None:
         """Folds the attention scale into ``qk`` (see :func:`fold_attention_scale`)."""

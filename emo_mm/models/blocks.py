@@ -22,8 +22,7 @@ import torch
 import torch.nn as nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from .attention import (MIXERS, WindowAttention, check_heads, fold_attention_scale,
-                        window_attention)
+from .attention import MIXERS, WindowAttention, check_heads, fold_attention_scale, window_attention
 from .layers import (ConvNormAct, DropPath, LayerScale, SqueezeExcite, build_norm,
                      fold_batch_norm_into_next, fold_output_scale)
 

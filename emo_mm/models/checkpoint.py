@@ -7,7 +7,10 @@ and every key that is not loaded is reported.
 """
 import contextlib
 import logging
+import os
 import os.path as osp
+import re
+import zipfile
 from collections import OrderedDict
 from contextvars import ContextVar
 from typing import Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
@@ -29,6 +32,10 @@ class UnsafeCheckpointError(CheckpointError):
     """A checkpoint that needs full unpickling (which can run code) and is not trusted."""
 
 
+class NonFiniteCheckpointError(CheckpointError):
+    """A checkpoint whose tensors hold NaN or infinite values."""
+
+
 class LoadReport(NamedTuple):
     loaded: Tuple[str, ...]
     dropped: Tuple[str, ...]
@@ -40,8 +47,59 @@ class LoadReport(NamedTuple):
 TRUST_HINT = ("If you trust the file, pass --trust-checkpoint (tools/train.py, tools/test.py) "
               "or weights_only=False in the Pretrained init_cfg.")
 
+#: How a user loads a checkpoint with non-finite tensors anyway, named in the refusal.
+NONFINITE_HINT = ('To load it anyway (to inspect it), pass --allow-nonfinite (tools/train.py, '
+                  'tools/test.py, tools/infer.py) or set EMO_MM_ALLOW_NONFINITE=1.')
+
 #: Real paths of the files trusted in the current context (see :func:`trusted_checkpoints`).
 _trusted: ContextVar = ContextVar('emo_mm_trusted_checkpoints', default=frozenset())
+#: Whether checkpoints with non-finite tensors load in the current context.
+_allow_nonfinite: ContextVar = ContextVar('emo_mm_allow_nonfinite', default=False)
+
+
+@contextlib.contextmanager
+def allow_nonfinite_checkpoints(allow: bool = True):
+    """Within this context, checkpoints with NaN or infinite tensors load (they are
+    refused otherwise). Context-local, like :func:`trusted_checkpoints`."""
+    token = _allow_nonfinite.set(_allow_nonfinite.get() or bool(allow))
+    try:
+        yield
+    finally:
+        _allow_nonfinite.reset(token)
+
+
+def nonfinite_allowed() -> bool:
+    return _allow_nonfinite.get() or os.environ.get('EMO_MM_ALLOW_NONFINITE', '') not in ('', '0')
+
+
+def nonfinite_tensors(obj, prefix: str = '') -> List[str]:
+    """Names of the floating-point tensors in ``obj`` (a tensor, or mappings and sequences
+    of them, nested) that hold NaN or infinite values; nested names are joined by dots."""
+    found = []
+    if isinstance(obj, torch.Tensor):
+        if (obj.is_floating_point() or obj.is_complex()) and obj.numel() and \
+                not bool(torch.isfinite(obj).all()):
+            found.append(prefix or 'tensor')
+    elif isinstance(obj, Mapping):
+        for key, value in obj.items():
+            found += nonfinite_tensors(value, f'{prefix}.{key}' if prefix else str(key))
+    elif isinstance(obj, (list, tuple)):
+        for i, value in enumerate(obj):
+            found += nonfinite_tensors(value, f'{prefix}.{i}' if prefix else str(i))
+    return found
+
+
+def check_finite(checkpoint, path: str) -> None:
+    """Raises :class:`NonFiniteCheckpointError` naming the tensors of ``checkpoint`` that
+    hold NaN or infinite values, unless allowed (:func:`allow_nonfinite_checkpoints`)."""
+    if nonfinite_allowed():
+        return
+    bad = nonfinite_tensors(checkpoint)
+    if bad:
+        shown = ', '.join(bad[:5]) + (f', ... ({len(bad)} in all)' if len(bad) > 5 else '')
+        raise NonFiniteCheckpointError(
+            f'{path} holds NaN or infinite values in {len(bad)} tensors ({shown}): it was saved '
+            f'from a diverged run and would evaluate or train as garbage. {NONFINITE_HINT}')
 
 
 @contextlib.contextmanager
@@ -61,15 +119,25 @@ def is_trusted(path: str) -> bool:
     return osp.realpath(osp.expanduser(path)) in _trusted.get()
 
 
-def _unsafe_globals(path: str) -> Optional[List[str]]:
+#: How torch's weights-only unpickler names the global it refused.
+_REFUSED_GLOBAL = re.compile(r'GLOBAL ([\w.]+)')
+
+
+def _unsafe_globals(path: str, err: BaseException) -> Optional[List[str]]:
     """Python objects a checkpoint refers to beyond torch's safe set; None if unreadable.
 
-    Reads the pickle's opcodes without executing anything.
+    Zip checkpoints: all of them, read from the pickle's opcodes without executing
+    anything. Legacy (non-zip) files, which torch cannot scan: the one its weights-only
+    unpickler refused (named in its error).
     """
     try:
         return list(torch.serialization.get_unsafe_globals_in_checkpoint(path))
-    except Exception:  # not a zip checkpoint, truncated, garbage
+    except Exception:  # a legacy file, truncated, garbage
+        pass
+    if zipfile.is_zipfile(path):
         return None
+    match = _REFUSED_GLOBAL.search(str(err))
+    return [match.group(1)] if match else None
 
 
 def read_checkpoint(path: str, weights_only: bool = True, map_location='cpu',
@@ -92,25 +160,32 @@ def read_checkpoint(path: str, weights_only: bool = True, map_location='cpu',
     from ..compat.mmengine_checkpoint import from_plain
     if path.startswith(('http://', 'https://')):
         from mmengine.runner.checkpoint import CheckpointLoader
-        return from_plain(CheckpointLoader.load_checkpoint(path, map_location=map_location))
+        checkpoint = from_plain(CheckpointLoader.load_checkpoint(path, map_location=map_location))
+        check_finite(checkpoint, path)
+        return checkpoint
     path = osp.expanduser(path)
     if not osp.isfile(path):
         raise FileNotFoundError(f'Checkpoint {path!r} does not exist.')
     trusted = not weights_only or is_trusted(path)
     try:
-        return from_plain(torch.load(path, map_location=map_location, weights_only=True))
+        checkpoint = from_plain(torch.load(path, map_location=map_location, weights_only=True))
     except Exception as err:  # garbage makes the unpickler fail in arbitrary ways
-        unsafe = _unsafe_globals(path) if 'Weights only load failed' in str(err) else None
+        unsafe = _unsafe_globals(path, err) if 'Weights only load failed' in str(err) else None
         if not unsafe:
             raise CheckpointError(
                 f'{path} is not a readable PyTorch checkpoint: corrupt or truncated '
                 f'({_first_line(err)}).') from err
         if not trusted:
+            legacy = '' if zipfile.is_zipfile(path) else \
+                ' (a legacy, non-zip PyTorch file: a pickle stream)'
             raise UnsafeCheckpointError(
-                f'{path} refers to Python objects besides tensors ({", ".join(unsafe[:4])}'
-                f'{", ..." if len(unsafe) > 4 else ""}); unpickling them could run code '
-                f'from the file, so it was not loaded. {trust_hint}') from None
-    return from_plain(torch.load(path, map_location=map_location, weights_only=False))
+                f'{path}{legacy} refers to Python objects besides tensors '
+                f'({", ".join(unsafe[:4])}{", ..." if len(unsafe) > 4 else ""}); unpickling '
+                f'them could run code from the file, so it was not loaded. {trust_hint}') \
+                from None
+        checkpoint = from_plain(torch.load(path, map_location=map_location, weights_only=False))
+    check_finite(checkpoint, path)
+    return checkpoint
 
 
 def _first_line(err: BaseException) -> str:
@@ -259,6 +334,13 @@ def shape_problems(state: Mapping[str, torch.Tensor], own: Mapping[str, torch.Te
     return problems
 
 
+def pretrained_without_checkpoint(where: str) -> str:
+    """The error for ``init_cfg=dict(type='Pretrained')`` without a checkpoint at ``where``
+    (a config path or a class name)."""
+    return (f"{where}.init_cfg=dict(type='Pretrained') has no checkpoint: add "
+            'checkpoint=PATH_OR_URL, or remove the init_cfg.')
+
+
 def load_pretrained_from_init_cfg(model: nn.Module, init_cfg: Mapping,
                                   drop_prefixes: Sequence[str] = ('norm.', 'head.'),
                                   convert: Optional[Callable] = None) -> LoadReport:
@@ -268,9 +350,7 @@ def load_pretrained_from_init_cfg(model: nn.Module, init_cfg: Mapping,
     training checkpoint).
     """
     if not init_cfg.get('checkpoint'):
-        raise CheckpointError(
-            f"{type(model).__name__}: init_cfg=dict(type='Pretrained') needs "
-            "checkpoint=PATH_OR_URL (or remove the init_cfg to start from random weights).")
+        raise CheckpointError(pretrained_without_checkpoint(type(model).__name__))
     return load_pretrained(model, init_cfg['checkpoint'], prefix=init_cfg.get('prefix'),
                            drop_prefixes=drop_prefixes,
                            weights_only=init_cfg.get('weights_only', True), convert=convert)
@@ -307,3 +387,47 @@ def mmpretrain_to_authors(state: Mapping[str, torch.Tensor]) -> Dict[str, torch.
             raise CheckpointError(f'{key!r} has no place in the authors\' classifier layout '
                                   f"(expected 'backbone.*' or 'head.fc.*').")
     return out
+
+
+def is_authors_classifier(state: Mapping[str, torch.Tensor]) -> bool:
+    """Whether a state dict is an ImageNet classifier in the authors' key layout
+    (``stage*``, ``norm.*``, ``head.weight``), as their released files and ``mim download``
+    give it."""
+    keys = list(state)
+    return ('head.weight' in state and any(k.startswith('stage') for k in keys)
+            and not any(k.startswith(('backbone.', 'head.fc.')) for k in keys))
+
+
+def convert_command(path: str) -> str:
+    """The command that converts an authors'-layout file once, for messages."""
+    if not osp.isfile(path):
+        return 'python tools/convert_checkpoint.py IN OUT'
+    stem = osp.splitext(osp.basename(path))[0]
+    return f'python tools/convert_checkpoint.py {path} {stem}_mmpretrain.pth'
+
+
+def adapt_layout(state: Mapping[str, torch.Tensor], model_state: Mapping,
+                 source: str) -> Tuple[Mapping[str, torch.Tensor], Optional[str]]:
+    """Converts an authors'-layout classifier state dict for an mmpretrain classifier.
+
+    Returns ``(state, note)``: the converted state and a line saying so when ``state`` is
+    in the authors' layout and ``model_state`` is an mmpretrain ``ImageClassifier``'s
+    (``backbone.*``, ``head.fc.*``); ``(state, None)`` unchanged otherwise.
+
+    Raises:
+        CheckpointError: an authors' classifier given to a whole detector / segmentor /
+            recogniser (it belongs in the backbone's ``Pretrained`` init_cfg).
+    """
+    if not is_authors_classifier(state):
+        return state, None
+    if 'head.fc.weight' in model_state and any(k.startswith('backbone.') for k in model_state):
+        note = (f'{source} is in the authors\' key layout (stage*, norm.*, head.*): converted to '
+                f'the mmpretrain classifier\'s on the fly ({convert_command(source)} does it '
+                'once).')
+        return authors_to_mmpretrain(state), note
+    if any(k.startswith('backbone.') for k in model_state):
+        raise CheckpointError(
+            f'{source} is an ImageNet classifier in the authors\' key layout (stage*, norm.*, '
+            "head.*), not a checkpoint of this model. Start the backbone from it instead: "
+            f"model.backbone.init_cfg=dict(type='Pretrained', checkpoint='{source}').")
+    return state, None

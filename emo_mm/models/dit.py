@@ -11,22 +11,8 @@ D-EMO (EMOv2, Table XIV) keeps all of that and swaps each Transformer block for 
 a projection, conditioned by adaLN (shift and scale after the pre-norm, a gate on the
 residual branch in LayerScale's place). The authors released no code; the block's
 remaining choices were reconstructed from their four training logs (the parameter totals
-printed by DiT's ``train.py``). Parameter totals of this implementation (meta-device
-builds in ``tests/test_dit.py``):
-
-======  ============  =============  ====================================
-size    D-EMO         log            DiT (the same network, DiT's blocks)
-======  ============  =============  ====================================
-S-2     24,596,000    24,596,000     32,963,360
-B-2     96,082,976    96,672,800     130,512,416
-L-2     334,831,648   334,831,648    458,102,816
-XL-2    492,692,000   492,692,000    675,129,632
-======  ============  =============  ====================================
-
-The one mismatch, B-2, is 589,824 = (1024 - 256) * 768 parameters short of its log: exactly
-the larger fixed positional embedding of a 64x64 latent (512x512 image) model, so that run
-was most likely logged at input_size 64. It is not added here (that would be padding to
-hit a number); 96,082,976 is also the paper's "96.1M" for D-EMO-B-2.
+printed by DiT's ``train.py``); ``tests/test_dit.py`` checks each size's total against
+them, and docs/generation.md tabulates the totals and the one B-2 difference.
 
 Tokens stay a channels-first ``(B, hidden, H/p, W/p)`` map stored channels-last in memory
 (the token sequence's own layout), so the i2RMB's convolutions and window attention run on
@@ -44,6 +30,7 @@ import torch.nn as nn
 from mmengine.model import BaseModule
 
 from ..registry import MODELS
+from .arch import resolve_arch
 from .attention import MIXERS, WindowAttention
 from .blocks import I2RMB
 
@@ -400,21 +387,10 @@ class DiffusionTransformer(BaseModule):
     @classmethod
     def resolve_arch(cls, arch: Union[str, dict]) -> dict:
         """An arch name or dict -> a complete, validated setting."""
+        setting = resolve_arch(cls.__name__, arch, cls.arch_settings, cls.block_defaults,
+                               ('hidden', 'depth', 'heads', 'patch_size'))
         if isinstance(arch, str):
-            if arch not in cls.arch_settings:
-                raise KeyError(f'Unknown {cls.__name__} arch {arch!r}; choose one of '
-                               f'{list(cls.arch_settings)} or pass a dict.')
-            return {**cls.block_defaults, **cls.arch_settings[arch]}
-        if not isinstance(arch, dict):
-            raise TypeError(f'arch must be a name or a dict, got {type(arch).__name__}.')
-        required = {'hidden', 'depth', 'heads', 'patch_size'}
-        allowed = required | set(cls.block_defaults)
-        missing, unknown = required - set(arch), set(arch) - allowed
-        if missing or unknown:
-            raise ValueError(f'Malformed {cls.__name__} arch dict: missing keys '
-                             f'{sorted(missing)}, unknown keys {sorted(unknown)}; it takes '
-                             f'{sorted(required)} and optionally {sorted(cls.block_defaults)}.')
-        setting = {**cls.block_defaults, **arch}
+            return setting
         for key, value in setting.items():
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
                 raise ValueError(f'arch[{key!r}] must be a positive number, got {value!r}.')
@@ -522,8 +498,8 @@ class DiffusionTransformer(BaseModule):
                              f'null-class half), got {x.shape[0]}.')
         half = x[:len(x) // 2]
         out = self.forward(torch.cat([half, half], dim=0), t, y)
-        n = self.in_channels if guidance_channels is None else min(guidance_channels,
-                                                                    self.in_channels)
+        n = self.in_channels if guidance_channels is None else min(
+            guidance_channels, self.in_channels)
         eps, rest = out[:, :n], out[:, n:]
         cond, uncond = eps.chunk(2, dim=0)
         guided = uncond + cfg_scale * (cond - uncond)
@@ -556,8 +532,8 @@ def convert_official_dit(state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch
 class DiT(DiffusionTransformer):
     """DiT (Peebles & Xie, ICCV 2023) with its adaLN-Zero Transformer blocks.
 
-    Parameter totals at 32x32x4 (DiT's own): S-2 32,963,360, B-2 130,512,416,
-    L-2 458,102,816, XL-2 675,129,632. See :class:`DiffusionTransformer` for arguments.
+    Parameter totals equal DiT's own (``tests/test_dit.py``). See
+    :class:`DiffusionTransformer` for arguments.
 
     Example:
         >>> import torch
@@ -579,12 +555,9 @@ class DiT(DiffusionTransformer):
 class DEMO(DiffusionTransformer):
     """D-EMO: DiT with EMOv2's i2RMB as the block (:class:`DEMOBlock`).
 
-    Parameter totals at 32x32x4: S-2 24,596,000, B-2 96,082,976, L-2 334,831,648,
-    XL-2 492,692,000, equal to the authors' training logs except B-2, whose log shows
-    96,672,800: 589,824 = (1024 - 256) * 768 more, the positional embedding of a 64x64
-    latent, i.e. that log's run used input_size 64 (``DEMO('B-2', input_size=64)`` counts
-    exactly 96,672,800). FLOPs (fvcore convention, 32x32x4): 5.43 / 19.93 / 69.26 /
-    101.48 G. See :class:`DiffusionTransformer` for arguments.
+    Parameter totals equal the authors' training logs except B-2's, whose run was logged
+    at ``input_size=64`` (``tests/test_dit.py``; docs/generation.md). See
+    :class:`DiffusionTransformer` for arguments.
 
     Example:
         >>> import torch

@@ -71,8 +71,8 @@ def build_act(kind: str) -> nn.Module:
     ``'none'``.
 
     SiLU and ReLU run in place (as the authors'): in every EMO block they follow a conv or
-    a norm, whose backward does not need its output, and skipping the allocation of large
-    early-stage maps is measurably faster on CPU.
+    a norm, whose backward does not need its output, so large early-stage maps need no
+    second allocation.
     """
     if kind in ('silu', 'relu'):
         return (nn.SiLU if kind == 'silu' else nn.ReLU)(inplace=True)

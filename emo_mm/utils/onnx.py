@@ -20,7 +20,7 @@ import contextlib
 import io
 import os
 import os.path as osp
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -129,7 +129,8 @@ def export_onnx(model: nn.Module,
                 trace_size: Tuple[int, int] = TRACE_SIZE,
                 opset: int = DEFAULT_OPSET,
                 deploy: bool = True,
-                dynamic_spatial: bool = True) -> Dict[str, object]:
+                dynamic_spatial: bool = True,
+                stack_partitions: bool = True) -> Dict[str, object]:
     """Exports ``model`` (eval mode) to ``path`` with a dynamic batch axis (and dynamic
     height and width unless ``dynamic_spatial=False``).
 
@@ -150,6 +151,9 @@ def export_onnx(model: nn.Module,
             fixes them to ``trace_size`` (the batch stays dynamic) and exports with
             torch.export: a graph for one input size, without the shape arithmetic and
             the zero-size padding a dynamic one carries, and faster in onnxruntime.
+        stack_partitions (bool): False exports EMOv2's spanning attention with each
+            partition attended on its own (same outputs, no stack / unstack copies; the
+            int8 path of :mod:`emo_mm.deploy.quantize` uses it). The model keeps the setting.
 
     Returns:
         dict: ``deployed`` (names of the switched modules), ``inputs`` and ``outputs``
@@ -162,6 +166,8 @@ def export_onnx(model: nn.Module,
     model.eval()  # not `model = model.eval()`: some mmpretrain backbones' train() returns None
     deployed = switch_to_deploy(model) if deploy else []
     _eager_attention(model)
+    from ..models.attention import set_stack_partitions
+    set_stack_partitions(model, stack_partitions)
     wrapper = TensorOutput(model)
     wrapper.eval()
     example = torch.rand(1, in_channels, *trace_size)
@@ -226,6 +232,30 @@ def onnx_session(path: str, threads: Optional[int] = None, profile_prefix: Optio
         options.enable_profiling = True
         options.profile_file_prefix = profile_prefix
     return ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
+
+
+def operator_kernel_times(path: str, feeds: Dict, threads: Optional[int] = None,
+                          calls: int = 3) -> Dict[str, float]:
+    """Kernel time (microseconds, summed over ``calls`` runs) per ONNX operator type of the
+    graph at ``path`` on ``feeds``, from onnxruntime's profiler; its file goes to a
+    temporary folder and is deleted. The first run (allocation, prepacking) is left out."""
+    import json
+    import tempfile
+    with tempfile.TemporaryDirectory() as folder:
+        session = onnx_session(path, threads, profile_prefix=osp.join(folder, 'profile'))
+        for _ in range(calls + 1):
+            session.run(None, feeds)
+        with open(session.end_profiling()) as file:
+            events = json.load(file)
+    times, runs = {}, 0
+    for event in events:
+        if event.get('name') == 'model_run':
+            runs += 1
+        if (runs > 1 and event.get('cat') == 'Node'
+                and event.get('name', '').endswith('_kernel_time')):
+            op = event.get('args', {}).get('op_name', '?')
+            times[op] = times.get(op, 0.) + event['dur']
+    return times
 
 
 def relative_error(actual, expected) -> float:

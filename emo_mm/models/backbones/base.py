@@ -11,7 +11,6 @@ what those two need.
 :class:`I2RMBBackbone` is the EMOv2 network (stem + stages of i2RMBs) for 2-D images and
 3-D clips; ``EMOv2`` and ``VEMO`` are its registered, declarative faces.
 """
-import copy
 import warnings
 from numbers import Integral
 from typing import Callable, Dict, Optional, Sequence, Tuple, Union
@@ -22,9 +21,10 @@ import torch.nn as nn
 from mmengine.model import BaseModule
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from ..arch import resolve_arch
 from ..attention import MIXERS
 from ..blocks import I2RMB
-from ..checkpoint import CheckpointError, load_pretrained
+from ..checkpoint import load_pretrained_from_init_cfg
 from ..layers import ChannelLayerNorm, ConvNormAct, reparameterize
 
 NORMS = ('bn', 'ln')
@@ -45,6 +45,8 @@ def resolve_init_cfg(init_cfg: Optional[dict], pretrained: Optional[str]) -> Opt
 class EMOBackbone(BaseModule):
     """What every EMO backbone shares (see the module docstring).
 
+    Every argument but ``arch`` has a default, so a variant states only what differs.
+
     Args:
         arch (str | dict): A name of ``arch_settings`` or a dict with ``required_keys``
             and any of ``common`` / ``optional_keys``.
@@ -62,6 +64,12 @@ class EMOBackbone(BaseModule):
         pretrained (str, optional): Deprecated, use ``init_cfg``.
         init_cfg (dict, optional): ``dict(type='Pretrained', checkpoint=PATH)`` and
             optionally ``prefix`` and ``weights_only``.
+
+    Attributes:
+        out_channels (list[int]): Channels of the outputs ``forward`` returns, in the order
+            of ``out_indices`` (what a neck's ``in_channels`` must list).
+        stage_channels (list[int]): Channels of the stem and of every stage (output
+            indices 0..N), whatever ``out_indices``.
     """
 
     arch_settings: Dict[str, dict] = {}
@@ -76,15 +84,15 @@ class EMOBackbone(BaseModule):
 
     def __init__(self,
                  arch: Union[str, dict],
-                 in_channels: int,
-                 window_size,
-                 out_indices,
-                 frozen_stages: int,
-                 norm_eval: bool,
-                 drop_path_rate: float,
-                 final_norm: bool,
-                 channels_last: bool,
-                 return_tuple: bool,
+                 in_channels: int = 3,
+                 window_size: Union[int, Sequence[int]] = 7,
+                 out_indices: Union[int, Sequence[int]] = (1, 2, 3, 4),
+                 frozen_stages: int = -1,
+                 norm_eval: bool = False,
+                 drop_path_rate: float = 0.,
+                 final_norm: bool = False,
+                 channels_last: bool = True,
+                 return_tuple: bool = True,
                  pretrained: Optional[str] = None,
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=resolve_init_cfg(init_cfg, pretrained))
@@ -122,22 +130,10 @@ class EMOBackbone(BaseModule):
     @classmethod
     def resolve_arch(cls, arch: Union[str, dict]) -> dict:
         """Returns the full, validated setting dict for ``arch`` (a name or a dict)."""
-        if isinstance(arch, str):
-            if arch not in cls.arch_settings:
-                raise KeyError(f'Unknown {cls.__name__} arch {arch!r}; choose one of '
-                               f'{list(cls.arch_settings)} or pass a dict.')
-            return {**copy.deepcopy(cls.common), **copy.deepcopy(cls.arch_settings[arch])}
-        if not isinstance(arch, dict):
-            raise TypeError(f'arch must be a name or a dict, got {type(arch).__name__}.')
-        allowed = set(cls.required_keys) | set(cls.common) | set(cls.optional_keys)
-        missing = [k for k in cls.required_keys if k not in arch]
-        unknown = sorted(set(arch) - allowed)
-        if missing or unknown:
-            raise ValueError(f'Malformed {cls.__name__} arch dict: missing keys {missing}, '
-                             f'unknown keys {unknown}; required {list(cls.required_keys)}, '
-                             f'optional {sorted(allowed - set(cls.required_keys))}.')
-        setting = {**copy.deepcopy(cls.common), **copy.deepcopy(dict(arch))}
-        cls.validate_arch(setting)
+        setting = resolve_arch(cls.__name__, arch, cls.arch_settings, cls.common,
+                               cls.required_keys, cls.optional_keys)
+        if not isinstance(arch, str):
+            cls.validate_arch(setting)
         return setting
 
     @classmethod
@@ -209,7 +205,9 @@ class EMOBackbone(BaseModule):
 
     def build_stages(self) -> None:
         """Builds ``stage0 .. stageN`` (and the final norm); call at the end of __init__."""
-        self.out_channels = [self.stem_channels] + self.embed_dims
+        # Channels of every output (stem, stages), and of those forward returns, in order.
+        self.stage_channels = [self.stem_channels] + self.embed_dims
+        self.out_channels = [self.stage_channels[i] for i in self.out_indices]
         self.stage0 = self.make_stem()
         rates = iter(np.linspace(0, self.drop_path_rate, sum(self.arch['depths'])).tolist())
         in_dim = self.stem_channels
@@ -336,13 +334,8 @@ class EMOBackbone(BaseModule):
         cfg = self.init_cfg
         if not (isinstance(cfg, dict) and cfg.get('type') == 'Pretrained'):
             return super().init_weights()
-        if not cfg.get('checkpoint'):
-            raise CheckpointError(f"{type(self).__name__}: init_cfg=dict(type='Pretrained') "
-                                  "needs checkpoint=PATH (the weights file to load).")
-        load_pretrained(self, cfg['checkpoint'], prefix=cfg.get('prefix'),
-                        drop_prefixes=self.checkpoint_drop_prefixes(),
-                        weights_only=cfg.get('weights_only', True),
-                        convert=self.convert_checkpoint())
+        load_pretrained_from_init_cfg(self, cfg, drop_prefixes=self.checkpoint_drop_prefixes(),
+                                      convert=self.convert_checkpoint())
         self._is_init = True
 
 

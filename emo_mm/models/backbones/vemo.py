@@ -1,8 +1,8 @@
 """V-EMO: EMOv2 in three dimensions for video (the authors' unreleased ``EMO2_3D``).
 
-Rebuilt from the authors' training log (its parameter names and shapes): the EMOv2 network with every conv
-gaining a temporal kernel dimension equal to its spatial one (3x3x3 stem, 1x1x1
-projections, 5x5x5 depth-wise convs), BatchNorm3d in stages 1-2, channel LayerNorm in
+Rebuilt from the authors' training log (its parameter names and shapes): the EMOv2 network
+with every conv gaining a temporal kernel dimension equal to its spatial one (3x3x3 stem,
+1x1x1 projections, 5x5x5 depth-wise convs), BatchNorm3d in stages 1-2, channel LayerNorm in
 stages 3-4, spanning window attention over (t, h, w) windows (2, 5, 5), LayerScale and a
 final LayerNorm. Parameter names are the 2-D checkpoint's, so 2-D weights inflate into it.
 
@@ -66,9 +66,9 @@ def inflate_2d_state(state: Mapping[str, torch.Tensor], own: Mapping[str, torch.
 class VEMO(I2RMBBackbone):
     """V-EMO backbone for clips (N, C, T, H, W).
 
-    Takes every argument of :class:`~emo_mm.models.EMOv2` with video defaults: ``window_size=(2, 5, 5)``
-    (t, h, w), ``out_indices=-1``, ``final_norm=True`` and ``return_tuple=False`` (one
-    tensor, as mmaction2's heads expect), plus
+    Takes every argument of :class:`~emo_mm.models.EMOv2` with video defaults:
+    ``window_size=(2, 5, 5)`` (t, h, w), ``out_indices=-1``, ``final_norm=True`` and
+    ``return_tuple=False`` (one tensor, as mmaction2's heads expect), plus
 
     Args:
         global_pool (bool): Average the final map over (t, h, w) and return (N, C), the
@@ -109,7 +109,7 @@ class VEMO(I2RMBBackbone):
                  **kwargs):
         super().__init__(arch, window_size=window_size, out_indices=out_indices,
                          final_norm=final_norm, return_tuple=return_tuple,
-                         in_channels=in_channels, **{**_EMOV2_DEFAULTS, **kwargs})
+                         in_channels=in_channels, **kwargs)
         if len(temporal_strides) != self.num_stages + 1 or not all(
                 isinstance(s, int) and s >= 1 for s in temporal_strides):
             raise ValueError(f'temporal_strides needs {self.num_stages + 1} positive ints '
@@ -146,8 +146,3 @@ class VEMO(I2RMBBackbone):
     def convert_checkpoint(self):
         """2-D checkpoints are inflated (3-D ones pass through unchanged)."""
         return functools.partial(inflate_2d_state, mode=self.inflate)
-
-
-#: EMOv2's defaults for the arguments V-EMO passes through.
-_EMOV2_DEFAULTS = dict(frozen_stages=-1, norm_eval=False, drop_path_rate=0.,
-                       channels_last=True)

@@ -1,0 +1,142 @@
+"""int8 deploy bundles (tools/deploy.py --precision int8).
+
+Fast: the calibration files and graph inputs, the refusals. Slow: demo trainings (the
+session's shared DeepLabv3 and RetinaNet, tests/trained_models.py) deployed at int8 keep
+their toolbox metric on the held-out demo split within 1 point of the PyTorch model's,
+measured by the toolbox's test loop on the bundle (tools/test.py's path), and deploy.json
+records the quantization with the reason for every float group.
+"""
+import json
+import os.path as osp
+
+import numpy as np
+import pytest
+
+pytest.importorskip('onnxruntime', reason='onnxruntime is a test dependency (requirements)')
+
+from emo_mm.deploy.predictor import graph_feeds, slide_windows  # noqa: E402
+from helpers import REPO, load_tool  # noqa: E402
+
+CLS_CONFIG = 'configs/demo/emov2_1m_shapes-cls_demo.py'
+
+
+def test_graph_feeds_follow_the_task():
+    image = np.zeros((1, 3, 40, 50), np.float32)
+    meta = dict(inputs=image, img_shape=(40, 50), ori_shape=(80, 100), scale_factor=(.5, .5))
+    detection = graph_feeds('detection', {}, meta)
+    assert len(detection) == 1 and set(detection[0]) == {'image', 'img_shape', 'scale_factor'}
+    assert detection[0]['img_shape'].dtype == np.int64
+    assert detection[0]['scale_factor'].dtype == np.float64
+    crops = graph_feeds('segmentation', dict(mode='slide', crop_size=(32, 32),
+                                             stride=(16, 16)), meta)
+    assert len(crops) == len(slide_windows(40, 50, (32, 32), (16, 16))) == 6
+    assert all(c['image'].shape == (1, 3, 32, 32) for c in crops)
+    whole = graph_feeds('segmentation', dict(mode='whole'), meta)
+    assert set(whole[0]) == {'image', 'img_shape', 'ori_shape'}
+    assert set(graph_feeds('classification', {}, meta)[0]) == {'image'}
+    assert set(graph_feeds('video', {}, meta)[0]) == {'clips'}
+
+
+def test_calibration_files_spread_over_the_split(monkeypatch):
+    from emo_mm.apis import load_config
+    from emo_mm.deploy.calibration import CalibrationError, split_files
+    monkeypatch.chdir(REPO)
+    cfg = load_config(osp.join(REPO, CLS_CONFIG))
+    files = split_files(cfg, 'train', 8)
+    assert len(files) == len(set(files)) == 8
+    assert all(osp.isfile(f) and '/train/' in f for f in files)
+    # Evenly spaced: the first and the last file of the split.
+    every = split_files(cfg, 'train', 10**6)
+    assert files[0] == every[0] and files[-1] == every[-1] and len(every) > 8
+    assert all('/val/' in f for f in split_files(cfg, 'test', 2))
+    with pytest.raises(CalibrationError, match='positive'):
+        split_files(cfg, 'train', 0)
+    with pytest.raises(CalibrationError, match='choose one of'):
+        split_files(cfg, 'extra', 4)
+
+
+def test_calibration_inputs_are_the_bundle_preprocessing(monkeypatch):
+    from emo_mm.apis import load_config
+    from emo_mm.deploy.calibration import calibration_inputs, split_files
+    from emo_mm.deploy.export import pipeline_spec, test_pipeline
+    from emo_mm.deploy.preprocess import ImagePreprocessor, read_image
+    monkeypatch.chdir(REPO)
+    cfg = load_config(osp.join(REPO, CLS_CONFIG))
+    spec = dict(steps=pipeline_spec(test_pipeline(cfg), 'classification'), mean=[0., 0., 0.],
+                std=[1., 1., 1.], bgr_to_rgb=True, pad_size_divisor=1, pad_value=0.,
+                pad_size=None)
+    inputs, files = calibration_inputs(cfg, 'classification', spec, {}, 'train', 3)
+    assert len(inputs) == 3 and all(set(i) == {'image'} for i in inputs)
+    assert files == split_files(cfg, 'train', 3)
+    first = ImagePreprocessor(spec)(read_image(files[0]))['inputs']
+    assert inputs[0]['image'].shape == (1, 3, 64, 64)
+    np.testing.assert_array_equal(inputs[0]['image'], first)
+
+
+def test_bf16_and_unknown_precisions_are_refused(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(REPO)
+    deploy = load_tool('deploy')
+    from emo_mm.engine import run_cli
+    for precision, reason in (('bf16', 'bf16 is not offered'), ('fp8', 'unknown')):
+        with pytest.raises(SystemExit) as exit_info:
+            run_cli(lambda: deploy.main([CLS_CONFIG, '--out', str(tmp_path / precision),
+                                         '--precision', precision]))
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert err.startswith('error: ') and reason in err and err.count('\n') == 1, err
+        assert not osp.exists(tmp_path / precision)
+
+
+#: Demo trainings deployed at int8: the metric (toolbox key, scale to points) and the
+#: least fp32 value that shows the model learned.
+INT8_FAMILIES = {
+    'deeplabv3_emov2': ('mIoU', 1, 20.),
+    'retinanet_emov2': ('coco/bbox_mAP_50', 100, 10.),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('name', [  # RetinaNet's case: make test-all
+    'deeplabv3_emov2', pytest.param('retinanet_emov2', marks=pytest.mark.extended)])
+def test_int8_bundle_keeps_the_metric(name, demo_training, tmp_path, monkeypatch):
+    """A demo training deployed at int8 (8 calibration files): the toolbox metric on the
+    held-out demo split, measured by the test loop on the bundle, within 1 point of the
+    PyTorch model's; deploy.json records the quantization and the reason per float group."""
+    from test_deploy_bundles import evaluate
+    key, scale, learned = INT8_FAMILIES[name]
+    run = demo_training(name)
+    monkeypatch.chdir(REPO)
+    out = str(tmp_path / 'int8')
+    status = load_tool('deploy').main([run.config, run.checkpoint, '--out', out, '--precision',
+                                       'int8', '--calib', '8'])
+    assert status == 0
+    manifest = json.load(open(osp.join(out, 'deploy.json')))
+    record = manifest['quantization']
+    assert manifest['precision'] == 'int8' and record['calibration']['files'] == 8
+    assert record['calibration']['split'] == 'train'
+    assert record['config']['quant_format'] == 'qdq' and record['config']['per_channel']
+    assert len(record['float_reasons']) == len({g['group'] for g in record['float_reasons']})
+    listed = {n for g in record['float_reasons'] for n in g['nodes']}
+    assert listed == set(record['float_nodes'])
+    assert all('budget' in g['reason'] for g in record['float_reasons'])
+    assert record['op_counts'].get('QuantizeLinear', 0) > 0
+    metrics, _ = evaluate(run.config, out, str(tmp_path / 'eval'), bundle=True)
+    fp32, int8 = float(run.after[key]) * scale, float(metrics[key]) * scale
+    print(f'\n{name}: {key} PyTorch fp32 {fp32:.2f}, int8 bundle {int8:.2f} (points); '
+          f'{len(record["float_nodes"])} float nodes; network error '
+          f'{record["sensitivity"]["error_final"]:.4f}')
+    assert fp32 > learned, 'the trained model must have learned for the test'
+    assert fp32 - int8 <= 1.0
+
+
+def test_bundle_with_an_unknown_precision_is_refused(tmp_path):
+    from emo_mm.deploy import BundleError, read_bundle
+    manifest = dict(format='emo_mm-deploy', format_version=1, task='classification',
+                    precision='fp8', graphs={}, preprocess={}, postprocess={}, files={},
+                    input={})
+    (tmp_path / 'deploy.json').write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="unknown precision 'fp8'"):
+        read_bundle(str(tmp_path))
+    manifest['precision'] = 'int8'
+    (tmp_path / 'deploy.json').write_text(json.dumps(manifest))
+    assert read_bundle(str(tmp_path))['precision'] == 'int8'
