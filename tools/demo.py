@@ -1,6 +1,6 @@
 """`make demo`: train RetinaNet-EMOv2-1M on generated shapes on the CPU, in minutes.
 
-1. generates data/demo_det_shapes (three classes, each a shape of its own colour, on smooth
+1. generates data/demo_det_shapes (four classes, each a shape of its own colour, on smooth
    backgrounds; train and held-out val split);
 2. pretrains the EMOv2-1M backbone on other generated shapes (the stand-in for ImageNet
    weights, written once);
@@ -13,9 +13,15 @@ numbers repeat from run to run on the same kind of machine (CPU, thread count, t
 Run it from the repository root.
 """
 import argparse
+import os
 
-import emo_mm.compat.enable  # noqa: F401  (first: applies the upstream fixes)
-from emo_mm.demo.run import DEMO_SEED, DEMO_WORK_DIR, run_demo
+# Before torch starts its OpenMP threads: idle threads sleep instead of spinning, so that on
+# a machine whose cores other processes share, a step does not wait for a thread that spins
+# while its peer is descheduled. The numbers do not depend on it.
+os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
+
+import emo_mm.compat.enable  # noqa: E402,F401  (first emo_mm import: the upstream fixes)
+from emo_mm.demo.run import DEMO_SEED, DEMO_WORK_DIR, run_demo  # noqa: E402
 
 
 def main():

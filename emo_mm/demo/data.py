@@ -8,7 +8,7 @@ minutes. Every set is a pure function of its arguments (fixed seeds, no download
 * :func:`make_coco_shapes`: COCO-format detection + instance segmentation. Shapes of
   several categories on textured backgrounds, varying in colour, size, rotation and
   placement, overlapping (masks hold the visible part only).
-* :func:`make_demo_det_shapes`: ``make demo``'s COCO-format detection set: three classes
+* :func:`make_demo_det_shapes`: ``make demo``'s COCO-format detection set: four classes
   that differ in shape and colour, whole and apart, on smooth backgrounds.
 * :func:`make_ade20k_regions`: ADE20K-layout semantic segmentation (textured regions).
 * :func:`make_hrf_vessels`: HRF-layout vessel segmentation (fundus-like images).
@@ -256,7 +256,8 @@ DEMO_DET_CLASSES = tuple(DEMO_SETTINGS.demo_det_classes)
 #: The BGR colour of each ``DEMO_DET_CLASSES`` entry, and the shape it is drawn as.
 DEMO_DET_LOOKS = {'red circle': ((40, 40, 215), 'circle'),
                   'green square': ((50, 175, 50), 'square'),
-                  'blue triangle': ((210, 110, 30), 'triangle')}
+                  'blue triangle': ((210, 110, 30), 'triangle'),
+                  'yellow star': ((30, 205, 235), 'star')}
 #: Side of ``make demo``'s images, shapes per image (1..this) and shape radius range
 #: (fraction of the side): boxes of about a quarter to a half of the image.
 DEMO_DET_IMAGE_SIZE = 128

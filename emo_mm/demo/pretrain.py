@@ -19,9 +19,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..utils.progress import ProgressBar
-from .data import (COCO_SHAPES_CLASSES, DEMO_DET_CLASSES, DEMO_DET_IMAGE_SIZE, DEMO_SETTINGS,
-                   SHAPES_MAX_OBJECTS, SHAPES_RADIUS_RANGE, demo_det_scene, draw_shapes,
-                   generate_once, textured_background)
+from .data import (COCO_SHAPES_CLASSES, DEMO_DET_CLASSES, DEMO_DET_IMAGE_SIZE, DEMO_DET_MAX_OBJECTS,
+                   DEMO_DET_RADIUS_RANGE, DEMO_SETTINGS, SHAPES_MAX_OBJECTS, SHAPES_RADIUS_RANGE,
+                   demo_det_scene, draw_shapes, generate_once, textured_background)
 
 #: Where the demo detection configs expect the checkpoint.
 SHAPES_BACKBONE = DEMO_SETTINGS.demo_shapes_backbone
@@ -151,10 +151,10 @@ def demo_det_batch(rng: np.random.RandomState, size: int, image_size: int):
 def pretrain_demo_det_backbone(path: str = DEMO_DET_BACKBONE,
                                arch: str = '1M',
                                window_size: int = 10,
-                               iters: int = 100,
+                               iters: int = 40,
                                batch_size: int = 16,
                                image_size: int = DEMO_DET_IMAGE_SIZE,
-                               lr: float = 3e-3,
+                               lr: float = 4e-3,
                                background_weight: float = 0.2,
                                seed: int = 0,
                                progress: bool = False) -> str:
@@ -175,7 +175,9 @@ def pretrain_demo_det_backbone(path: str = DEMO_DET_BACKBONE,
     """
     params = dict(kind='demo_det_backbone', arch=arch, window_size=window_size, iters=iters,
                   batch_size=batch_size, image_size=image_size, lr=lr,
-                  background_weight=background_weight, seed=seed)
+                  background_weight=background_weight, seed=seed,
+                  classes=list(DEMO_DET_CLASSES), max_objects=DEMO_DET_MAX_OBJECTS,
+                  radius_range=list(DEMO_DET_RADIUS_RANGE))
 
     def write(tmp: str) -> None:
         backbone = train_labelling(
