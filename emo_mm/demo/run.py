@@ -57,10 +57,12 @@ class DemoResult:
                 f'epochs, seed {self.seed})')
 
     def table(self) -> str:
-        """The metrics before and after training, one row each."""
+        """The metrics before and after training, one row each (none for a box size the
+        held-out split has no boxes of)."""
         rows = [f'  {"":<12}{"untrained":>10}{"trained":>10}']
         rows += [f'  {name:<12}{self.before[key]:>10.3f}{self.after[key]:>10.3f}'
-                 for key, name in DEMO_METRICS.items()]
+                 for key, name in DEMO_METRICS.items()
+                 if (self.before[key], self.after[key]) != (-1., -1.)]  # -1: no such boxes
         return '\n'.join(rows)
 
 
@@ -118,14 +120,18 @@ def run_demo(work_dir: str = DEMO_WORK_DIR,
         cosine = cfg.param_scheduler[-1]  # decays to 0 at the last epoch, whatever their number
         cosine.update(end=epochs, T_max=epochs - cosine.get('begin', 0))
     epochs = cfg.train_cfg.max_epochs
-    # one evaluation after training, below; a checkpoint at the end only
-    cfg.train_cfg.val_interval = epochs + 1
+    # No validation loop (mmengine would run it after the last epoch): the trained model is
+    # evaluated once, below, by the test loop. A checkpoint at the end only.
+    cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
+    cfg.train_cfg.pop('val_interval', None)
     cfg.default_hooks.checkpoint.interval = epochs
     runner = Runner.from_cfg(cfg)
     _say(verbose, 'evaluating the initialised detector on the held-out split')
     before = _evaluate(runner)
     _say(verbose, f'training {DEMO_CONFIG} for {epochs} epochs, seed {seed} '
          f'(work dir {work_dir})')
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools' notices while loading
+        runner.train_loop  # builds the training data loader now
     runner.train()
     _say(verbose, 'evaluating the trained detector on the held-out split')
     after = _evaluate(runner)
@@ -145,7 +151,7 @@ _COLOURS = ((0, 90, 255), (160, 30, 160), (100, 60, 0), (0, 0, 0))
 
 
 def draw_grid(runner, path: str, num_images: int = 8, scale: int = 3, columns: int = 2,
-              score_thr: float = 0.5) -> str:
+              score_thr: float = 0.3) -> str:
     """Draws ground truth (left) beside the predictions (right) for the first held-out images.
 
     Each image is enlarged ``scale`` times before the boxes and their labels (class names,
