@@ -9,6 +9,9 @@ drawn by the same :func:`~emo_mm.demo.data.draw_shapes` as
 the demo data sets, and loaded through the configs'
 ``init_cfg=dict(type='Pretrained', checkpoint=...)``; its path is
 ``demo_shapes_backbone`` of ``configs/demo/_base_/demo_data.py``.
+
+``make demo`` has its own (:func:`pretrain_demo_det_backbone`, ``demo_det_backbone``):
+trained on images of its own set's kind, for its lighter detector.
 """
 import os.path as osp
 from typing import Callable, Optional, Tuple
