@@ -151,7 +151,7 @@ _COLOURS = ((0, 90, 255), (160, 30, 160), (100, 60, 0), (0, 0, 0))
 
 
 def draw_grid(runner, path: str, num_images: int = 8, scale: int = 3, columns: int = 2,
-              score_thr: float = 0.3) -> str:
+              score_thr: float = 0.5) -> str:
     """Draws ground truth (left) beside the predictions (right) for the first held-out images.
 
     Each image is enlarged ``scale`` times before the boxes and their labels (class names,
