@@ -304,3 +304,24 @@ print('after:', draw(root + '/c', one_view), draw(root + '/d', three_views))
     # the upstream defects: show= to the visualiser; permute of a multi-view sample
     assert 'before: TypeError RuntimeError' in result.stdout
     assert 'after: 4 4' in result.stdout  # 4 frames; of three views, the first
+
+
+def test_mmengine_file_client_notices_dropped():
+    # what mmengine's CheckpointHook.before_train does on every training run
+    script = '''
+from mmengine.logging import MMLogger
+MMLogger.get_instance('compat-test', log_level='WARNING')
+{}
+from mmengine.fileio import FileClient
+FileClient.infer_client(None, '.')
+print('client:', type(FileClient.infer_client(dict(backend='disk'), '.').client).__name__)
+'''
+    notices = ('"FileClient" will be deprecated', '"HardDiskBackend" is the alias')
+    without = _python(script.format(''))
+    assert without.returncode == 0, without.stderr[-3000:]
+    assert all(n in without.stdout + without.stderr for n in notices)  # the upstream defect
+    result = _python(script.format('from emo_mm.compat import mmengine_file_client\n'
+                                   'mmengine_file_client.apply()\nmmengine_file_client.apply()'))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert 'client: HardDiskBackend' in result.stdout  # still works
+    assert not any(n in result.stdout + result.stderr for n in notices)

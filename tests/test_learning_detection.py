@@ -25,7 +25,6 @@ def _report(name, before, after, metric):
 
 # bbox mAP@0.5 after 6 epochs must exceed: EMOv2 starts from the shapes-pretrained backbone
 # (emo_mm/demo/pretrain.py), EMOv1 from scratch.
-# (the RetinaNet-EMOv2 run is make demo's recipe: tools/demo.py)
 RETINANET_AFTER = {'retinanet_emov2': 0.06, 'retinanet_emov1': 0.025}
 
 

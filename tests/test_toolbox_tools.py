@@ -20,8 +20,8 @@ import torch
 import yaml
 
 from emo_mm.apis import list_configs, load_config
-from emo_mm.demo.data import (make_ade20k_regions, make_coco_shapes, make_hrf_vessels,
-                              make_motion_videos)
+from emo_mm.demo.data import (make_ade20k_regions, make_coco_shapes, make_demo_det_shapes,
+                              make_hrf_vessels, make_motion_videos)
 from emo_mm.engine import UserError
 from helpers import REPO, load_tool
 
@@ -113,6 +113,7 @@ def small_demo_sets(tmp_path_factory):
     root = tmp_path_factory.mktemp('demo_sets')
     return {
         'demo_coco': make_coco_shapes(str(root / 'coco'), num_train=3, num_val=2),
+        'demo_det_shapes': make_demo_det_shapes(str(root / 'det'), num_train=3, num_val=2),
         'demo_ade20k': make_ade20k_regions(str(root / 'ade'), num_train=3, num_val=2),
         'demo_hrf': make_hrf_vessels(str(root / 'hrf'), num_train=3, num_val=2),
         'demo_kinetics': make_motion_videos(str(root / 'kinetics'), num_train=6, num_val=2),

@@ -7,6 +7,8 @@
     python tools/make_demo_data.py shapes_cls    # data/demo_shapes_cls: one shape per image
     python tools/make_demo_data.py shapes_backbone  # EMOv2-1M pretrained on generated shapes,
                                                     # for the demo detection configs (~1.5 min)
+    python tools/make_demo_data.py demo_det      # data/demo_det_shapes: make demo's set
+    python tools/make_demo_data.py demo_det_backbone  # EMOv2-1M pretrained on such images
     python tools/make_demo_data.py all
 """
 import argparse
@@ -23,6 +25,8 @@ SETS = {
     'shapes_cls': (data.make_shapes_classification, data.DEMO_SETTINGS.demo_cls_root),
     'shapes_backbone': (pretrain.pretrain_shapes_backbone, pretrain.SHAPES_BACKBONE),
     'gen_shapes': (make_class_shapes, GEN_SHAPES_ROOT),
+    'demo_det': (data.make_demo_det_shapes, data.DEMO_SETTINGS.demo_det_root),
+    'demo_det_backbone': (pretrain.pretrain_demo_det_backbone, pretrain.DEMO_DET_BACKBONE),
 }
 
 
@@ -30,7 +34,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('sets', nargs='+', choices=[*SETS, 'all'])
-    parser.add_argument('--root', help='output folder (checkpoint file for shapes_backbone; '
+    parser.add_argument('--root', help='output folder (checkpoint file for the backbones; '
                                        'one set only)')
     args = parser.parse_args()
     names = list(SETS) if 'all' in args.sets else args.sets

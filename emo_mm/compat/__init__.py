@@ -32,6 +32,8 @@ The fixes (upstream, versions, and what breaks without them in each module's doc
   (open-mmlab/mmaction2#2714), so ``import mmaction.models`` fails.
 - :mod:`.mmengine_config_prefix`: mmengine 0.10.7 resolves ``pkg::`` bases only for
   OpenMMLab's packages, so ``_base_ = ['emo_mm::NAME']`` fails.
+- :mod:`.mmengine_file_client`: mmengine 0.10.7's ``CheckpointHook`` creates the deprecated
+  ``FileClient``, which prints two deprecation notices on every training run.
 - :mod:`.mmengine_local_loader`: mmengine 0.10.7 loads local checkpoints with a bare
   ``torch.load``, which torch >= 2.6 refuses for MMEngine's own files (mmengine#1655).
 - :mod:`.mmpretrain_model_hub`: mmpretrain 1.2.0's model hub reads only its own model
@@ -69,6 +71,7 @@ FIXES = (
     'pkg_resources_warning',
     'mmaction_drn',
     'mmengine_config_prefix',
+    'mmengine_file_client',
     'mmengine_local_loader',
     'mmpretrain_model_hub',
     'mmdet_ssd_head',

@@ -8,6 +8,8 @@ minutes. Every set is a pure function of its arguments (fixed seeds, no download
 * :func:`make_coco_shapes`: COCO-format detection + instance segmentation. Shapes of
   several categories on textured backgrounds, varying in colour, size, rotation and
   placement, overlapping (masks hold the visible part only).
+* :func:`make_demo_det_shapes`: ``make demo``'s COCO-format detection set: four classes
+  that differ in shape and colour, whole and apart, on smooth backgrounds.
 * :func:`make_ade20k_regions`: ADE20K-layout semantic segmentation (textured regions).
 * :func:`make_hrf_vessels`: HRF-layout vessel segmentation (fundus-like images).
 * :func:`make_motion_videos`: Kinetics-layout videos whose class is the motion only.
@@ -21,12 +23,13 @@ import json
 import os
 import os.path as osp
 import shutil
-from typing import Callable, Dict, List, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
 
 from ..apis import load_config
+from ..utils.progress import ProgressBar
 
 #: ``configs/demo/_base_/demo_data.py``: the demo sets' default roots and class names.
 DEMO_SETTINGS = load_config(osp.join('demo', '_base_', 'demo_data.py'))
@@ -161,10 +164,13 @@ def draw_shapes(rng: np.random.RandomState, img: np.ndarray, classes: Sequence[s
     return drawn
 
 
-def _rasterise(rng, kind: str, radius_range, height: int, width: int) -> np.ndarray:
+def _rasterise(rng, kind: str, radius_range, height: int, width: int,
+               margin: float = 0.6) -> np.ndarray:
+    """A boolean mask of one shape; its centre is at least ``margin`` radii from the border
+    (1: the whole shape is inside)."""
     radius = rng.uniform(*radius_range) * min(height, width)
-    cx = rng.uniform(radius * 0.6, width - radius * 0.6)
-    cy = rng.uniform(radius * 0.6, height - radius * 0.6)
+    cx = rng.uniform(radius * margin, width - radius * margin)
+    cy = rng.uniform(radius * margin, height - radius * margin)
     mask = np.zeros((height, width), np.uint8)
     if kind == 'circle':
         cv2.circle(mask, (int(round(cx)), int(round(cy))), int(round(radius)), 1, -1)
@@ -178,6 +184,42 @@ def _polygons(mask: np.ndarray) -> List[List[float]]:
     contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL,
                                    cv2.CHAIN_APPROX_SIMPLE)
     return [c.reshape(-1).astype(float).tolist() for c in contours if len(c) >= 3]
+
+
+def _write_coco(tmp: str, splits, scene: Callable, classes: Sequence[str], description: str,
+                version: str, progress: Optional[ProgressBar] = None) -> None:
+    """Writes ``train/``, ``val/`` and ``annotations/`` of a COCO-format set into ``tmp``.
+
+    Args:
+        splits: ``(split name, image count, rng)`` triples (:func:`_splits`).
+        scene: ``scene(rng) -> (BGR image, [(class index, boolean mask), ...])``.
+        progress: Updated once per image written.
+    """
+    os.makedirs(osp.join(tmp, 'annotations'))
+    for split, count, rng in splits:
+        os.makedirs(osp.join(tmp, split))
+        images, annotations = [], []
+        for index in range(count):
+            img, shapes = scene(rng)
+            height, width = img.shape[:2]
+            name = f'{index:05d}.png'
+            cv2.imwrite(osp.join(tmp, split, name), img)
+            images.append(dict(id=index + 1, file_name=name, height=height, width=width))
+            for label, mask in shapes:
+                ys, xs = np.nonzero(mask)
+                x0, y0 = int(xs.min()), int(ys.min())
+                annotations.append(dict(
+                    id=len(annotations) + 1, image_id=index + 1, category_id=label + 1,
+                    bbox=[x0, y0, int(xs.max()) - x0 + 1, int(ys.max()) - y0 + 1],
+                    area=int(mask.sum()), segmentation=_polygons(mask), iscrowd=0))
+            if progress is not None:
+                progress.update()
+        coco: Dict = dict(
+            info=dict(description=f'{description} ({split})', version=version),
+            licenses=[], images=images, annotations=annotations,
+            categories=[dict(id=i + 1, name=c) for i, c in enumerate(classes)])
+        with open(osp.join(tmp, 'annotations', f'instances_{split}.json'), 'w') as f:
+            json.dump(coco, f)
 
 
 def make_coco_shapes(root: str = DEMO_SETTINGS.demo_coco_root,
@@ -201,30 +243,104 @@ def make_coco_shapes(root: str = DEMO_SETTINGS.demo_coco_root,
                   radius_range=list(radius_range), classes=list(classes), seed=seed)
 
     def write(tmp: str) -> None:
-        os.makedirs(osp.join(tmp, 'annotations'))
-        for split, count, rng in _splits('train', 'val', num_train, num_val, seed):
-            os.makedirs(osp.join(tmp, split))
-            images, annotations = [], []
-            for index in range(count):
-                height, width = image_size
-                img = textured_background(rng, height, width)
-                shapes = draw_shapes(rng, img, classes, max_objects, radius_range)
-                name = f'{index:05d}.png'
-                cv2.imwrite(osp.join(tmp, split, name), img)
-                images.append(dict(id=index + 1, file_name=name, height=height, width=width))
-                for label, mask in shapes:
-                    ys, xs = np.nonzero(mask)
-                    x0, y0 = int(xs.min()), int(ys.min())
-                    annotations.append(dict(
-                        id=len(annotations) + 1, image_id=index + 1, category_id=label + 1,
-                        bbox=[x0, y0, int(xs.max()) - x0 + 1, int(ys.max()) - y0 + 1],
-                        area=int(mask.sum()), segmentation=_polygons(mask), iscrowd=0))
-            coco: Dict = dict(
-                info=dict(description=f'emo_mm demo shapes ({split})', version=str(_VERSION)),
-                licenses=[], images=images, annotations=annotations,
-                categories=[dict(id=i + 1, name=c) for i, c in enumerate(classes)])
-            with open(osp.join(tmp, 'annotations', f'instances_{split}.json'), 'w') as f:
-                json.dump(coco, f)
+        def scene(rng):
+            height, width = image_size
+            img = textured_background(rng, height, width)
+            return img, draw_shapes(rng, img, classes, max_objects, radius_range)
+
+        _write_coco(tmp, _splits('train', 'val', num_train, num_val, seed), scene, classes,
+                    'emo_mm demo shapes', str(_VERSION))
+
+    return generate_once(root, params, write)
+
+
+# ---------------------------------------------------------------------------------------
+# The set of `make demo`: few classes, each a shape of its own colour.
+# ---------------------------------------------------------------------------------------
+#: ``make demo``'s classes (``demo_det_classes``): each kind of shape has its own colour.
+DEMO_DET_CLASSES = tuple(DEMO_SETTINGS.demo_det_classes)
+#: The BGR colour of each ``DEMO_DET_CLASSES`` entry, and the shape it is drawn as.
+DEMO_DET_LOOKS = {'red circle': ((40, 40, 215), 'circle'),
+                  'green square': ((50, 175, 50), 'square'),
+                  'blue triangle': ((210, 110, 30), 'triangle'),
+                  'yellow star': ((30, 205, 235), 'star')}
+#: Side of ``make demo``'s images, shapes per image (1..this) and shape radius range
+#: (fraction of the side): boxes of about a quarter to a half of the image.
+DEMO_DET_IMAGE_SIZE = 128
+DEMO_DET_MAX_OBJECTS = 3
+DEMO_DET_RADIUS_RANGE = (0.12, 0.25)
+
+
+def smooth_background(rng: np.random.RandomState, height: int, width: int) -> np.ndarray:
+    """A BGR uint8 background: a linear gradient between two greyish colours."""
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    angle = rng.uniform(0, 2 * np.pi)
+    ramp = xx * np.cos(angle) + yy * np.sin(angle)
+    ramp = (ramp - ramp.min()) / max(float(ramp.max() - ramp.min()), 1.)
+    start, end = (rng.uniform(70, 200) + rng.uniform(-15, 15, size=3) for _ in range(2))
+    return np.clip(start + (end - start) * ramp[..., None], 0, 255).astype(np.uint8)
+
+
+def demo_det_scene(rng: np.random.RandomState, image_size: int = DEMO_DET_IMAGE_SIZE,
+                   max_objects: int = DEMO_DET_MAX_OBJECTS,
+                   radius_range: Tuple[float, float] = DEMO_DET_RADIUS_RANGE
+                   ) -> Tuple[np.ndarray, List[Tuple[int, np.ndarray]]]:
+    """One image of ``make demo``'s set: 1..max_objects whole shapes of
+    ``DEMO_DET_CLASSES``, apart from each other, on a :func:`smooth_background`, with mild
+    pixel noise.
+
+    A placement that would touch an earlier shape is retried (up to 10 times, then the
+    shape is skipped), so boxes do not overlap.
+
+    Returns:
+        tuple: The BGR uint8 image (S, S, 3) and ``(class index, boolean mask)`` per shape.
+    """
+    img = smooth_background(rng, image_size, image_size)
+    taken = np.zeros((image_size, image_size), bool)  # drawn shapes, grown by 3 pixels
+    shapes = []
+    for _ in range(rng.randint(1, max_objects + 1)):
+        label = rng.randint(len(DEMO_DET_CLASSES))
+        colour, kind = DEMO_DET_LOOKS[DEMO_DET_CLASSES[label]]
+        for _attempt in range(10):
+            mask = _rasterise(rng, kind, radius_range, image_size, image_size, margin=1.)
+            if not (mask & taken).any():
+                break
+        else:
+            continue
+        img[mask] = np.clip(np.array(colour) + rng.uniform(-20, 20, size=3), 0, 255)
+        taken |= cv2.dilate(mask.astype(np.uint8), np.ones((7, 7), np.uint8)).astype(bool)
+        shapes.append((label, mask))
+    noisy = img + rng.normal(0, 4, size=img.shape)
+    return np.clip(noisy, 0, 255).astype(np.uint8), shapes
+
+
+def make_demo_det_shapes(root: str = DEMO_SETTINGS.demo_det_root,
+                         num_train: int = 400,
+                         num_val: int = 100,
+                         image_size: int = DEMO_DET_IMAGE_SIZE,
+                         max_objects: int = DEMO_DET_MAX_OBJECTS,
+                         radius_range: Tuple[float, float] = DEMO_DET_RADIUS_RANGE,
+                         seed: int = 0,
+                         progress: bool = False) -> str:
+    """Writes ``make demo``'s COCO-format detection set (:func:`demo_det_scene`).
+
+    Same layout as :func:`make_coco_shapes`; the val split is held out (its own seed).
+
+    Args:
+        progress (bool): Show a progress bar while writing. Defaults to False.
+
+    Returns:
+        str: ``root``.
+    """
+    params = dict(kind='demo_det_shapes', num_train=num_train, num_val=num_val,
+                  image_size=image_size, max_objects=max_objects,
+                  radius_range=list(radius_range), classes=list(DEMO_DET_CLASSES), seed=seed)
+
+    def write(tmp: str) -> None:
+        bar = ProgressBar(num_train + num_val, '[demo] data', 'images') if progress else None
+        _write_coco(tmp, _splits('train', 'val', num_train, num_val, seed),
+                    lambda rng: demo_det_scene(rng, image_size, max_objects, radius_range),
+                    DEMO_DET_CLASSES, 'emo_mm make-demo shapes', str(_VERSION), bar)
 
     return generate_once(root, params, write)
 

@@ -2,13 +2,13 @@
 import hashlib
 import json
 import os.path as osp
-import sys
-import time
 
+import torch
 from mmengine.dist import all_gather_object, get_rank, get_world_size
 from mmengine.hooks import Hook
 
 from ..registry import HOOKS
+from ..utils.progress import ProgressBar
 
 
 @HOOKS.register_module()
@@ -43,7 +43,8 @@ class ParameterSyncCheckHook(Hook):
 class ProgressBarHook(Hook):
     """A one-line training progress bar: iterations, epoch, loss and time left.
 
-    Redrawn in place on a terminal; elsewhere (logs, CI) a line per ``10%``.
+    Redrawn in place on a terminal; elsewhere (logs, CI) a line per ``10%``
+    (:class:`emo_mm.utils.progress.ProgressBar`).
 
     Args:
         width (int): Bar width in characters. Defaults to 30.
@@ -53,26 +54,17 @@ class ProgressBarHook(Hook):
 
     def __init__(self, width: int = 30):
         self.width = width
-        self._start = None
-        self._last_decile = -1
+        self._bar = None
 
     def before_train(self, runner) -> None:
-        self._start = time.time()
+        self._bar = ProgressBar(runner.max_iters, width=self.width, initial=runner.iter)
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
-        done, total = runner.iter + 1, runner.max_iters
-        elapsed = time.time() - self._start
-        left = elapsed / done * (total - done)
-        filled = int(self.width * done / total)
-        loss = float(outputs['loss']) if outputs and 'loss' in outputs else float('nan')
-        line = (f'[{"#" * filled}{"." * (self.width - filled)}] {done}/{total} iters  '
-                f'epoch {runner.epoch + 1}/{runner.max_epochs}  loss {loss:.3f}  '
-                f'{elapsed:.0f}s elapsed, ~{left:.0f}s left')
-        if sys.stdout.isatty():
-            print('\r' + line, end='' if done < total else '\n', flush=True)
-        elif done * 10 // total != self._last_decile or done == total:
-            self._last_decile = done * 10 // total
-            print(line, flush=True)
+        loss = (outputs or {}).get('loss', float('nan'))
+        if isinstance(loss, torch.Tensor):
+            loss = loss.detach()  # it still requires grad: converting it as is warns
+        self._bar.update(runner.iter + 1 - self._bar.done,
+                         f'epoch {runner.epoch + 1}/{runner.max_epochs}  loss {float(loss):.3f}')
 
 
 @HOOKS.register_module()

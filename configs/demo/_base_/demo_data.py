@@ -9,6 +9,11 @@ demo_coco_classes = ('circle', 'square', 'triangle', 'star')
 # EMOv2-1M pretrained on labelling generated shapes (emo_mm/demo/pretrain.py): the demo
 # detectors' stand-in for ImageNet weights.
 demo_shapes_backbone = 'data/demo_shapes_backbone/emov2_1m_shapes.pth'
+# `make demo`'s own detection set (emo_mm.demo.data.make_demo_det_shapes), its classes and
+# its backbone pretrained on the same kind of images.
+demo_det_root = 'data/demo_det_shapes'
+demo_det_classes = ('red circle', 'green square', 'blue triangle', 'yellow star')
+demo_det_backbone = 'data/demo_det_backbone/emov2_1m_det-shapes.pth'
 demo_ade20k_root = 'data/demo_ade20k'
 # The first five ADE20K class names: mmseg's ADE20KDataset keeps their ids 0..4.
 demo_ade20k_classes = ('wall', 'building', 'sky', 'floor', 'tree')
