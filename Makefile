@@ -1,7 +1,7 @@
 # emo_mm developer commands. Everything runs inside .venv, which `make setup` creates.
 PY := .venv/bin/python
 STAMP := .venv/.emo_mm-setup-done
-SETUP_INPUTS := tools/setup_env.sh setup.py $(wildcard requirements/*.txt)
+SETUP_INPUTS := tools/dev/setup_env.sh setup.py $(wildcard requirements/*.txt)
 
 .PHONY: setup lint test test-all test-fast test-clone demo benchmark flops clean-data
 
@@ -10,7 +10,7 @@ setup: $(STAMP)
 # Re-runs only when the script or a requirements file changes; the script itself is
 # idempotent and reuses the cached mmcv wheel.
 $(STAMP): $(SETUP_INPUTS)
-	bash tools/setup_env.sh
+	bash tools/dev/setup_env.sh
 	touch $@
 
 # Extra pytest arguments, e.g. make test PYTEST_ARGS='-k parity -x'
@@ -53,10 +53,10 @@ demo: setup
 	$(PY) tools/demo.py
 
 benchmark: setup
-	$(PY) tools/benchmark.py
+	$(PY) tools/analysis_tools/benchmark.py
 
 flops: setup
-	$(PY) tools/get_flops.py 1M 2M 5M 20M 50M v1-1M v1-2M v1-5M v1-6M
+	$(PY) tools/analysis_tools/get_flops.py 1M 2M 5M 20M 50M v1-1M v1-2M v1-5M v1-6M
 
 clean-data:
 	rm -rf data/demo_*

@@ -2,7 +2,7 @@
 
 Their relative links resolve, their runnable blocks (```bash runnable / ```python runnable,
 docs/development.md) run, the README stays a front page, and docs/compat.md names every
-upstream fix. ``tools/check_docs.py`` does the checking; these tests run it and show that
+upstream fix. ``tools/dev/check_docs.py`` does the checking; these tests run it and show that
 it catches what it is meant to.
 """
 import glob
@@ -12,7 +12,7 @@ import pytest
 
 from helpers import REPO, load_tool
 
-check_docs = load_tool('check_docs')
+check_docs = load_tool('dev/check_docs')
 COMMANDS = check_docs.unique([c for path in check_docs.default_files()
                               for c in check_docs.runnable_commands(path)])
 
@@ -110,7 +110,7 @@ def test_the_check_reports_a_timeout(tmp_path):
 def test_slugs_are_githubs():
     assert check_docs.slug('Non-finite losses, gradients and weights') == \
         'non-finite-losses-gradients-and-weights'
-    assert check_docs.slug('Effective receptive field: tools/erf.py') == \
+    assert check_docs.slug('Effective receptive field: tools/analysis_tools/erf.py') == \
         'effective-receptive-field-toolserfpy'
     assert check_docs.slug('The `Predictor`') == 'the-predictor'
 

@@ -1,12 +1,13 @@
 """Parameters and fvcore-style FLOPs of EMO variants or of any config's model.
 
-    python tools/get_flops.py 1M 2M 5M 20M 50M            # ImageNet classifiers, 224, window 7
-    python tools/get_flops.py 5M --shape 512 --window 8    # the authors' 512 setting
-    python tools/get_flops.py 5M --backbone --window 10    # detection backbone alone
-    python tools/get_flops.py configs/retinanet_emov2_5m_coco.py --shape 800 1333
-    python tools/get_flops.py configs/ssdlite_emov2_5m_320_coco.py  # its fixed 320x320
-    python tools/get_flops.py DEMO-S-2 DEMO-B-2 DEMO-L-2 DEMO-XL-2 DiT-S-2 DiT-B-2 DiT-L-2 DiT-XL-2
-    python tools/get_flops.py configs/dit/demo-s-2_imagenet256.py     # its denoiser
+    python tools/analysis_tools/get_flops.py 1M 2M 5M 20M 50M  # ImageNet classifiers, 224, window 7
+    python tools/analysis_tools/get_flops.py 5M --shape 512 --window 8    # the authors' 512 setting
+    python tools/analysis_tools/get_flops.py 5M --backbone --window 10    # detection backbone alone
+    python tools/analysis_tools/get_flops.py configs/retinanet_emov2_5m_coco.py --shape 800 1333
+    python tools/analysis_tools/get_flops.py configs/ssdlite_emov2_5m_320_coco.py  # fixed 320x320
+    python tools/analysis_tools/get_flops.py DEMO-S-2 DEMO-B-2 DEMO-L-2 DEMO-XL-2 \\
+        DiT-S-2 DiT-B-2 DiT-L-2 DiT-XL-2
+    python tools/analysis_tools/get_flops.py configs/dit/d-emo-s-2_imagenet256.py     # its denoiser
 
 Diffusion denoisers (D-EMO, DiT) are counted on 32x32x4 latents (256x256 images; --shape
 sets the latent size) at one timestep and label, built on the meta device (shapes only,
