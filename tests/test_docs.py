@@ -110,7 +110,7 @@ def test_the_check_reports_a_timeout(tmp_path):
 def test_slugs_are_githubs():
     assert check_docs.slug('Non-finite losses, gradients and weights') == \
         'non-finite-losses-gradients-and-weights'
-    assert check_docs.slug('Effective receptive field: tools/analysis_tools/erf.py') == \
+    assert check_docs.slug('Effective receptive field: tools/erf.py') == \
         'effective-receptive-field-toolserfpy'
     assert check_docs.slug('The `Predictor`') == 'the-predictor'
 
