@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 STAMP := .venv/.emo_mm-setup-done
 MOBILE_STAMP := .venv/.emo_mm-mobile-done
-SETUP_INPUTS := tools/setup_env.sh setup.py \
+SETUP_INPUTS := tools/dev/setup_env.sh setup.py \
     $(filter-out requirements/mobile.txt,$(wildcard requirements/*.txt))
 
 .PHONY: setup setup-mobile lint test test-all test-fast test-mobile test-clone demo benchmark \
@@ -17,11 +17,11 @@ setup-mobile: $(MOBILE_STAMP)
 # Re-runs only when the script or a requirements file changes; the script itself is
 # idempotent and reuses the cached mmcv wheel.
 $(STAMP): $(SETUP_INPUTS)
-	EMO_MM_MOBILE=0 bash tools/setup_env.sh
+	EMO_MM_MOBILE=0 bash tools/dev/setup_env.sh
 	touch $@
 
 $(MOBILE_STAMP): $(STAMP) requirements/mobile.txt requirements/constraints.txt
-	bash tools/setup_env.sh --mobile-only
+	bash tools/dev/setup_env.sh --mobile-only
 	touch $@
 
 # Extra pytest arguments, e.g. make test PYTEST_ARGS='-k parity -x'
@@ -75,10 +75,10 @@ demo: setup
 	$(PY) tools/demo.py
 
 benchmark: setup
-	$(PY) tools/benchmark.py
+	$(PY) tools/analysis_tools/benchmark.py
 
 flops: setup
-	$(PY) tools/get_flops.py 1M 2M 5M 20M 50M v1-1M v1-2M v1-5M v1-6M
+	$(PY) tools/analysis_tools/get_flops.py 1M 2M 5M 20M 50M v1-1M v1-2M v1-5M v1-6M
 
 clean-data:
 	rm -rf data/demo_*

@@ -1,7 +1,7 @@
 """emo_mm: EMOv2 / EMOv1 backbones for the OpenMMLab 2.x toolboxes.
 
 The OpenMMLab stack is pinned in requirements/ and installed by ``make setup``
-(tools/setup_env.sh), which also builds mmcv with compiled ops; ``install_requires``
+(tools/dev/setup_env.sh), which also builds mmcv with compiled ops; ``install_requires``
 only lists what emo_mm imports directly, with ranges the pins satisfy.
 
 Like mmdet and mmpretrain, the package carries its configs, tools and model index in

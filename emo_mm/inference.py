@@ -83,7 +83,7 @@ def register_classifiers() -> None:
 
 def fetch(url: str):
     """Downloads (or reads from MMEngine's cache) a checkpoint; tests replace this."""
-    from .models.checkpoint import read_checkpoint
+    from .models.weights import read_checkpoint
     return read_checkpoint(url)
 
 
@@ -93,7 +93,7 @@ def load_authors_classifier(filename: str, map_location=None) -> dict:
     The authors' keys (``stage*``, ``norm.*``, ``head.*``) become ``backbone.*`` /
     ``head.fc.*``; every tensor is kept, so nothing of the released model is lost.
     """
-    from .models.checkpoint import authors_to_mmpretrain, extract_state_dict
+    from .models.weights import authors_to_mmpretrain, extract_state_dict
     url = filename[len(AUTHORS_WEIGHTS):]
     state = extract_state_dict(fetch(url), url)
     return {'state_dict': authors_to_mmpretrain(state)}
@@ -186,8 +186,8 @@ def _read_weights(path: str, scope: str, allow_nonfinite: bool):
     checkpoint or None)``."""
     from mmengine.logging import print_log
 
-    from .models.checkpoint import (adapt_layout, allow_nonfinite_checkpoints, extract_state_dict,
-                                    is_authors_classifier, read_checkpoint)
+    from .models.weights import (adapt_layout, allow_nonfinite_checkpoints, extract_state_dict,
+                                 is_authors_classifier, read_checkpoint)
     if not osp.isfile(path):
         raise FileNotFoundError(f'--weights {path!r} does not exist.')
     with allow_nonfinite_checkpoints(allow_nonfinite):
@@ -207,7 +207,7 @@ def _read_weights(path: str, scope: str, allow_nonfinite: bool):
 def _verify_weights(model, state, path: str) -> None:
     """The inferencer loads with ``strict=False`` (missing tensors stay random, with a
     warning): an incomplete or mismatched file is an error here instead."""
-    from .models.checkpoint import CheckpointError, shape_problems
+    from .models.weights import CheckpointError, shape_problems
     own = {k: v for k, v in model.state_dict().items()
            if not k.startswith('data_preprocessor.')}
     problems = shape_problems(state, own, require_all=True)

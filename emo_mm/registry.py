@@ -16,7 +16,7 @@ MODELS = Registry('model', parent=MMENGINE_MODELS, scope='emo_mm',
                   locations=['emo_mm.models', 'emo_mm.generation', 'emo_mm.deploy.runner'])
 HOOKS = Registry('hook', parent=MMENGINE_HOOKS, scope='emo_mm', locations=['emo_mm.engine'])
 TRANSFORMS = Registry('transform', parent=MMENGINE_TRANSFORMS, scope='emo_mm',
-                      locations=['emo_mm.datasets.guard'])
+                      locations=['emo_mm.checks.guard'])
 # The generation demo's data sets and metric (configs with default_scope='emo_mm').
 DATASETS = Registry('dataset', parent=MMENGINE_DATASETS, scope='emo_mm',
                     locations=['emo_mm.generation'])

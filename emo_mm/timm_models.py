@@ -41,8 +41,8 @@ except ImportError as err:  # pragma: no cover - depends on the environment
 from .models.backbones.base import EMOBackbone
 from .models.backbones.emov1 import EMO
 from .models.backbones.emov2 import EMOv2
-from .models.checkpoint import (CheckpointError, extract_state_dict, mmpretrain_to_authors,
-                                shape_problems)
+from .models.weights import (CheckpointError, extract_state_dict, mmpretrain_to_authors,
+                             shape_problems)
 
 __all__ = ['EMOv2Classifier', 'EMOv1Classifier', 'checkpoint_filter_fn']
 

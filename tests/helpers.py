@@ -9,9 +9,11 @@ from emo_mm.apis import build_model, load_config
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 
-def load_tool(name: str):
-    """``tools/<name>.py`` as a module (tools/ is not a package)."""
-    spec = importlib.util.spec_from_file_location(name, osp.join(REPO, 'tools', f'{name}.py'))
+def load_tool(path: str):
+    """``tools/<path>.py`` as a module (tools/ is not a package), e.g. ``'train'`` or
+    ``'analysis_tools/get_flops'``."""
+    name = path.rsplit('/', 1)[-1]
+    spec = importlib.util.spec_from_file_location(name, osp.join(REPO, 'tools', f'{path}.py'))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

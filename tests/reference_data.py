@@ -1,7 +1,7 @@
 """The authors' reference data in the compact form kept in tests/data.
 
 The authors' reference (weights, inputs and outputs of their unmodified EMOv2 / EMOv1
-model files; ~60 MB) is reduced by tools/make_test_reference.py to what the tests need:
+model files; ~60 MB) is reduced by tools/dev/make_test_reference.py to what the tests need:
 
 * the randomised weights and the inputs are not stored: both follow a seeded recipe
   (:func:`random_weights`, :func:`reference_inputs`) that reproduces the authors' files

@@ -1,4 +1,5 @@
-"""tools/benchmark.py runs end to end (CLI smoke test; nothing here checks a speed)."""
+"""tools/analysis_tools/benchmark.py runs end to end (CLI smoke test; nothing here checks a
+speed)."""
 import json
 
 import pytest
@@ -8,7 +9,7 @@ from helpers import load_tool
 
 @pytest.fixture(scope='module')
 def tool():
-    return load_tool('benchmark')
+    return load_tool('analysis_tools/benchmark')
 
 
 @pytest.mark.slow

@@ -5,7 +5,7 @@ import torch
 from emo_mm.models import EMOv2, authors_to_mmpretrain
 from emo_mm.models import checkpoint as ckpt
 from emo_mm.models import mmpretrain_to_authors
-from emo_mm.models.checkpoint import CheckpointError, load_pretrained
+from emo_mm.models.weights import CheckpointError, load_pretrained
 
 
 @pytest.fixture(scope='module')

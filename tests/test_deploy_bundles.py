@@ -191,7 +191,8 @@ def test_predictor_matches_pytorch_pipeline(name, bundles, tmp_path, monkeypatch
     files = sorted(glob.glob(pattern))[:3]
     files += [_resized_copy(files[0], str(tmp_path), size) for size in sizes]
     cfg = Config.fromfile(run.config)
-    model = switch_to_deploy(build_model(cfg, run.checkpoint))
+    model = build_model(cfg, run.checkpoint)
+    switch_to_deploy(model, fold_batch_norm=True)
     pipeline = inference_pipeline(cfg)
     predictor = Predictor(bundle)
     post = predictor.manifest['postprocess']
@@ -627,7 +628,8 @@ def test_segmentor_bundles_match_pytorch(config, tmp_path, monkeypatch):
     torch.save({'state_dict': model.state_dict()}, checkpoint)
     bundle = str(tmp_path / 'bundle')
     manifest, _ = export_bundle(find_config(config), checkpoint, bundle, cfg=cfg)
-    reference_model = switch_to_deploy(build_model(cfg, checkpoint))
+    reference_model = build_model(cfg, checkpoint)
+    switch_to_deploy(reference_model, fold_batch_norm=True)
     files.append(_resized_copy(files[0], str(tmp_path), (173, 131)))
     predictor = Predictor(bundle)
     for path in files:
@@ -672,7 +674,8 @@ def test_detector_bundles_match_pytorch_with_random_weights(config, tmp_path, mo
     torch.save({'state_dict': randomize(build_model(cfg), seed=1).state_dict()}, checkpoint)
     bundle = str(tmp_path / 'bundle')
     manifest, _ = export_bundle(config, checkpoint, bundle, cfg=cfg)
-    reference_model = switch_to_deploy(build_model(cfg, checkpoint))
+    reference_model = build_model(cfg, checkpoint)
+    switch_to_deploy(reference_model, fold_batch_norm=True)
     post = manifest['postprocess']
     files = sorted(glob.glob('data/demo_coco/val/*.png'))[:2]
     files.append(_resized_copy(files[0], str(tmp_path), (210, 150)))
@@ -687,13 +690,13 @@ def test_detector_bundles_match_pytorch_with_random_weights(config, tmp_path, mo
 
 
 def test_end_to_end_benchmark_times_every_stage(small_bundle, tmp_path):
-    """``tools/benchmark.py --end-to-end BUNDLE ...``: one row per bundle, the Predictor's
-    stages timed (they add up to the total), ratios over the first bundle."""
+    """``tools/analysis_tools/benchmark.py --end-to-end BUNDLE ...``: one row per bundle, the
+    Predictor's stages timed (they add up to the total), ratios over the first bundle."""
     import shutil
     other = str(tmp_path / 'other')
     shutil.copytree(small_bundle, other)
     result = subprocess.run(
-        [sys.executable, 'tools/benchmark.py', '--end-to-end', small_bundle, other,
+        [sys.executable, 'tools/analysis_tools/benchmark.py', '--end-to-end', small_bundle, other,
          '--threads', '1', '--min-time', '0', '--warmup', '1', '--repeat', '2',
          '--json', str(tmp_path / 'rows.json')],
         cwd=REPO, capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=REPO),

@@ -11,10 +11,10 @@ import sys
 import pytest
 import torch
 
-from emo_mm.datasets.checks import DataError, check_coco_annotations
+from emo_mm.checks.data import DataError, check_coco_annotations
 from emo_mm.demo.data import DEMO_SETTINGS, make_coco_shapes
 from emo_mm.engine import prepare_train_config, verify_checkpoint
-from emo_mm.models.checkpoint import CheckpointError
+from emo_mm.models.weights import CheckpointError
 from helpers import REPO
 
 DEMO = osp.join(REPO, 'configs', 'demo', 'retinanet_emov2_1m_demo.py')

@@ -327,7 +327,7 @@ def test_imagenet_configs_build_the_diffusion_model(tmp_path):
 
     from emo_mm.generation import DiffusionModel, LatentDataset
     repo = osp.dirname(osp.dirname(osp.abspath(__file__)))
-    cfg = Config.fromfile(osp.join(repo, 'configs', 'dit', 'demo-s-2_imagenet256.py'))
+    cfg = Config.fromfile(osp.join(repo, 'configs', 'dit', 'd-emo-s-2_imagenet256.py'))
     init_default_scope(cfg.default_scope)
     with torch.device('meta'):
         model = MODELS.build(cfg.model)
@@ -340,7 +340,7 @@ def test_imagenet_configs_build_the_diffusion_model(tmp_path):
 
 
 def test_sample_tool_draws_a_grid_and_refuses_wrong_checkpoints(tmp_path, capsys, monkeypatch):
-    """tools/sample.py: a checkpoint of the config's model gives a grid; another model's
+    """tools/misc/sample.py: a checkpoint of the config's model gives a grid; another model's
     checkpoint and pickled objects are refused with one-line errors (exit 2)."""
     import os.path as osp
     import sys
@@ -351,7 +351,7 @@ def test_sample_tool_draws_a_grid_and_refuses_wrong_checkpoints(tmp_path, capsys
 
     from emo_mm.engine import run_cli
     from helpers import REPO, load_tool
-    config = osp.join(REPO, 'configs', 'dit', 'demo-tiny_shapes32.py')
+    config = osp.join(REPO, 'configs', 'dit', 'd-emo-tiny_shapes32.py')
     cfg = Config.fromfile(config)
     init_default_scope('emo_mm')
     model = MODELS.build(cfg.model)
@@ -361,7 +361,7 @@ def test_sample_tool_draws_a_grid_and_refuses_wrong_checkpoints(tmp_path, capsys
     cfg.model.denoiser.arch.hidden = 48
     torch.save(dict(state_dict=MODELS.build(cfg.model).state_dict()), wrong)
 
-    tool = load_tool('sample')
+    tool = load_tool('misc/sample')
     grid = tmp_path / 'grid.png'
 
     def run(checkpoint, *extra):

@@ -346,8 +346,8 @@ def test_registered_in_the_emo_mm_scope():
 # ImageNet 256 configs (built on the meta device: the denoiser only; the Runner path is
 # tested with the diffusion wrapper).
 # ---------------------------------------------------------------------------------------
-CONFIGS = [(f'{family}-{size.lower()}_imagenet256.py', family, size)
-           for family in ('demo', 'dit') for size in SIZES]
+CONFIGS = [(f'{prefix}-{size.lower()}_imagenet256.py', family, size)
+           for family, prefix in (('demo', 'd-emo'), ('dit', 'dit')) for size in SIZES]
 
 
 @pytest.mark.parametrize('name, family, arch', CONFIGS)

@@ -2,7 +2,7 @@
 
 Their relative links resolve, their runnable blocks (```bash runnable / ```python runnable,
 docs/development.md) run, the README stays a front page, and docs/compat.md names every
-upstream fix. ``tools/check_docs.py`` does the checking; these tests run it and show that
+upstream fix. ``tools/dev/check_docs.py`` does the checking; these tests run it and show that
 it catches what it is meant to.
 """
 import glob
@@ -12,7 +12,7 @@ import pytest
 
 from helpers import REPO, load_tool
 
-check_docs = load_tool('check_docs')
+check_docs = load_tool('dev/check_docs')
 COMMANDS = check_docs.unique([c for path in check_docs.default_files()
                               for c in check_docs.runnable_commands(path)])
 

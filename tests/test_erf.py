@@ -1,4 +1,5 @@
-"""tools/erf.py: the effective-receptive-field picture and what it should show at init."""
+"""tools/analysis_tools/erf.py: the effective-receptive-field picture and what it should show
+at init."""
 
 import numpy as np
 import pytest
@@ -7,7 +8,7 @@ from PIL import Image
 
 from helpers import load_tool
 
-erf_tool = load_tool('erf')
+erf_tool = load_tool('analysis_tools/erf')
 
 
 @pytest.fixture(scope='module')

@@ -1,5 +1,6 @@
-"""tools/extract_latents.py: the plumbing, with a small randomly initialised diffusers VAE
-on a few generated images in the ImageFolder layout (no VAE weights needed)."""
+"""tools/dataset_converters/extract_latents.py: the plumbing, with a small randomly
+initialised diffusers VAE on a few generated images in the ImageFolder layout (no VAE
+weights needed)."""
 import json
 import os
 import os.path as osp
@@ -15,7 +16,7 @@ from helpers import REPO, load_tool
 
 diffusers = pytest.importorskip('diffusers')
 
-tool = load_tool('extract_latents')
+tool = load_tool('dataset_converters/extract_latents')
 
 IMAGE_SIZE = 16
 #: class folder -> image sizes (odd aspect ratios, one large enough to be box-halved)
@@ -143,7 +144,8 @@ def test_command_line_with_a_saved_vae(image_root, tmp_path):
     tiny_vae().save_pretrained(vae_dir, safe_serialization=True)
     out = str(tmp_path / 'latents')
     result = subprocess.run(
-        [sys.executable, 'tools/extract_latents.py', image_root, out, '--vae', vae_dir,
+        [sys.executable, 'tools/dataset_converters/extract_latents.py', image_root, out,
+         '--vae', vae_dir,
          '--image-size', str(IMAGE_SIZE), '--device', 'cpu', '--num-workers', '0'],
         cwd=REPO, capture_output=True, text=True, env={**os.environ, 'PYTHONPATH': REPO})
     assert result.returncode == 0, result.stderr

@@ -19,11 +19,11 @@ import cv2
 import pytest
 import torch
 
-from emo_mm.datasets.checks import DataError, check_data, set_data_root
+from emo_mm.checks.data import DataError, check_data, set_data_root
 from emo_mm.demo.data import make_ade20k_regions, make_coco_shapes, make_motion_videos
 from emo_mm.engine import prepare_train_config
 from emo_mm.engine.errors import UserError
-from emo_mm.models.checkpoint import CheckpointError, UnsafeCheckpointError
+from emo_mm.models.weights import CheckpointError, UnsafeCheckpointError
 from helpers import REPO
 
 DEMO = osp.join(REPO, 'configs', 'demo', 'retinanet_emov2_1m_demo.py')
@@ -368,7 +368,7 @@ def test_bad_label_maps_at_the_end(ade_copy, tmp_path, monkeypatch):
 def test_pipeline_guard_names_the_file(ade_copy):
     from mmengine.registry import init_default_scope
 
-    from emo_mm.datasets.guard import SampleGuard
+    from emo_mm.checks.guard import SampleGuard
     init_default_scope('mmseg')
     guard = SampleGuard([dict(type='LoadImageFromFile'),
                          dict(type='LoadAnnotations'),
@@ -442,7 +442,7 @@ def test_video_check_opens_one_video_at_a_time(monkeypatch):
     monkeypatch.setitem(sys.modules, 'decord', types.SimpleNamespace(VideoReader=Reader))
     from concurrent.futures import ThreadPoolExecutor
 
-    from emo_mm.datasets.checks import count_video_frames
+    from emo_mm.checks.data import count_video_frames
     with ThreadPoolExecutor(4) as pool:
         assert list(pool.map(count_video_frames, [f'v{i}.mp4' for i in range(12)])) == [8] * 12
     assert state['most_opening'] == 1

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from emo_mm.apis import load_config
-from emo_mm.datasets.checks import DataError, check_data
+from emo_mm.checks.data import DataError, check_data
 from emo_mm.demo.data import make_ade20k_regions, make_coco_shapes, make_motion_videos
 from emo_mm.engine import prepare_train_config, run_cli
 from fault_helpers import DEMO, config_with
@@ -110,7 +110,7 @@ def test_coco_boxes_mmdet_drops_or_keeps_unclipped(coco, tmp_path, capsys, monke
     check_data(load_config(config), ('train', ), warn=again.append)  # skipped: stamp
     assert again == warnings  # ... and the warnings are repeated
     monkeypatch.setattr('sys.argv', ['check_data.py', config, '--splits', 'train'])
-    run_cli(load_tool('check_data').main)
+    run_cli(load_tool('analysis_tools/check_data').main)
     out = capsys.readouterr().out.splitlines()
     assert out[-3:] == [f'warning: {drop}', f'warning: {outside}',
                         f'{config}: train data checked (every sample decoded); 2 warnings '
@@ -135,10 +135,10 @@ def test_truncated_images_are_found_and_listed(coco, tmp_path, capsys, monkeypat
         check_data(load_config(config), ('train', ))
     assert str(err.value).startswith(f"image '{images[-2]}' cannot be decoded (")
     assert str(err.value).endswith('(2 of the 96 train COCO images have problems, python '
-                                   'tools/check_data.py CONFIG lists them all)')
+                                   'tools/analysis_tools/check_data.py CONFIG lists them all)')
     monkeypatch.setattr('sys.argv', ['check_data.py', config, '--splits', 'train'])
     with pytest.raises(SystemExit) as exit_code:
-        run_cli(load_tool('check_data').main)
+        run_cli(load_tool('analysis_tools/check_data').main)
     assert exit_code.value.code == 2
     captured = capsys.readouterr()
     listed = [line for line in captured.out.splitlines() if line.startswith('problem: ')]
@@ -221,7 +221,7 @@ def kinetics(tmp_path):
 
 
 def _video_config(root):
-    from emo_mm.datasets.checks import set_data_root
+    from emo_mm.checks.data import set_data_root
     cfg = load_config(osp.join(REPO, 'configs', 'demo', 'vemo_demo.py'))
     set_data_root(cfg, str(root))
     return cfg

@@ -13,9 +13,9 @@ from emo_mm.apis import build_model, load_config
 from emo_mm.demo.data import make_coco_shapes
 from emo_mm.engine import prepare_test_config, prepare_train_config, run_cli, verify_checkpoint
 from emo_mm.engine.worklock import release_work_dir
-from emo_mm.models.checkpoint import (CheckpointError, NonFiniteCheckpointError,
-                                      UnsafeCheckpointError, allow_nonfinite_checkpoints,
-                                      mmpretrain_to_authors, read_checkpoint)
+from emo_mm.models.weights import (CheckpointError, NonFiniteCheckpointError, UnsafeCheckpointError,
+                                   allow_nonfinite_checkpoints, mmpretrain_to_authors,
+                                   read_checkpoint)
 from fault_helpers import PY, config_with, error_line, run, tool_env, write_tiny_config
 from helpers import REPO, load_tool
 
@@ -185,7 +185,8 @@ def test_authors_layout_is_converted_on_the_fly(authors, tmp_path, capsys, logge
     for key, value in state.items():
         assert torch.equal(loaded['state_dict'][key], value), key
     note = (f"{path} is in the authors' key layout (stage*, norm.*, head.*): converted to the "
-            "mmpretrain classifier's on the fly (python tools/convert_checkpoint.py "
+            "mmpretrain classifier's on the fly (python "
+            "tools/model_converters/convert_checkpoint.py "
             f'{path} EMOv2_1M_224_mmpretrain.pth does it once).')
     assert [line for line in logged if 'authors' in line] == [note]
 
@@ -219,7 +220,7 @@ def test_authors_layout_into_a_detector_is_refused(authors, tiny):
 def test_model_zoo_weights_are_classifier_files():
     """`mim download` fetches the metafiles' Weights: the authors' classifier files, which
     every loader of emo_mm converts (above); only classifier configs list them."""
-    index = load_tool('model_zoo').load_index()
+    index = load_tool('dev/model_zoo').load_index()
     with_weights = [(path, m) for path, _, models in index for m in models if m.get('Weights')]
     assert with_weights and all(m['Weights'].endswith('.pth') for _, m in with_weights)
     for path in sorted({path for path, _ in with_weights}):  # one config per metafile
@@ -271,7 +272,8 @@ def test_authors_file_in_test_and_infer(authors, tmp_path):
                          test_evaluator="dict(type='Accuracy', topk=(1, ))")
     result = run([PY, 'tools/test.py', config, path, '--work-dir', str(tmp_path / 'w')], env)
     assert (f"{path} is in the authors' key layout (stage*, norm.*, head.*): converted to the "
-            "mmpretrain classifier's on the fly (python tools/convert_checkpoint.py "
+            "mmpretrain classifier's on the fly (python "
+            "tools/model_converters/convert_checkpoint.py "
             f'{path} EMOv2_1M_224_mmpretrain.pth does it once).') in result.stdout
     assert 'accuracy/top1' in result.stdout
     result = run([PY, 'tools/infer.py', str(root / 'val' / 'c0' / '0.jpg'), '--model',

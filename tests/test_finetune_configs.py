@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from emo_mm.apis import build_model, load_config
-from emo_mm.datasets.checks import check_data
+from emo_mm.checks.data import check_data
 from emo_mm.demo.data import (COCO_SHAPES_CLASSES, MOTION_CLASSES, make_ade20k_regions,
                               make_coco_shapes, make_motion_videos)
 from emo_mm.engine import prepare_train_config

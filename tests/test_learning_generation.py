@@ -1,6 +1,6 @@
 """A few CPU minutes of diffusion training make a tiny D-EMO generate the classes.
 
-configs/dit/demo-tiny_shapes32.py trains a 4-block D-EMO in pixel space on the generated
+configs/dit/d-emo-tiny_shapes32.py trains a 4-block D-EMO in pixel space on the generated
 shapes (9 classes = 3 shapes x 3 colours; a sample is right only if shape and colour
 are). A small CNN trained on the real images judges the generated ones: the class
 accuracy is near chance (1/9) before training and far above it after, and the
@@ -13,7 +13,7 @@ import os.path as osp
 
 import pytest
 
-from emo_mm.generation.demo_data import make_class_shapes
+from emo_mm.generation.class_shapes import make_class_shapes
 from helpers import REPO, train_and_test
 
 pytestmark = pytest.mark.slow  # trains for minutes; not in make test-fast
@@ -42,7 +42,7 @@ def _train(config, tmp_path, max_iters):
 
 @pytest.mark.timeout(1800)  # on one thread under pytest-xdist it nears the default 900 s
 def test_demo_generates_the_classes(tmp_path):
-    before, after = _train('demo-tiny_shapes32.py', tmp_path, ITERS)
+    before, after = _train('d-emo-tiny_shapes32.py', tmp_path, ITERS)
     # 180 samples: the accuracy's standard error is about 0.037 (runs: docs/benchmark.md).
     assert before['gen/judge_val_acc'] > 0.9
     assert before['gen/class_acc'] < 0.2

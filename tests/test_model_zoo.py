@@ -1,9 +1,9 @@
 """The model zoo (model-index.yml, configs/metafiles/*.yml) and its tables in docs/model_zoo.md.
 
 Every config is listed, every entry names an existing config whose model has the listed
-parameter count, the files are what tools/make_metafiles.py writes, they load with the
+parameter count, the files are what tools/dev/make_metafiles.py writes, they load with the
 ``modelindex`` package that mim and mmpretrain use, and the generated section of
-docs/model_zoo.md is tools/model_zoo.py's output.
+docs/model_zoo.md is tools/dev/model_zoo.py's output.
 """
 import glob
 import json
@@ -65,8 +65,8 @@ def test_entries_are_well_formed():
 
 
 def test_files_are_what_the_tool_writes():
-    """Names, configs, results, weights and logs equal tools/make_metafiles.py's table."""
-    tool = load_tool('make_metafiles')
+    """Names, configs, results, weights and logs equal tools/dev/make_metafiles.py's table."""
+    tool = load_tool('dev/make_metafiles')
     expected = {}
     for filename, (collections, models) in tool.all_metafiles().items():
         for model in models:
@@ -120,19 +120,20 @@ def test_modelindex_reads_the_files():
 
 
 def test_model_zoo_page_tables_are_the_tool_output():
-    tool = load_tool('model_zoo')
+    tool = load_tool('dev/model_zoo')
     page = osp.join(REPO, 'docs', 'model_zoo.md')
     assert tool.link_root_for(page) == '../'
     assert tool.generated_section(page) == tool.render(link_root='../'), \
-        'docs/model_zoo.md out of date: run python tools/model_zoo.py --update docs/model_zoo.md'
+        ('docs/model_zoo.md out of date: run python tools/dev/model_zoo.py '
+         '--update docs/model_zoo.md')
 
 
 def test_readme_summary_is_the_tool_output():
-    tool = load_tool('model_zoo')
+    tool = load_tool('dev/model_zoo')
     readme = osp.join(REPO, 'README.md')
     assert tool.generated_section(readme, tool.SUMMARY_START, tool.SUMMARY_END) == \
         tool.render_summary(), \
-        'README model-zoo summary out of date: run python tools/model_zoo.py --update README.md'
+        'README model-zoo summary out of date: run python tools/dev/model_zoo.py --update README.md'
     rows = tool.render_summary().splitlines()[2:]
     assert len(rows) == sum(len({m['Metadata']['Backbone'] for m in models
                                  if m['In Collection'] == col['Name']})
@@ -142,7 +143,7 @@ def test_readme_summary_is_the_tool_output():
 
 
 def test_model_zoo_table_lists_every_entry():
-    text = load_tool('model_zoo').render()
+    text = load_tool('dev/model_zoo').render()
     for _, _, model in ENTRIES:
         assert f'`{model["Name"]}`' in text
     assert '| `emov2-5m_in1k` | [emov2_5m_in1k.py](configs/emov2_5m_in1k.py) | 5.13M |' in text

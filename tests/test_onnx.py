@@ -111,7 +111,7 @@ def test_switch_to_deploy_reports_what_it_switched():
 
 
 def test_export_tool_cli(tmp_path, capsys):
-    tool = load_tool('export_onnx')
+    tool = load_tool('model_converters/export_onnx')
     out = tmp_path / 'emov2_1m.onnx'
     status = tool.main(['emov2_1m_in1k', '--out', str(out), '--backbone-only',
                         '--out-indices', '3', '4', '--check', '1x97x131', '2x64x64'])
@@ -128,7 +128,7 @@ def test_export_tool_cli(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_export_tool_fixed_size(tmp_path, capsys):
-    tool = load_tool('export_onnx')
+    tool = load_tool('model_converters/export_onnx')
     out = tmp_path / 'fixed.onnx'
     status = tool.main(['emov2_1m_in1k', '--out', str(out), '--backbone-only',
                         '--out-indices', '4', '--input-size', '96x112'])

@@ -75,7 +75,7 @@ def test_wheel_carries_configs_tools_and_version(installed):
                if n.endswith(('.py', '.yml'))}
     assert configs and {f'emo_mm/.mim/configs/{c}' for c in configs} <= names
     assert {'emo_mm/.mim/tools/train.py', 'emo_mm/.mim/tools/test.py',
-            'emo_mm/.mim/tools/get_flops.py', 'emo_mm/version.py'} <= names
+            'emo_mm/.mim/tools/analysis_tools/get_flops.py', 'emo_mm/version.py'} <= names
     if osp.isfile(osp.join(REPO, 'model-index.yml')):
         assert 'emo_mm/.mim/model-index.yml' in names
     assert not any(n.startswith(('configs/', 'tests/', 'tools/')) for n in names)
@@ -130,11 +130,12 @@ def test_other_project_inherits_a_packaged_config(probe):
 
 @slow
 def test_installed_tool_runs_through_mim(installed):
-    """``mim run emo_mm get_flops 1M`` runs the packaged emo_mm/.mim/tools/get_flops.py."""
+    """``mim run emo_mm get_flops 1M`` runs the packaged
+    emo_mm/.mim/tools/analysis_tools/get_flops.py (mim searches the tools' subfolders)."""
     _, site, env, project = installed
     out = _run([sys.executable, '-m', 'mim', 'run', 'emo_mm', 'get_flops', '1M'],
                cwd=project, env=env)
-    assert osp.join(site, 'emo_mm', '.mim', 'tools', 'get_flops.py') in out
+    assert osp.join(site, 'emo_mm', '.mim', 'tools', 'analysis_tools', 'get_flops.py') in out
     expected = load_json('params_flops.json')['1M']
     row = [line for line in out.splitlines() if line.startswith('EMOv2-1M')]
     assert row, out

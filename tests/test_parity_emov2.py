@@ -116,10 +116,11 @@ def test_authors_checkpoint_through_init_cfg(reference_dir):
 
 @pytest.mark.slow  # two tool runs in subprocesses; the key mapping itself is tested above
 def test_convert_tool_round_trip(reference_dir, tmp_path):
-    """tools/convert_checkpoint.py: authors' file -> mmpretrain classifier -> authors'."""
+    """tools/model_converters/convert_checkpoint.py: authors' file -> mmpretrain classifier ->
+    authors'."""
     src = osp.join(reference_dir, 'emov2_1M_random.pth')
     mid, back = str(tmp_path / 'mmpretrain.pth'), str(tmp_path / 'authors.pth')
-    tool = osp.join(REPO, 'tools', 'convert_checkpoint.py')
+    tool = osp.join(REPO, 'tools', 'model_converters', 'convert_checkpoint.py')
     for args in ([src, mid], ['--reverse', mid, back]):
         subprocess.run([sys.executable, tool, *args], check=True, capture_output=True)
     weights, inputs, expected = _load('1M')

@@ -2,7 +2,7 @@
 
 Weights and inputs are regenerated from the authors' seeded recipe; they must hash to the
 authors' checksums. With EMO_MM_REFERENCE pointing at the authors' folder, tests/data must
-also be exactly what tools/make_test_reference.py derives from it.
+also be exactly what tools/dev/make_test_reference.py derives from it.
 """
 import os
 import os.path as osp
@@ -61,6 +61,6 @@ def test_materialised_folder_reads_like_the_authors(reference_dir):
                     reason='EMO_MM_REFERENCE (the authors\' reference folder) not set')
 def test_tests_data_is_derived_from_the_authors_folder():
     result = subprocess.run(
-        [sys.executable, osp.join(REPO, 'tools', 'make_test_reference.py'),
+        [sys.executable, osp.join(REPO, 'tools', 'dev', 'make_test_reference.py'),
          os.environ['EMO_MM_REFERENCE'], '--check'], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr

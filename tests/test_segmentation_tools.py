@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from emo_mm.datasets.checks import DataError
+from emo_mm.checks.data import DataError
 from emo_mm.demo.data import ADE_DEMO_CLASSES, DEMO_SETTINGS, make_ade20k_regions, make_hrf_vessels
 from emo_mm.engine import prepare_train_config
 from helpers import REPO

@@ -15,7 +15,7 @@ import torch
 import emo_mm.timm_models  # noqa: F401  (registers the models)
 from emo_mm.apis import build_model, load_config
 from emo_mm.models import EMO, EMOv2, authors_to_mmpretrain
-from emo_mm.models.checkpoint import CheckpointError
+from emo_mm.models.weights import CheckpointError
 from helpers import REPO, relative_error
 from reference_data import checked_inputs, checked_random_weights, load_outputs, map_error
 

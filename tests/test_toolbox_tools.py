@@ -2,12 +2,12 @@
 
 - mmdet's analyze_logs.py (seaborn) and MMEngine's TensorboardVisBackend on a short demo
   training;
-- tools/browse_dataset.py on every demo config, bounded by a count (the toolboxes'
+- tools/analysis_tools/browse_dataset.py on every demo config, bounded by a count (the toolboxes'
   scripts walk a RepeatDataset's every repetition);
 - ``python -m emo_mm.mim search / run`` (mim for an editable install) and collection names
   that ``--model retinanet`` finds;
-- emo_mm.apis.list_configs without bases, tools/get_flops.py's input size, the backbones'
-  out_channels against every config's consumers.
+- emo_mm.apis.list_configs without bases, tools/analysis_tools/get_flops.py's input size, the
+  backbones' out_channels against every config's consumers.
 """
 import glob
 import os
@@ -122,7 +122,7 @@ def small_demo_sets(tmp_path_factory):
 
 def _demo_set(config, sets):
     """The small set standing in for the demo set the config's training data points at."""
-    from emo_mm.datasets.checks import iter_datasets
+    from emo_mm.checks.data import iter_datasets
     (leaf, ) = iter_datasets(load_config(config).train_dataloader.dataset)
     where = str(leaf.get('data_root') or leaf.get('ann_file'))
     names = [name for name in sets if f'data/{name}' in where]
@@ -130,15 +130,15 @@ def _demo_set(config, sets):
     return sets[names[0]]
 
 
-#: Runs tools/browse_dataset.py on several configs in one process (the toolboxes' imports
-#: are paid once): argv = [output folder, (config, data root) ...].
+#: Runs tools/analysis_tools/browse_dataset.py on several configs in one process (the
+#: toolboxes' imports are paid once): argv = [output folder, (config, data root) ...].
 BROWSE_ALL = """
 import os, runpy, sys
 out, pairs = sys.argv[1], sys.argv[2:]
 for config, root in zip(pairs[::2], pairs[1::2]):
-    sys.argv = ['tools/browse_dataset.py', config, '-n', '2', '--not-show', '--output-dir',
-                os.path.join(out, os.path.basename(config)), '--data-root', root]
-    runpy.run_path('tools/browse_dataset.py', run_name='__main__')
+    sys.argv = ['tools/analysis_tools/browse_dataset.py', config, '-n', '2', '--not-show',
+                '--output-dir', os.path.join(out, os.path.basename(config)), '--data-root', root]
+    runpy.run_path('tools/analysis_tools/browse_dataset.py', run_name='__main__')
 """
 
 
@@ -166,7 +166,7 @@ def test_browse_dataset_on_every_demo_config_stops_after_the_count(small_demo_se
 
 def test_browse_dataset_bounds_repeated_data():
     """RepeatDataset is taken off (each sample once) and the leaf cut to the count."""
-    tool = load_tool('browse_dataset')
+    tool = load_tool('analysis_tools/browse_dataset')
 
     class Args:
         config = osp.join(REPO, 'configs', 'demo', 'uemo_demo.py')
@@ -243,7 +243,7 @@ def test_list_configs_has_no_bases():
     names = list_configs()
     assert not [n for n in names if '_base_' in n.split('/')]
     assert {'emov2_5m_in1k', 'demo/uemo_demo', 'finetune/emov2_5m_custom-cls',
-            'dit/demo-s-2_imagenet256'} <= set(names)
+            'dit/d-emo-s-2_imagenet256'} <= set(names)
     on_disk = {osp.relpath(p, osp.join(REPO, 'configs'))[:-3] for p in
                glob.glob(osp.join(REPO, 'configs', '**', '*.py'), recursive=True)
                if '_base_' not in p.split(os.sep)}
@@ -251,7 +251,7 @@ def test_list_configs_has_no_bases():
 
 
 def test_get_flops_input_size():
-    tool = load_tool('get_flops')
+    tool = load_tool('analysis_tools/get_flops')
     assert tool.fixed_test_size(load_config('emov2_1m_in1k')) == (224, 224)
     assert tool.fixed_test_size(load_config('ssdlite_emov2_1m_320_coco')) == (320, 320)
     for name in ('retinanet_emov2_1m_coco', 'deeplabv3_emov2_1m_ade20k', 'uemo_hrf'):
@@ -264,12 +264,13 @@ def test_get_flops_input_size():
 
 @pytest.mark.slow  # two tool runs in subprocesses
 def test_get_flops_on_detection_configs(env):
-    result = _run([PY, 'tools/get_flops.py', 'configs/retinanet_emov2_1m_coco.py'], env,
-                  expect=2)
+    result = _run([PY, 'tools/analysis_tools/get_flops.py', 'configs/retinanet_emov2_1m_coco.py'],
+                  env, expect=2)
     assert result.stderr.strip().startswith('error: configs/retinanet_emov2_1m_coco.py: its '
                                             'test images keep their aspect ratio')
     assert 'Traceback' not in result.stderr
-    table = _run([PY, 'tools/get_flops.py', 'configs/ssdlite_emov2_1m_320_coco.py'], env).stdout
+    table = _run([PY, 'tools/analysis_tools/get_flops.py', 'configs/ssdlite_emov2_1m_320_coco.py'],
+                 env).stdout
     row = [line for line in table.splitlines() if 'ssdlite' in line]
     assert row and '320x320' in row[0]
     with open(osp.join(REPO, 'configs', 'metafiles', 'ssdlite_coco.yml')) as f:

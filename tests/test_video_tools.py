@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from emo_mm.datasets.checks import DataError
+from emo_mm.checks.data import DataError
 from emo_mm.demo.data import DEMO_SETTINGS, make_motion_videos
 from emo_mm.engine import prepare_train_config
 from helpers import REPO

@@ -2,7 +2,7 @@
 # Only data, schedule and batch settings differ from configs/retinanet_emov2_1m_coco.py, and
 # the backbone starts from a stand-in for the ImageNet checkpoint: EMOv2-1M pretrained for
 # 1.5 CPU minutes on labelling generated shapes (emo_mm/demo/pretrain.py; written by
-# `python tools/make_demo_data.py coco shapes_backbone`); nothing frozen, BatchNorm
+# `python tools/misc/make_demo_data.py coco shapes_backbone`); nothing frozen, BatchNorm
 # statistics updated, since that pretraining is short. Paths and class names come from
 # ./_base_/demo_data.py.
 _base_ = ['../retinanet_emov2_1m_coco.py', './_base_/demo_data.py']

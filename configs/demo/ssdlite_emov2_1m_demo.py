@@ -2,7 +2,7 @@
 # Only data, schedule and batch settings differ from configs/ssdlite_emov2_1m_320_coco.py
 # (no Expand / MinIoURandomCrop zoom-out: the demo objects already span the anchor sizes),
 # and the backbone starts from the shapes-pretrained stand-in for the ImageNet checkpoint
-# (emo_mm/demo/pretrain.py; `python tools/make_demo_data.py coco shapes_backbone`), with its
+# (emo_mm/demo/pretrain.py; `python tools/misc/make_demo_data.py coco shapes_backbone`), with its
 # BatchNorm statistics updated. Paths and class names come from ./_base_/demo_data.py.
 _base_ = ['../ssdlite_emov2_1m_320_coco.py', './_base_/demo_data.py']
 

@@ -52,11 +52,11 @@ Not patches, and so not listed: :mod:`.mmengine_checkpoint` (the plain-type conv
 :class:`emo_mm.engine.CheckpointSafetyHook` applies to each save and load) and
 :mod:`.cpu_distributed` (a Runner config rewrite and the gloo process group for CPU-only
 ``torchrun``, :func:`prepare_runner_config`). Nor are these, which change no upstream
-code: the lock around decord's first video open (:mod:`emo_mm.datasets.checks`; it guards
+code: the lock around decord's first video open (:mod:`emo_mm.checks.data`; it guards
 emo_mm's own calls), the reading of MMEngine's error messages (:mod:`emo_mm.engine.errors`),
 and emo_mm's own overrides (``UEMO.train`` returning the module; backbone outputs made
 contiguous for consumers such as mmcv's CPU RoIAlign). Install-time fixes
-(``tools/setup_env.sh``): mmcv 2.1.0 built from its sdist with ``-std=c++20`` against the
+(``tools/dev/setup_env.sh``): mmcv 2.1.0 built from its sdist with ``-std=c++20`` against the
 exact torch, and ``setuptools<81``.
 """
 import importlib

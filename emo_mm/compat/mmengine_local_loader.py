@@ -8,7 +8,7 @@ page-long unpickling error, and older torch unpickles any file, running its code
 Fix: the loader of local files (the ``''`` scheme of ``CheckpointLoader``) becomes
 :func:`emo_mm.engine.checkpoints.safe_load`: weights-only reading, the tagged plain values
 of :mod:`.mmengine_checkpoint` restored, files trusted by
-:func:`~emo_mm.models.checkpoint.trusted_checkpoints` unpickled fully, one-line refusals.
+:func:`~emo_mm.models.weights.trusted_checkpoints` unpickled fully, one-line refusals.
 """
 import importlib
 

@@ -7,5 +7,5 @@
 
 Both read their default locations and class names from
 ``configs/demo/_base_/demo_data.py``, which the demo configs inherit.
-``python tools/make_demo_data.py all`` writes everything.
+``python tools/misc/make_demo_data.py all`` writes everything.
 """

@@ -9,8 +9,8 @@
 A rate counts 2 floating-point (or integer) operations per multiply-accumulate, as
 matrix-multiply peaks are quoted; models' FLOPs in this repository are fvcore's, one per
 multiply-accumulate, so :func:`model_share` doubles them. Each rate is timed like
-``tools/benchmark.py`` times a cell: ``warmup`` untimed calls, then calls until at least
-``min_time`` seconds and 3 calls have passed; the rate is calls times work over time.
+``tools/analysis_tools/benchmark.py`` times a cell: ``warmup`` untimed calls, then calls until
+at least ``min_time`` seconds and 3 calls have passed; the rate is calls times work over time.
 
 Runtimes and precisions measured (each where this machine and the installed packages
 run it; a failing one is reported with its error, not dropped):
@@ -40,8 +40,8 @@ PEAK_SHAPE = 'square 1024'
 def time_calls(step: Callable[[], None], warmup: int = 3, min_time: float = 1.0,
                clock: Callable[[], float] = time.perf_counter) -> float:
     """Calls per second of ``step`` after ``warmup`` untimed calls, over at least
-    ``min_time`` seconds and 3 calls (``tools/benchmark.py``'s cell timing). ``clock``:
-    ``time.process_time`` counts this process's CPU time instead of wall time."""
+    ``min_time`` seconds and 3 calls (``tools/analysis_tools/benchmark.py``'s cell timing).
+    ``clock``: ``time.process_time`` counts this process's CPU time instead of wall time."""
     for _ in range(warmup):
         step()
     runs, start = 0, clock()

@@ -17,7 +17,7 @@ Modes (:data:`BF16_MODES`):
   Python code; static shapes (one package per input shape).
 
 The model is switched to deploy mode first where it has one. Which mode is fastest on a
-machine is measured (``tools/precision_study.py``), not assumed.
+machine is measured (``tools/analysis_tools/precision_study.py``), not assumed.
 """
 import copy
 import os.path as osp

@@ -1,7 +1,7 @@
 """End-to-end speed of deploy bundles: image in, results out, side by side with peers.
 
-``tools/benchmark.py --end-to-end detection|segmentation|BUNDLE ...`` runs this. Each row
-is a bundle run by :class:`~emo_mm.deploy.Predictor` on one image file: decoding, the
+``tools/analysis_tools/benchmark.py --end-to-end detection|segmentation|BUNDLE ...`` runs
+this. Each row is a bundle run by :class:`~emo_mm.deploy.Predictor` on one image file: decoding, the
 config's test-pipeline replay, the graph (with its NMS or resize + arg-max) and the
 conversion to plain results are all timed. The stage split (preprocess / infer /
 postprocess) says where the time goes; ``--profile`` adds onnxruntime's per-operator

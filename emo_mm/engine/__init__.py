@@ -1,4 +1,4 @@
-from ..models.checkpoint import allow_nonfinite_checkpoints
+from ..models.weights import allow_nonfinite_checkpoints
 from .checkpoints import (CheckpointLayoutHook, CheckpointSafetyHook, find_resume_checkpoint,
                           install_checkpoint_loader, list_checkpoints, safe_load,
                           trusted_checkpoints)

@@ -7,7 +7,7 @@
   ``weights_only=True`` everywhere (resume, ``load_from``, the toolboxes' inferencers).
 * :func:`safe_load` reads a checkpoint without running code from it; a file that needs
   full unpickling is refused unless trusted (``--trust-checkpoint``,
-  :func:`~emo_mm.models.checkpoint.trusted_checkpoints`).
+  :func:`~emo_mm.models.weights.trusted_checkpoints`).
 * :func:`find_resume_checkpoint` picks the newest readable checkpoint of a work dir and
   says so when the newest one is damaged.
 """
@@ -26,9 +26,9 @@ from mmengine.hooks import Hook
 from mmengine.logging import print_log
 
 from ..compat.mmengine_checkpoint import from_plain, to_plain
-from ..models.checkpoint import (TRUST_HINT, CheckpointError, NonFiniteCheckpointError,
-                                 UnsafeCheckpointError, adapt_layout, extract_state_dict,
-                                 nonfinite_tensors, read_checkpoint, trusted_checkpoints)
+from ..models.weights import (TRUST_HINT, CheckpointError, NonFiniteCheckpointError,
+                              UnsafeCheckpointError, adapt_layout, extract_state_dict,
+                              nonfinite_tensors, read_checkpoint, trusted_checkpoints)
 from ..registry import HOOKS
 from .errors import UserError
 
@@ -45,9 +45,9 @@ def safe_load(path: str, map_location='cpu', trust: bool = False,
     """Loads a checkpoint without running code from it, unless ``trust``.
 
     emo_mm's checkpoints (and any plain state dict) load as they are. A file that refers
-    to other Python objects raises :class:`~emo_mm.models.checkpoint.UnsafeCheckpointError`
+    to other Python objects raises :class:`~emo_mm.models.weights.UnsafeCheckpointError`
     naming them and ``trust_hint``; a truncated or corrupt one raises
-    :class:`~emo_mm.models.checkpoint.CheckpointError`.
+    :class:`~emo_mm.models.weights.CheckpointError`.
     """
     return read_checkpoint(path, weights_only=not trust, map_location=map_location,
                            trust_hint=trust_hint)
@@ -55,7 +55,7 @@ def safe_load(path: str, map_location='cpu', trust: bool = False,
 
 def install_checkpoint_loader() -> None:
     """Makes MMEngine load local files through :func:`safe_load` (restores plain values,
-    honours :func:`~emo_mm.models.checkpoint.trusted_checkpoints`, clear refusals): the
+    honours :func:`~emo_mm.models.weights.trusted_checkpoints`, clear refusals): the
     fix :mod:`emo_mm.compat.mmengine_local_loader`, applied on its own."""
     from ..compat import mmengine_local_loader
     mmengine_local_loader.apply()
@@ -238,7 +238,7 @@ class CheckpointLayoutHook(Hook):
 def adapt_loaded_checkpoint(model, checkpoint: dict, source: str) -> None:
     """Converts, in place, a loaded checkpoint in the authors' classifier layout for
     ``model`` (an mmpretrain classifier), with one line saying so; refuses it for other
-    models (see :func:`emo_mm.models.checkpoint.adapt_layout`)."""
+    models (see :func:`emo_mm.models.weights.adapt_layout`)."""
     model = model.module if hasattr(model, 'module') else model
     try:
         state = extract_state_dict(checkpoint, source)

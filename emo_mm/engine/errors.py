@@ -12,9 +12,9 @@ import sys
 from typing import Callable, List, Optional
 
 from ..apis import ConfigSyntaxError
-from ..datasets.checks import DataError
+from ..checks.data import DataError
 from ..deploy.bundle import BundleError
-from ..models.checkpoint import CheckpointError
+from ..models.weights import CheckpointError
 
 #: Exit status for errors in what the user gave (argparse uses 2 as well).
 USER_ERROR_EXIT = 2

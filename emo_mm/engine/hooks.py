@@ -79,7 +79,7 @@ class SwitchToDeployHook(Hook):
     def before_test(self, runner) -> None:
         from ..models import switch_to_deploy
         model = runner.model.module if hasattr(runner.model, 'module') else runner.model
-        switch_to_deploy(model)
+        switch_to_deploy(model, fold_batch_norm=True)
         runner.logger.info('Model switched to deploy mode (BatchNorm and LayerScale folded).')
 
 

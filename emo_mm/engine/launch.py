@@ -13,11 +13,10 @@ from mmengine.config import Config
 
 from .. import compat
 from ..apis import load_config
-from ..datasets.checks import check_data, insert_sample_guards, set_data_root
-from ..models.checkpoint import (CheckpointError, UnsafeCheckpointError, adapt_layout,
-                                 allow_nonfinite_checkpoints, extract_state_dict,
-                                 is_authors_classifier, pretrained_without_checkpoint,
-                                 shape_problems)
+from ..checks.data import check_data, insert_sample_guards, set_data_root
+from ..models.weights import (CheckpointError, UnsafeCheckpointError, adapt_layout,
+                              allow_nonfinite_checkpoints, extract_state_dict,
+                              is_authors_classifier, pretrained_without_checkpoint, shape_problems)
 from .checkpoints import find_resume_checkpoint, list_checkpoints, remove_partial_files, safe_load
 from .errors import UserError
 from .worklock import lock_work_dir

@@ -19,7 +19,7 @@ from typing import Optional, Sequence
 import torch
 from mmengine.hooks import Hook
 
-from ..models.checkpoint import nonfinite_tensors
+from ..models.weights import nonfinite_tensors
 from ..registry import HOOKS
 from .errors import UserError
 

@@ -43,7 +43,8 @@ class LatentDataset(torch.utils.data.Dataset):
             if not osp.isfile(path):
                 raise FileNotFoundError(
                     f'LatentDataset: {path!r} does not exist. Expected {data_root}/latents.npy '
-                    '(N, C, H, W) and labels.npy (N,), as tools/extract_latents.py writes them.')
+                    '(N, C, H, W) and labels.npy (N,), as '
+                    'tools/dataset_converters/extract_latents.py writes them.')
         self.latents = np.load(paths['latents'], mmap_mode='r')
         self.labels = np.load(paths['labels'])
         if self.latents.ndim != 4 or self.latents.dtype not in (np.float16, np.float32):

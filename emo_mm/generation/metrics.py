@@ -60,7 +60,8 @@ def _stamp(data_root: str) -> str:
     marker = osp.join(data_root, '.complete')
     if not osp.isfile(marker):
         raise FileNotFoundError(f'{data_root!r} has no .complete marker: the judge classifier '
-                                'is cached per generated data set (emo_mm.generation.demo_data).')
+                                'is cached per generated data set '
+                                '(emo_mm.generation.class_shapes).')
     with open(marker) as f:
         return f.read()
 

@@ -30,6 +30,7 @@ import torch.nn as nn
 from mmengine.model import BaseModule
 
 from ..registry import MODELS
+from ..utils.deprecation import warn_renamed
 from .arch import resolve_arch
 from .attention import MIXERS, WindowAttention
 from .blocks import I2RMB
@@ -72,8 +73,9 @@ def timestep_frequencies(t: torch.Tensor, dim: int = 256,
     return embedding
 
 
-class PatchEmbed(nn.Module):
-    """Non-overlapping ``p x p`` patches -> ``hidden`` channels (a strided conv with bias)."""
+class Patchify(nn.Module):
+    """DiT's patchify layer: non-overlapping ``p x p`` patches -> ``hidden`` channels (a
+    strided conv with bias)."""
 
     def __init__(self, in_channels: int, hidden: int, patch_size: int):
         super().__init__()
@@ -371,7 +373,7 @@ class DiffusionTransformer(BaseModule):
         self.hidden = hidden
         self.grid_size = input_size // patch_size
 
-        self.x_embedder = PatchEmbed(in_channels, hidden, patch_size)
+        self.x_embedder = Patchify(in_channels, hidden, patch_size)
         self.t_embedder = TimestepEmbedder(hidden)
         self.y_embedder = LabelEmbedder(num_classes, hidden, class_dropout_prob)
         # Fixed, but a Parameter as in DiT (so counted in its parameter totals).
@@ -575,3 +577,10 @@ class DEMO(DiffusionTransformer):
     def make_block(self, setting, fused_attn):
         return DEMOBlock(setting['hidden'], setting['heads'], setting['exp_ratio'],
                          setting['window_size'], setting['dw_kernel'], fused_attn)
+
+
+def __getattr__(name):
+    if name == 'PatchEmbed':  # the deprecated name of Patchify, kept for one release
+        warn_renamed(f'{__name__}.PatchEmbed', f'{__name__}.Patchify')
+        return Patchify
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

@@ -25,6 +25,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 
+from ..models import switch_to_deploy  # noqa: F401  (re-exported for the export tools)
+
 #: ONNX operator set of the exported graphs. 17 has LayerNormalization as one operator
 #: and is run by every onnxruntime release of the last years.
 DEFAULT_OPSET = 17
@@ -58,26 +60,6 @@ class TensorOutput(nn.Module):
 def _takes_mode(model: nn.Module) -> bool:
     from mmengine.model import BaseModel
     return isinstance(model, BaseModel)
-
-
-def switch_to_deploy(model: nn.Module) -> List[str]:
-    """Calls ``switch_to_deploy()`` on ``model`` or, where it has none, on its outermost
-    submodules that have one (mmpretrain's convention for re-parameterisable modules).
-
-    Returns:
-        list[str]: Names of the switched modules (``''`` is ``model`` itself); empty
-        when nothing in ``model`` has a deploy mode.
-    """
-    switched = []
-    # Collected first: switching may replace the children of a switched module.
-    for name, module in list(model.named_modules()):
-        if any(name == done or done == '' or name.startswith(done + '.') for done in switched):
-            continue
-        method = getattr(module, 'switch_to_deploy', None)
-        if callable(method):
-            method()
-            switched.append(name)
-    return switched
 
 
 def _eager_attention(model: nn.Module) -> None:

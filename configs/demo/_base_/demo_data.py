@@ -1,6 +1,6 @@
 # Where the generated demo sets and the demo backbone checkpoint live, and the class names
 # of the sets: the one definition shared by the demo configs (which inherit this file) and
-# by emo_mm/demo, the generators behind `python tools/make_demo_data.py` (which read their
+# by emo_mm/demo, the generators behind `python tools/misc/make_demo_data.py` (which read their
 # defaults from it). Every name starts with `demo_`: mmengine refuses a key defined by two
 # bases of one config, and the demo configs also inherit a toolbox config.
 demo_coco_root = 'data/demo_coco'

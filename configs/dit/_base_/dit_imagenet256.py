@@ -1,7 +1,8 @@
 # DiT's ImageNet 256x256 recipe (Peebles & Xie; the D-EMO logs come from the same train.py),
 # on pre-extracted Stable Diffusion VAE latents (32x32x4):
-#   python tools/extract_latents.py IMAGENET/train data/imagenet_latents --vae PATH_TO_SD_VAE
-#   tools/dist_train.sh configs/dit/demo-s-2_imagenet256.py 8
+#   python tools/dataset_converters/extract_latents.py IMAGENET/train data/imagenet_latents \
+#       --vae PATH_TO_SD_VAE
+#   tools/dist_train.sh configs/dit/d-emo-s-2_imagenet256.py 8
 # The size configs set model.denoiser (type and arch) only.
 _base_ = ['./default_runtime.py']
 
@@ -45,7 +46,7 @@ train_dataloader = dict(
                  num_classes=1000),
 )
 # FID-50K needs ADM's evaluation suite and reference batches, which are not part of
-# emo_mm: no validation loop; sample with tools/sample.py.
+# emo_mm: no validation loop; sample with tools/misc/sample.py.
 val_dataloader = None
 val_cfg = None
 val_evaluator = None

@@ -24,8 +24,8 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from ..arch import resolve_arch
 from ..attention import MIXERS
 from ..blocks import I2RMB
-from ..checkpoint import load_pretrained_from_init_cfg
 from ..layers import ChannelLayerNorm, ConvNormAct, DeployMixin
+from ..weights import load_pretrained_from_init_cfg
 
 NORMS = ('bn', 'ln')
 ACTS = ('silu', 'gelu', 'relu')
@@ -312,7 +312,7 @@ class EMOBackbone(DeployMixin, BaseModule):
 
         ``init_cfg=dict(type='Pretrained', checkpoint=PATH, prefix=None)`` (optionally
         ``weights_only=False`` for a trusted full training checkpoint) loads with
-        :func:`emo_mm.models.checkpoint.load_pretrained`: container formats unwrapped,
+        :func:`emo_mm.models.weights.load_pretrained`: container formats unwrapped,
         shapes checked, every skipped key reported.
         """
         cfg = self.init_cfg

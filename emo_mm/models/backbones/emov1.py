@@ -9,6 +9,7 @@ from typing import Optional, Sequence, Union
 import torch.nn as nn
 
 from ...registry import MODELS
+from ...utils.deprecation import warn_renamed
 from ..blocks import IRMB
 from ..layers import build_norm
 from .base import EMOBackbone
@@ -22,7 +23,7 @@ EMOV1_COMMON = dict(
 )
 
 
-class PatchEmbed(nn.Module):
+class ConvStem(nn.Module):
     """EMOv1's stem convolution (the authors' single-scale ``MSPatchEmb``): 3x3 stride-2
     conv with bias, then BatchNorm (keys ``convs.0.0.*`` and ``convs.0.1.*``)."""
 
@@ -109,11 +110,11 @@ class EMO(EMOBackbone):
         self.build_stages()
 
     def make_stem(self) -> nn.Module:
-        # Patch embedding, then an iRMB without norm, v or shortcut, with a squeeze-excite
+        # The stem convolution, then an iRMB without norm, v or shortcut, with a squeeze-excite
         # of ratio 1.
         stem = self.stem_channels
         return nn.Sequential(
-            PatchEmbed(self.in_channels, stem),
+            ConvStem(self.in_channels, stem),
             IRMB(stem, stem, 1., norm='none', act=self.arch['acts'][0], attention=False,
                  dw_kernel=self.arch['dw_kernels'][0], v_proj=False, se_ratio=1., skip=False,
                  qkv_bias=self.qkv_bias))
@@ -134,3 +135,10 @@ class EMO(EMOBackbone):
             drop_path=drop_path,
             attn_drop=self.attn_drop_rate,
             fused_attn=self.fused_attn)
+
+
+def __getattr__(name):
+    if name == 'PatchEmbed':  # the deprecated name of ConvStem, kept for one release
+        warn_renamed(f'{__name__}.PatchEmbed', f'{__name__}.ConvStem')
+        return ConvStem
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

@@ -1,9 +1,9 @@
 """Checks the documentation: relative links resolve, and the runnable commands run.
 
-    python tools/check_docs.py                 # README.md and docs/*.md: links and commands
-    python tools/check_docs.py --links-only    # links only
-    python tools/check_docs.py --list          # the runnable commands, without running them
-    python tools/check_docs.py docs/tools.md   # some files only
+    python tools/dev/check_docs.py                 # README.md and docs/*.md: links and commands
+    python tools/dev/check_docs.py --links-only    # links only
+    python tools/dev/check_docs.py --list          # the runnable commands, without running them
+    python tools/dev/check_docs.py docs/tools.md   # some files only
 
 A fenced block whose info string is ``bash runnable`` or ``python runnable`` is run from the
 repository root: each command of a bash block (one line, or lines joined by a trailing
@@ -28,7 +28,7 @@ import sys
 import time
 from typing import Dict, List, NamedTuple, Optional, Sequence
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 RUNNABLE = 'runnable'
 LANGUAGES = ('bash', 'python')
 DEFAULT_TIMEOUT = 300

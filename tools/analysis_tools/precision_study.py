@@ -1,9 +1,10 @@
 """Speed of one model's graphs in several precisions and quantization formats, side by side.
 
-    python tools/precision_study.py --models EMOv2-5M EMOv2-1M --threads 2 --repeat 3 \\
+    python tools/analysis_tools/precision_study.py --models EMOv2-5M EMOv2-1M --threads 2 \\
+        --repeat 3 \\
         --variants fp32 int8-qdq-u8 int8-qop-u8 int8-qdq-s8 int8-qdq-u8-raw
 
-Every model of ``tools/benchmark.py``'s table is built with random weights in deploy
+Every model of ``tools/analysis_tools/benchmark.py``'s table is built with random weights in deploy
 mode, exported at 224x224 (fixed size, dynamic batch) and turned into each variant's
 onnxruntime graph; then every (model, variant, batch size) cell is timed with the
 benchmark's own timing (``--min-time`` seconds after ``--warmup`` calls), in ``--repeat``
@@ -40,7 +41,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-import benchmark  # noqa: E402  (tools/benchmark.py: model table, timing, profiles)
+import benchmark  # noqa: E402  (./benchmark.py: model table, timing, profiles)
 
 import emo_mm  # noqa: E402,F401
 from emo_mm.utils.flops import count_flops  # noqa: E402

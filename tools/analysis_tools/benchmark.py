@@ -1,14 +1,15 @@
 """Throughput of EMO models and their peers, side by side, in one run.
 
-    python tools/benchmark.py                                   # CPU, 224x224 classifiers
-    python tools/benchmark.py --threads 2 --models EMOv2-1M EMOv2-5M EdgeNeXt-S \\
+    python tools/analysis_tools/benchmark.py                              # CPU, 224x224 classifiers
+    python tools/analysis_tools/benchmark.py --threads 2 --models EMOv2-1M EMOv2-5M EdgeNeXt-S \\
         --backend torch onnxruntime --deploy both --baseline EdgeNeXt-S
-    python tools/benchmark.py --device cuda --amp fp16 --compile both --batch-sizes 256
-    python tools/benchmark.py --device cuda --amp fp16 --train --batch-sizes 128
-    python tools/benchmark.py --input 800x1344 --batch-sizes 1      # bare backbones
-    python tools/benchmark.py --list                                # every model name
-    python tools/benchmark.py --end-to-end detection segmentation --threads 2
-    python tools/benchmark.py --end-to-end bundles/retina/ bundles/ssdlite/
+    python tools/analysis_tools/benchmark.py --device cuda --amp fp16 --compile both \\
+        --batch-sizes 256
+    python tools/analysis_tools/benchmark.py --device cuda --amp fp16 --train --batch-sizes 128
+    python tools/analysis_tools/benchmark.py --input 800x1344 --batch-sizes 1      # bare backbones
+    python tools/analysis_tools/benchmark.py --list                               # every model name
+    python tools/analysis_tools/benchmark.py --end-to-end detection segmentation --threads 2
+    python tools/analysis_tools/benchmark.py --end-to-end bundles/retina/ bundles/ssdlite/
 
 ``--end-to-end`` times deploy bundles image in, results out (emo_mm.deploy.Predictor:
 decoding, pipeline replay, the graph with its NMS / arg-max, plain results): ``detection``

@@ -1,8 +1,8 @@
 """Draw class-conditional samples of a trained diffusion config into a labelled grid PNG.
 
-    python tools/sample.py configs/dit/demo-tiny_shapes32.py CHECKPOINT \
+    python tools/misc/sample.py configs/dit/d-emo-tiny_shapes32.py CHECKPOINT \
         --classes 0 1 2 --n-per-class 4 --out grid.png
-    python tools/sample.py CONFIG CHECKPOINT --sampler ddim --steps 50 --cfg-scale 4 ...
+    python tools/misc/sample.py CONFIG CHECKPOINT --sampler ddim --steps 50 --cfg-scale 4 ...
 
 One row per class, labelled with the class name (from --class-names, else the config's
 training data set, else the index). A checkpoint saved with MMEngine's EMAHook holds the

@@ -5,10 +5,10 @@
 # prediction instead of DiT's noise prediction (it weights more the high-noise steps that
 # lay out an image), a higher learning rate with warm-up, a short EMA, and 25 DDIM steps
 # (eta 0) with classifier-free guidance scale 3 for evaluation; 2000 iterations.
-#   python -m emo_mm.generation.demo_data          # data/demo_gen_shapes (seconds)
-#   python tools/train.py configs/dit/demo-tiny_shapes32.py
-#   python tools/sample.py configs/dit/demo-tiny_shapes32.py \
-#       work_dirs/demo-tiny_shapes32/iter_2000.pth --classes 0 1 2 --n-per-class 4 \
+#   python -m emo_mm.generation.class_shapes          # data/demo_gen_shapes (seconds)
+#   python tools/train.py configs/dit/d-emo-tiny_shapes32.py
+#   python tools/misc/sample.py configs/dit/d-emo-tiny_shapes32.py \
+#       work_dirs/d-emo-tiny_shapes32/iter_2000.pth --classes 0 1 2 --n-per-class 4 \
 #       --out grid.png --trust-checkpoint
 _base_ = ['./_base_/default_runtime.py']
 data_root = 'data/demo_gen_shapes'

@@ -1,9 +1,9 @@
 """Check every sample of the data a config points at, before spending hours on it.
 
-    python tools/check_data.py configs/deeplabv3_emov2_5m_ade20k.py
-    python tools/check_data.py CONFIG --data-root /data/ade/ADEChallengeData2016
-    python tools/check_data.py CONFIG --quick        # image headers only, not every pixel
-    python tools/check_data.py CONFIG --recheck      # ignore the stamps of passed data sets
+    python tools/analysis_tools/check_data.py configs/deeplabv3_emov2_5m_ade20k.py
+    python tools/analysis_tools/check_data.py CONFIG --data-root /data/ade/ADEChallengeData2016
+    python tools/analysis_tools/check_data.py CONFIG --quick    # image headers, not every pixel
+    python tools/analysis_tools/check_data.py CONFIG --recheck  # ignore the passed sets' stamps
 
 Images (decoded in full), label maps (read as mmseg reads them: sizes and values),
 annotation references, list lines (parsed as the toolbox parses them) and video containers
@@ -17,7 +17,7 @@ import argparse
 
 import emo_mm.compat.enable  # noqa: F401  (first: applies the upstream fixes)
 from emo_mm.apis import load_config
-from emo_mm.datasets.checks import check_data, set_data_root
+from emo_mm.checks.data import check_data, set_data_root
 from emo_mm.engine import run_cli
 
 

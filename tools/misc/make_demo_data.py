@@ -1,20 +1,20 @@
 """Generate the bundled demo data sets (deterministic; skipped when already there).
 
-    python tools/make_demo_data.py coco          # data/demo_coco: COCO-format boxes + masks
-    python tools/make_demo_data.py ade20k        # data/demo_ade20k: ADE20K-layout regions
-    python tools/make_demo_data.py hrf           # data/demo_hrf: HRF-layout vessel maps
-    python tools/make_demo_data.py kinetics      # data/demo_kinetics: K400-layout videos
-    python tools/make_demo_data.py shapes_cls    # data/demo_shapes_cls: one shape per image
-    python tools/make_demo_data.py shapes_backbone  # EMOv2-1M pretrained on generated shapes,
+    python tools/misc/make_demo_data.py coco          # data/demo_coco: COCO-format boxes + masks
+    python tools/misc/make_demo_data.py ade20k        # data/demo_ade20k: ADE20K-layout regions
+    python tools/misc/make_demo_data.py hrf           # data/demo_hrf: HRF-layout vessel maps
+    python tools/misc/make_demo_data.py kinetics      # data/demo_kinetics: K400-layout videos
+    python tools/misc/make_demo_data.py shapes_cls    # data/demo_shapes_cls: one shape per image
+    python tools/misc/make_demo_data.py shapes_backbone  # EMOv2-1M pretrained on generated shapes,
                                                     # for the demo detection configs (~1.5 min)
-    python tools/make_demo_data.py demo_det      # data/demo_det_shapes: make demo's set
-    python tools/make_demo_data.py demo_det_backbone  # EMOv2-1M pretrained on such images
-    python tools/make_demo_data.py all
+    python tools/misc/make_demo_data.py demo_det      # data/demo_det_shapes: make demo's set
+    python tools/misc/make_demo_data.py demo_det_backbone  # EMOv2-1M pretrained on such images
+    python tools/misc/make_demo_data.py all
 """
 import argparse
 
 from emo_mm.demo import data, pretrain
-from emo_mm.generation.demo_data import GEN_SHAPES_ROOT, make_class_shapes
+from emo_mm.generation.class_shapes import GEN_SHAPES_ROOT, make_class_shapes
 
 # The default roots are those of configs/demo/_base_/demo_data.py (emo_mm.demo reads it).
 SETS = {

@@ -1,13 +1,13 @@
 """Prints the model-zoo tables (Markdown) from ``model-index.yml`` and its metafiles.
 
-    python tools/model_zoo.py                             # print the tables
-    python tools/model_zoo.py --summary                   # print the one-table summary
-    python tools/model_zoo.py --update docs/model_zoo.md README.md  # rewrite both
+    python tools/dev/model_zoo.py                             # print the tables
+    python tools/dev/model_zoo.py --summary                   # print the one-table summary
+    python tools/dev/model_zoo.py --update docs/model_zoo.md README.md  # rewrite both
 
 The section of docs/model_zoo.md between ``<!-- model-zoo:start -->`` and
 ``<!-- model-zoo:end -->`` is this tool's tables, and the README's section between
 ``<!-- model-zoo-summary:start -->`` and ``<!-- model-zoo-summary:end -->`` its summary
-(tests keep them equal); edit the metafiles through ``tools/make_metafiles.py``, then run
+(tests keep them equal); edit the metafiles through ``tools/dev/make_metafiles.py``, then run
 ``--update``. Links are written relative to the updated file, so they resolve wherever it
 lies in the repository.
 """
@@ -18,7 +18,7 @@ from collections import OrderedDict
 
 import yaml
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 START, END = '<!-- model-zoo:start -->', '<!-- model-zoo:end -->'
 SUMMARY_START, SUMMARY_END = '<!-- model-zoo-summary:start -->', '<!-- model-zoo-summary:end -->'
 #: The page that holds the full tables (the summary links to it).

@@ -5,13 +5,14 @@ classifiers, video models) use tools/deploy.py, which writes a bundle folder wit
 its preprocessing and class names (docs/deploy.md). This tool stays for bare graphs: a
 backbone's feature maps (--backbone-only), or a classifier's raw class scores.
 
-    python tools/export_onnx.py configs/emov2_5m_in1k.py CKPT --out emov2_5m.onnx
-    python tools/export_onnx.py emov2_1m_in1k --out emov2_1m.onnx          # random weights
-    python tools/export_onnx.py configs/emov2_5m_in1k.py --backbone-only \\
+    python tools/model_converters/export_onnx.py configs/emov2_5m_in1k.py CKPT --out emov2_5m.onnx
+    python tools/model_converters/export_onnx.py emov2_1m_in1k --out emov2_1m.onnx  # random weights
+    python tools/model_converters/export_onnx.py configs/emov2_5m_in1k.py --backbone-only \\
         --out-indices 1 2 3 4 --out emov2_5m_backbone.onnx
-    python tools/export_onnx.py configs/retinanet_emov2_5m_coco.py CKPT --backbone-only \\
-        --out retinanet_backbone.onnx
-    python tools/export_onnx.py emov2_5m_in1k CKPT --input-size 224x224 --out emov2_5m_224.onnx
+    python tools/model_converters/export_onnx.py configs/retinanet_emov2_5m_coco.py CKPT \\
+        --backbone-only --out retinanet_backbone.onnx
+    python tools/model_converters/export_onnx.py emov2_5m_in1k CKPT --input-size 224x224 \\
+        --out emov2_5m_224.onnx
 
 The graph has one input ``input`` (N, C, H, W) whose batch, height and width are dynamic
 (``--input-size HxW``: one fixed size and a dynamic batch, exported with torch.export: a
@@ -116,7 +117,7 @@ def build(cfg, backbone_only: bool, out_indices):
 
 
 def load_weights(model, checkpoint: str, backbone_only: bool) -> None:
-    from emo_mm.models.checkpoint import load_pretrained
+    from emo_mm.models.weights import load_pretrained
     if not osp.isfile(checkpoint):
         raise SystemExit(f'Checkpoint {checkpoint} does not exist.')
     # A backbone takes the backbone.* part of a classifier / detector checkpoint; a

@@ -1,8 +1,9 @@
 """Effective receptive fields of EMO backbones, drawn side by side as a PNG.
 
-    python tools/erf.py                                   # EMOv2-1M stage 3 at init, 224x224
-    python tools/erf.py --arch 5M --stage 4 --samples 32 --out erf_5m.png
-    python tools/erf.py --checkpoint spanning=EMOv2_5M_224.pth emov1=EMO_5M.pth --arch 5M
+    python tools/analysis_tools/erf.py                           # EMOv2-1M stage 3 at init, 224x224
+    python tools/analysis_tools/erf.py --arch 5M --stage 4 --samples 32 --out erf_5m.png
+    python tools/analysis_tools/erf.py --checkpoint spanning=EMOv2_5M_224.pth emov1=EMO_5M.pth \\
+        --arch 5M
 
 The effective receptive field (ERF) of an output location is how strongly each input pixel
 moves it: the gradient of the centre location of a stage's output map (summed over its
@@ -53,7 +54,7 @@ def build_backbone(variant: str, arch: str = '1M', stage: int = 3, window_size: 
         seed (int): Seed of the random initialisation.
     """
     from emo_mm.models import EMO, EMOv2
-    from emo_mm.models.checkpoint import load_pretrained
+    from emo_mm.models.weights import load_pretrained
     if variant not in VARIANTS:
         raise ValueError(f'Unknown variant {variant!r}; choose from {list(VARIANTS)}.')
     torch.manual_seed(seed)

@@ -1,6 +1,6 @@
 """Speed of deploy bundles of one config side by side (e.g. fp32 against int8), in one run.
 
-    python tools/benchmark_bundles.py configs/demo/retinanet_emov2_1m_demo.py \\
+    python tools/analysis_tools/benchmark_bundles.py configs/demo/retinanet_emov2_1m_demo.py \\
         bundles/retina_fp32 bundles/retina_int8 --threads 1 --repeat 5
 
 Each bundle runs with :class:`emo_mm.deploy.Predictor` on the same ``--images`` files of

@@ -1,7 +1,9 @@
 """Encode an ImageFolder with a Stable Diffusion VAE once, for training DiT / D-EMO on latents.
 
-    python tools/extract_latents.py IMAGENET/train data/imagenet_latents --vae PATH
-    python tools/extract_latents.py IMAGES OUT --vae SD_PIPELINE_DIR --subfolder vae --device cuda
+    python tools/dataset_converters/extract_latents.py IMAGENET/train data/imagenet_latents \\
+        --vae PATH
+    python tools/dataset_converters/extract_latents.py IMAGES OUT --vae SD_PIPELINE_DIR \\
+        --subfolder vae --device cuda
 
 ``PATH`` is a local diffusers ``AutoencoderKL`` folder (config.json and
 diffusion_pytorch_model.safetensors, e.g. a download of stabilityai/sd-vae-ft-ema; nothing
@@ -75,7 +77,8 @@ def import_autoencoder():
     try:
         from diffusers import AutoencoderKL
     except ImportError as error:
-        raise ImportError(f'tools/extract_latents.py needs diffusers for the Stable Diffusion '
+        raise ImportError(f'tools/dataset_converters/extract_latents.py needs diffusers for the '
+                          f'Stable Diffusion '
                           f'VAE: {DIFFUSERS_HINT} ({error}).') from error
     return AutoencoderKL
 

@@ -1,7 +1,8 @@
 """Convert classifier checkpoints between the authors' layout and mmpretrain's.
 
-    python tools/convert_checkpoint.py EMOv2_5M_224.pth emov2_5m_in1k.pth
-    python tools/convert_checkpoint.py --reverse work_dirs/x/epoch_300.pth EMOv2_5M_mine.pth
+    python tools/model_converters/convert_checkpoint.py EMOv2_5M_224.pth emov2_5m_in1k.pth
+    python tools/model_converters/convert_checkpoint.py --reverse work_dirs/x/epoch_300.pth \\
+        EMOv2_5M_mine.pth
 
 Authors' keys (``stage*``, ``norm.*``, ``head.*``) become ``backbone.*`` and ``head.fc.*`` of
 an mmpretrain ImageClassifier (configs/emov2_*_in1k.py), and back with --reverse. Backbone
@@ -13,8 +14,8 @@ import torch
 
 import emo_mm.compat.enable  # noqa: F401  (first: applies the upstream fixes)
 from emo_mm.engine import run_cli
-from emo_mm.models.checkpoint import (authors_to_mmpretrain, extract_state_dict,
-                                      mmpretrain_to_authors, read_checkpoint)
+from emo_mm.models.weights import (authors_to_mmpretrain, extract_state_dict, mmpretrain_to_authors,
+                                   read_checkpoint)
 
 
 def main():

@@ -1,7 +1,7 @@
 """Derives the compact test data (tests/data) from the authors' reference folder.
 
-    python tools/make_test_reference.py ../shared/reference            # rewrite tests/data
-    python tools/make_test_reference.py ../shared/reference --check    # compare, write nothing
+    python tools/dev/make_test_reference.py ../shared/reference            # rewrite tests/data
+    python tools/dev/make_test_reference.py ../shared/reference --check    # compare, write nothing
 
 The reference folder holds the weights, inputs and outputs of the authors' unmodified
 EMOv2 / EMOv1 model files (~60 MB). What is kept, and why it suffices, is described in
@@ -19,7 +19,7 @@ import tempfile
 
 import torch
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, osp.join(REPO, 'tests'))
 import reference_data as ref  # noqa: E402
 

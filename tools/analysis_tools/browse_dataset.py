@@ -1,8 +1,10 @@
 """Draw the samples a config's pipeline produces (ground truth), with the toolbox's own
 browse_dataset tool, bounded: every config of emo_mm, any toolbox.
 
-    python tools/browse_dataset.py configs/demo/ssdlite_emov2_1m_demo.py -n 8 --output-dir vis
-    python tools/browse_dataset.py configs/demo/vemo_demo.py --phase val -n 4 --not-show ...
+    python tools/analysis_tools/browse_dataset.py configs/demo/ssdlite_emov2_1m_demo.py -n 8 \\
+        --output-dir vis
+    python tools/analysis_tools/browse_dataset.py configs/demo/vemo_demo.py --phase val -n 4 \\
+        --not-show ...
 
 The toolboxes' scripts (mmdet's and mmseg's ``tools/analysis_tools/browse_dataset.py``,
 mmpretrain's and mmaction2's ``tools/visualization(s)/browse_dataset.py``, shipped in their
@@ -23,7 +25,7 @@ from mmengine.config import DictAction
 
 import emo_mm.compat.enable  # noqa: F401  (first: applies the upstream fixes)
 from emo_mm.apis import load_config
-from emo_mm.datasets.checks import set_data_root
+from emo_mm.checks.data import set_data_root
 from emo_mm.engine import UserError, run_cli
 
 #: The toolbox's browse_dataset script, relative to its package, by config scope.

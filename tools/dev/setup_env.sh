@@ -15,7 +15,7 @@
 # on PATH and torch sees a GPU (override with EMO_MM_MMCV_CUDA=0/1).
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
 PYTHON="${PYTHON:-python3.11}"
 VENV="$ROOT/.venv"

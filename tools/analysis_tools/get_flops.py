@@ -1,12 +1,13 @@
 """Parameters and fvcore-style FLOPs of EMO variants or of any config's model.
 
-    python tools/get_flops.py 1M 2M 5M 20M 50M            # ImageNet classifiers, 224, window 7
-    python tools/get_flops.py 5M --shape 512 --window 8    # the authors' 512 setting
-    python tools/get_flops.py 5M --backbone --window 10    # detection backbone alone
-    python tools/get_flops.py configs/retinanet_emov2_5m_coco.py --shape 800 1333
-    python tools/get_flops.py configs/ssdlite_emov2_5m_320_coco.py  # its fixed 320x320
-    python tools/get_flops.py DEMO-S-2 DEMO-B-2 DEMO-L-2 DEMO-XL-2 DiT-S-2 DiT-B-2 DiT-L-2 DiT-XL-2
-    python tools/get_flops.py configs/dit/demo-s-2_imagenet256.py     # its denoiser
+    python tools/analysis_tools/get_flops.py 1M 2M 5M 20M 50M  # ImageNet classifiers, 224, window 7
+    python tools/analysis_tools/get_flops.py 5M --shape 512 --window 8    # the authors' 512 setting
+    python tools/analysis_tools/get_flops.py 5M --backbone --window 10    # detection backbone alone
+    python tools/analysis_tools/get_flops.py configs/retinanet_emov2_5m_coco.py --shape 800 1333
+    python tools/analysis_tools/get_flops.py configs/ssdlite_emov2_5m_320_coco.py  # fixed 320x320
+    python tools/analysis_tools/get_flops.py D-EMO-S-2 D-EMO-B-2 D-EMO-L-2 D-EMO-XL-2 \\
+        DiT-S-2 DiT-B-2 DiT-L-2 DiT-XL-2
+    python tools/analysis_tools/get_flops.py configs/dit/d-emo-s-2_imagenet256.py     # its denoiser
 
 Diffusion denoisers (D-EMO, DiT) are counted on 32x32x4 latents (256x256 images; --shape
 sets the latent size) at one timestep and label, built on the meta device (shapes only,
@@ -32,9 +33,10 @@ from emo_mm.engine import UserError, run_cli
 from emo_mm.utils.flops import count_flops
 
 FAMILIES = {'emov2': 'emov2_{}_in1k', 'emov1': 'emov1_{}_in1k'}
-#: D-EMO / DiT denoisers by name, e.g. DEMO-S-2, DiT-XL-2.
-DENOISER_NAME = re.compile(r'^(demo|dit)-((?:s|b|l|xl)-\d+)$', re.IGNORECASE)
-DENOISER_TYPES = {'demo': ('emo_mm.DEMO', 'D-EMO'), 'dit': ('emo_mm.DiT', 'DiT')}
+#: D-EMO / DiT denoisers by name, e.g. D-EMO-S-2 (or DEMO-S-2, the class name), DiT-XL-2.
+DENOISER_NAME = re.compile(r'^(d-emo|demo|dit)-((?:s|b|l|xl)-\d+)$', re.IGNORECASE)
+DENOISER_TYPES = {'d-emo': ('emo_mm.DEMO', 'D-EMO'), 'demo': ('emo_mm.DEMO', 'D-EMO'),
+                  'dit': ('emo_mm.DiT', 'DiT')}
 
 
 def parse_args():
@@ -42,7 +44,7 @@ def parse_args():
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('models', nargs='+',
                         help='variant names (1M, 2M, 5M, 20M, 50M; EMOv1: v1-5M; '
-                        'DEMO-S-2 ... DEMO-XL-2, DiT-S-2 ... DiT-XL-2) or config files')
+                        'D-EMO-S-2 ... D-EMO-XL-2, DiT-S-2 ... DiT-XL-2) or config files')
     parser.add_argument('--shape', type=int, nargs='+', default=None,
                         help='input H [W] (default: the config\'s fixed test size, 224 for '
                         'variants; required for configs without one: 800 1333 for COCO, 512 512 '
