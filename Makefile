@@ -27,10 +27,11 @@ $(MOBILE_STAMP): $(STAMP) requirements/mobile.txt requirements/constraints.txt
 # Extra pytest arguments, e.g. make test PYTEST_ARGS='-k parity -x'
 PYTEST_ARGS ?=
 # pytest-xdist workers (one per core; a worker computes on cores/workers threads, see
-# tests/conftest.py); the users of one demo training share a worker (--dist loadgroup).
+# tests/conftest.py); the users of one demo training share a worker (--dist loadgroup), and
+# the longest tests start first (the order of tests/conftest.py, kept: --no-loadscope-reorder).
 # PYTEST_WORKERS=0 runs the suite in this process, in collection order.
 PYTEST_WORKERS ?= 2
-XDIST := -n $(PYTEST_WORKERS) --dist loadgroup
+XDIST := -n $(PYTEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 
 # flake8 and isort (settings in setup.cfg, versions in requirements/lint.txt, the same set as
 # .pre-commit-config.yaml) over everything Python; the test targets run it first.

@@ -82,15 +82,24 @@ def _training_family(item):
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     """Keeps the users of one demo training on one xdist worker (``--dist loadgroup``), so
-    that it trains once, and runs the modules with slow tests first (modules stay whole),
-    so that the longest runs do not start last."""
+    that it trains once, and orders the run so that the longest tests do not start last:
+    first the tests that declare a timeout above the default, then the modules with slow
+    tests (kept whole), then the rest (make test keeps this order: --no-loadscope-reorder)."""
+    default_timeout = float(config.getini('timeout') or 0)
     slow_modules = set()
     for item in items:
         if any(name in item.fixturenames for name in _TRAINING_FIXTURES):
             item.add_marker(pytest.mark.xdist_group(_training_family(item)))
         if item.get_closest_marker('slow') is not None:
             slow_modules.add(item.module.__name__)
-    items.sort(key=lambda item: item.module.__name__ not in slow_modules)
+
+    def rank(item):
+        timeout = item.get_closest_marker('timeout')
+        if timeout is not None and timeout.args and timeout.args[0] > default_timeout:
+            return 0
+        return 1 if item.module.__name__ in slow_modules else 2
+
+    items.sort(key=rank)
 
 
 @pytest.fixture(scope='session')
