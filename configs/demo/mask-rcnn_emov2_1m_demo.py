@@ -4,11 +4,11 @@
 # 1.5 CPU minutes on labelling generated shapes (emo_mm/demo/pretrain.py; written by
 # `python tools/misc/make_demo_data.py coco shapes_backbone`); nothing frozen, BatchNorm
 # statistics updated, since that pretraining is short. Paths and class names come from
-# ./_base_/demo_data.py.
-_base_ = ['../mask-rcnn_emov2_1m_coco.py', './_base_/demo_data.py']
+# ./_base_/demo_coco.py.
+_base_ = ['../mask-rcnn_emov2_1m_coco.py', './_base_/demo_coco.py']
 
-data_root = _base_.demo_coco_root + '/'  # mmdet appends file names to it as strings
-metainfo = dict(classes=_base_.demo_coco_classes)
+data_root = _base_.demo_coco_data_root
+metainfo = _base_.demo_coco_metainfo
 model = dict(
     backbone=dict(init_cfg=dict(checkpoint=_base_.demo_shapes_backbone), frozen_stages=-1,
                   norm_eval=False),
@@ -32,28 +32,16 @@ test_pipeline = [
     dict(type='PackDetInputs',
          meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
 ]
-train_dataloader = dict(
-    batch_size=4, num_workers=0, persistent_workers=False,
-    dataset=dict(data_root=data_root, metainfo=metainfo,
-                 ann_file='annotations/instances_train.json', data_prefix=dict(img='train/'),
-                 filter_cfg=dict(filter_empty_gt=True, min_size=8), pipeline=train_pipeline))
-val_dataloader = dict(
-    batch_size=8, num_workers=0, persistent_workers=False,
-    dataset=dict(data_root=data_root, metainfo=metainfo,
-                 ann_file='annotations/instances_val.json', data_prefix=dict(img='val/'),
-                 pipeline=test_pipeline))
+train_dataloader = dict(_base_.demo_coco_loader, batch_size=4,
+                        dataset=dict(_base_.demo_coco_train_dataset, pipeline=train_pipeline))
+val_dataloader = dict(_base_.demo_coco_loader, batch_size=8,
+                      dataset=dict(_base_.demo_coco_val_dataset, pipeline=test_pipeline))
 test_dataloader = val_dataloader
-val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
+val_evaluator = _base_.demo_coco_evaluator
 test_evaluator = val_evaluator
 
-# Minutes on a CPU after a short pretraining: no gradient clipping (tuned for fine-tuning ImageNet
-# weights, it stalls AdamW here), short warm-up, cosine to 0.
-max_epochs = 12
+max_epochs = _base_.demo_coco_max_epochs
 optim_wrapper = dict(optimizer=dict(lr=6e-4), clip_grad=None)
 train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
-param_scheduler = [
-    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=40),
-    dict(type='CosineAnnealingLR', eta_min=0., begin=0, end=max_epochs, T_max=max_epochs,
-         by_epoch=True),
-]
+param_scheduler = _base_.demo_coco_param_scheduler
 default_hooks = dict(logger=dict(interval=4), checkpoint=dict(interval=max_epochs))
