@@ -118,6 +118,18 @@ def demo_training(tmp_path_factory):
 
 
 @pytest.fixture(autouse=True)
+def _release_work_dir_locks():
+    """``prepare_train_config`` locks a work dir for the rest of the process (one run per
+    work dir); a test's locks end with the test, so that another worker's tests can use the
+    same default work dir (work_dirs/<config name> of the repository) after it."""
+    from emo_mm.engine import worklock
+    before = set(worklock._held)
+    yield
+    for work_dir in set(worklock._held) - before:
+        worklock.release_work_dir(work_dir)
+
+
+@pytest.fixture(autouse=True)
 def _deterministic():
     torch.manual_seed(0)
     yield

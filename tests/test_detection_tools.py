@@ -17,6 +17,10 @@ from emo_mm.engine import prepare_train_config, verify_checkpoint
 from emo_mm.models.weights import CheckpointError
 from helpers import REPO
 
+# Some tests build configs with the default work dir (work_dirs/<config name> of the
+# repository), which prepare_train_config locks: under pytest-xdist they share a worker.
+pytestmark = pytest.mark.xdist_group('default_work_dirs')
+
 DEMO = osp.join(REPO, 'configs', 'demo', 'retinanet_emov2_1m_demo.py')
 ENV = dict(os.environ, OMP_NUM_THREADS='1', PYTHON=sys.executable)
 

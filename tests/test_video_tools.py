@@ -12,6 +12,10 @@ from emo_mm.demo.data import DEMO_SETTINGS, make_motion_videos
 from emo_mm.engine import prepare_train_config
 from helpers import REPO
 
+# Some tests build configs with the default work dir (work_dirs/<config name> of the
+# repository), which prepare_train_config locks: under pytest-xdist they share a worker.
+pytestmark = pytest.mark.xdist_group('default_work_dirs')
+
 ENV = dict(os.environ, OMP_NUM_THREADS='1')
 DEMO = osp.join(REPO, 'configs', 'demo', 'vemo_demo.py')
 
