@@ -48,7 +48,7 @@ import torch.nn.functional as F
 from ..models import switch_to_deploy
 from ..models.attention import WindowAttention, window_grid
 from ..models.layers import ChannelLayerNorm
-from ..utils.onnx import TensorOutput, relative_error
+from ..utils.onnx import TensorOutput, flatten_outputs, relative_error
 
 #: Largest tensor rank XNNPACK defines (``XNN_MAX_TENSOR_DIMS``).
 XNNPACK_MAX_RANK = 6
@@ -243,15 +243,6 @@ def _require_executorch():
         raise ImportError('ExecuTorch is not installed; `make setup-mobile` (or `pip install '
                           '-r requirements/mobile.txt`) installs it with its XNNPACK delegate '
                           'to export or run .pte programs.') from error
-
-
-def _flatten(outputs) -> List[torch.Tensor]:
-    if isinstance(outputs, torch.Tensor):
-        return [outputs]
-    flat = []
-    for item in outputs:
-        flat += _flatten(item)
-    return flat
 
 
 def _batches(images: Iterable[torch.Tensor], batch: int) -> Iterable[torch.Tensor]:
@@ -467,7 +458,7 @@ def verify_executorch(path: str,
     errors = []
     for images in checks:
         with torch.no_grad():
-            expected = _flatten(wrapper(images))
+            expected = flatten_outputs(wrapper(images))
         actual = program(images)
         if len(actual) != len(expected):
             raise AssertionError(f'{path} gives {len(actual)} outputs, the model '

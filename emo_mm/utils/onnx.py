@@ -83,12 +83,13 @@ def output_names(outputs) -> List[str]:
     return [f'output{i}' for i in range(len(outputs))]
 
 
-def _flatten(outputs) -> List[torch.Tensor]:
+def flatten_outputs(outputs) -> List[torch.Tensor]:
+    """The tensors of a model's output (a tensor or nested tuples / lists), in order."""
     if isinstance(outputs, torch.Tensor):
         return [outputs]
     flat = []
     for item in outputs:
-        flat += _flatten(item)
+        flat += flatten_outputs(item)
     return flat
 
 
@@ -280,7 +281,7 @@ def verify_onnx(path: str,
     for shape in shapes:
         images = torch.rand(*shape, generator=generator)
         with torch.no_grad():
-            expected = _flatten(wrapper(images))
+            expected = flatten_outputs(wrapper(images))
         actual = session.run(None, {'input': images.numpy()})
         if len(actual) != len(expected):
             raise AssertionError(f'{path} gives {len(actual)} outputs, the model '
