@@ -96,6 +96,7 @@ setup(
         'mmengine>=0.10.4,<0.11',
         'mmcv>=2.0.0,<2.2.0',
         'numpy',
+        'filelock',  # the generated demo sets' write lock
     ],
     extras_require={
         'det': ['mmdet==3.3.0', 'pycocotools'],

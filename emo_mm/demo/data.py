@@ -27,6 +27,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
+from filelock import FileLock
 
 from ..apis import load_config
 from ..utils.progress import ProgressBar
@@ -53,7 +54,6 @@ def generate_once(root: str, params: dict, write: Callable[[str], None]) -> str:
     Returns:
         str: ``root``.
     """
-    from filelock import FileLock  # a dependency of torch
     marker = osp.join(root, '.complete')
     stamp = json.dumps(dict(params, version=_VERSION), sort_keys=True)
     root = root.rstrip('/')
