@@ -107,6 +107,48 @@ def test_executorch_rows_with_ratios_to_torch(tool, capsys):
     assert 'x torch' in printed and 'ExecuTorch 1' in printed and 'executorch 1.5.1' in printed
 
 
+@pytest.mark.slow
+def test_precisions_with_peak_shares_and_fastest_rows(tool, capsys):
+    """--precision fp32 bf16 int8 --peak: every backend at every precision it runs (the
+    others named once with the reason), int8 graphs quantized by the deploy code, each
+    row's speed over the model's torch fp32 row, its share of its precision's measured
+    matrix-multiply peak, and each model's fastest row against the baseline's."""
+    pytest.importorskip('onnxruntime')
+    rows = tool.main(['--models', 'EMOv2-1M', 'MobileNetV2', '--input', '64x64',
+                      '--batch-sizes', '1', '--backend', 'torch', 'onnxruntime',
+                      '--precision', 'fp32', 'bf16', 'int8', '--deploy', '--peak',
+                      '--min-time', '0', '--warmup', '1', '--threads', '1'])
+    printed = capsys.readouterr().out
+    assert [(r['model'], r['backend'], r['precision']) for r in rows] == [
+        (model, backend, precision)
+        for backend, precision in [('torch', 'fp32'), ('torch', 'bf16'),
+                                   ('onnxruntime', 'fp32'), ('onnxruntime', 'int8')]
+        for model in ('EMOv2-1M', 'MobileNetV2')]
+    assert 'not timed: torch int8 (' in printed and 'not timed: onnxruntime bf16 (' in printed
+    first = {r['model']: r['images_per_s'][1] for r in rows
+             if (r['backend'], r['precision']) == ('torch', 'fp32')}
+    for row in rows:
+        assert row['error'] is None and row['images_per_s'][1] > 0
+        assert row['backend_ratio'][1] == pytest.approx(
+            row['images_per_s'][1] / first[row['model']])
+        assert 0 < row['peak_share'][1] < 5  # of the fastest matmul rate of its precision
+    int8 = [r for r in rows if r['precision'] == 'int8']
+    assert all(r['qdq_node_counts']['QuantizeLinear'] > 10 for r in int8)
+    # The share is the row's multiply-accumulate rate over its precision's peak.
+    peak_line = next(line for line in printed.splitlines() if line.startswith('peak: fp32'))
+    for precision in ('fp32', 'bf16', 'int8'):
+        assert f'{precision} ' in peak_line
+    emo_int8 = int8[0]
+    shares = [r['peak_share'][1] / (r['images_per_s'][1] * r['flops']) for r in int8]
+    assert shares[0] == pytest.approx(shares[1])  # one peak for the precision
+    assert emo_int8['model'] == 'EMOv2-1M'
+    # The fastest row of each model, and its speed over the baseline's fastest.
+    assert 'fastest row of each model, over EMOv2-1M' in printed
+    best = {m: max(r['images_per_s'][1] for r in rows if r['model'] == m) for m in first}
+    lines = [line for line in printed.splitlines() if f'{best["MobileNetV2"]:8.1f} img/s' in line]
+    assert lines and f'{best["MobileNetV2"] / best["EMOv2-1M"]:.2f}x' in lines[0]
+
+
 @pytest.mark.parametrize('argv,message', [
     (['--models', 'NoSuchNet'], 'Unknown model'),
     (['--models', 'EMOv2-1M', '--baseline', 'EMOv2-5M'], None),
@@ -116,6 +158,10 @@ def test_executorch_rows_with_ratios_to_torch(tool, capsys):
     (['--models', 'EMOv2-1M', '--repeat', '0'], None),
     (['--models', 'EMOv2-1M', '--backend', 'executorch', '--profile'], None),
     (['--models', 'EMOv2-1M', '--backend', 'torch', 'torch'], None),
+    (['--models', 'EMOv2-1M', '--backend', 'torch', '--precision', 'int8'], None),
+    (['--models', 'EMOv2-1M', '--amp', 'bf16', '--precision', 'bf16'], None),
+    (['--models', 'EMOv2-1M', '--train', '--precision', 'int8', '--backend', 'onnxruntime'],
+     None),
 ])
 def test_bad_arguments_exit_with_a_message(tool, argv, message):
     with pytest.raises(SystemExit) as info:

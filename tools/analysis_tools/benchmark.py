@@ -10,6 +10,8 @@
     python tools/analysis_tools/benchmark.py --list                               # every model name
     python tools/analysis_tools/benchmark.py --end-to-end detection segmentation --threads 2
     python tools/analysis_tools/benchmark.py --end-to-end bundles/retina/ bundles/ssdlite/
+    python tools/analysis_tools/benchmark.py --threads 2 --models EMOv2-5M EdgeNeXt-S MobileNetV2 \
+        --backend torch onnxruntime executorch --precision fp32 bf16 int8 --deploy --peak
 
 ``--end-to-end`` times deploy bundles image in, results out (emo_mm.deploy.Predictor:
 decoding, pipeline replay, the graph with its NMS / arg-max, plain results): ``detection``
@@ -26,17 +28,34 @@ compiled model compiles during warm-up; the compile time is printed). Models are
 with random weights (``pretrained=False``): speed does not depend on the values.
 
 Settings:
-    --backend torch|onnxruntime|executorch|executorch-int8
+    --backend torch|onnxruntime|executorch
                                  onnxruntime rows export the model to ONNX (batch axis
                                  dynamic, traced at the input size) and run it on the
                                  CPUExecutionProvider. executorch rows export one ExecuTorch
-                                 program per batch size, lowered to XNNPACK (fp32, or static
-                                 int8 calibrated on random images: the values do not change
-                                 the work), and run it with ExecuTorch's Python runtime
-                                 (emo_mm.deploy.mobile; the extra: make setup-mobile); the export
-                                 seconds are printed and kept in the JSON. With several
-                                 backends, a column gives each row's speed over the same
-                                 model's row of the first backend.
+                                 program per batch size, lowered to XNNPACK, and run it with
+                                 ExecuTorch's Python runtime (emo_mm.deploy.mobile; the extra:
+                                 make setup-mobile); the export seconds are printed and kept in
+                                 the JSON.
+    --precision fp32|bf16|int8   each backend at each precision it runs here: torch fp32 and
+                                 bf16 (autocast, oneDNN); onnxruntime fp32 and int8 (the
+                                 graph quantized by emo_mm.deploy.quantize with the deploy
+                                 tool's defaults: static QDQ, per-channel s8 weights, u8
+                                 activations, every network node int8); executorch fp32 and
+                                 int8 (XNNPACK's quantizer). int8 is calibrated on 4 random
+                                 inputs: the values change the ranges, not the work. Peers
+                                 are quantized by the same code; one whose graph fails is a
+                                 row with its error. Combinations without a path here are
+                                 listed once, with the reason. With several backends or
+                                 precisions, a column gives each row's speed over the same
+                                 model's row of the first backend at the first precision,
+                                 and a summary gives each model's fastest row against the
+                                 baseline's fastest (int8 accuracy is measured per model by
+                                 tools/test.py CONFIG BUNDLE, docs/deploy.md).
+    --peak                       times this machine's matrix multiplies at each precision
+                                 (emo_mm.deploy.peak: torch, onnxruntime fp32 / int8) with the
+                                 same threads and rounds, prints them, and gives every row
+                                 its share of its precision's peak: images/s x 2 x FLOPs
+                                 per image over the fastest measured rate of that precision.
     --deploy [on|off|both]       calls ``switch_to_deploy()`` where the model has it
                                  (timm: ``reparameterize_model``); ``n/a`` where not.
     --compile [on|off|both]      ``torch.compile`` (default mode, static shapes: one graph
@@ -197,7 +216,15 @@ MODEL_TABLE: Dict[str, Entry] = {
     **{f'{kind}-{arch}': denoiser_entry(kind, arch)
        for kind in ('DEMO', 'DiT') for arch in ('S-2', 'B-2', 'L-2', 'XL-2')},
 }
-BACKENDS = ('torch', 'onnxruntime', 'executorch', 'executorch-int8')
+BACKENDS = ('torch', 'onnxruntime', 'executorch')
+PRECISIONS = ('fp32', 'bf16', 'int8')
+#: (backend, precision) pairs without a path in this tool, and why.
+NO_PATH = {
+    ('torch', 'int8'): 'eager PyTorch has no int8 inference path here; onnxruntime and '
+                       'executorch quantize',
+    ('onnxruntime', 'bf16'): "onnxruntime's CPU provider has no bf16 Conv / MatMul kernels",
+    ('executorch', 'bf16'): 'emo_mm.deploy.mobile lowers fp32 and int8 programs to XNNPACK',
+}
 DEFAULT_MODELS = ['EMOv2-1M', 'EMOv2-5M', 'EdgeNeXt-XXS', 'EdgeNeXt-S', 'MobileNetV2',
                   'EfficientFormerV2-S1', 'FastViT-T8']
 
@@ -223,27 +250,32 @@ class Setting:
     backend: str
     deploy: bool
     compile: bool
+    precision: str = 'fp32'
 
     def label(self) -> str:
-        return f'{self.backend}, deploy {"on" if self.deploy else "off"}, compile ' \
-               f'{"on" if self.compile else "off"}'
+        return f'{self.backend} {self.precision}, deploy {"on" if self.deploy else "off"}, ' \
+               f'compile {"on" if self.compile else "off"}'
 
 
 def settings_of(args) -> List[Setting]:
+    """Every (backend, precision, deploy, compile) to time, in table order; pairs in
+    :data:`NO_PATH` are left out (the header lists them)."""
     choice = {'off': [False], 'on': [True], 'both': [False, True]}
     settings = []
     for backend in args.backend:
-        for deploy in choice[args.deploy]:
-            # onnxruntime runs its own graph optimisations; torch.compile does not apply.
-            for compiled in (choice[args.compile] if backend == 'torch' else [False]):
-                settings.append(Setting(backend, deploy, compiled))
+        for precision in args.precision:
+            if (backend, precision) in NO_PATH:
+                continue
+            for deploy in choice[args.deploy]:
+                # onnxruntime runs its own graph optimisations; torch.compile does not apply.
+                for compiled in (choice[args.compile] if backend == 'torch' else [False]):
+                    settings.append(Setting(backend, deploy, compiled, precision))
     return settings
 
 
 def precision_of(setting: Setting, args) -> str:
-    if setting.backend == 'executorch-int8':
-        return 'int8'
-    return args.amp if args.amp and setting.backend == 'torch' else 'fp32'
+    """The precision a row runs at: ``--amp``'s dtype for torch rows, else the setting's."""
+    return args.amp if args.amp and setting.backend == 'torch' else setting.precision
 
 
 def apply_deploy(model: nn.Module) -> str:
@@ -293,11 +325,13 @@ def _first_tensors(outputs) -> List[torch.Tensor]:
     return flat
 
 
-def torch_step(model: nn.Module, inputs, args) -> Callable[[], None]:
-    """One inference call, or one training step (forward, backward, AdamW step)."""
+def torch_step(model: nn.Module, inputs, args, amp: Optional[str] = None) -> Callable[[], None]:
+    """One inference call, or one training step (forward, backward, AdamW step), under
+    autocast to ``amp`` (``fp16`` / ``bf16``; default ``args.amp``)."""
+    amp = amp or args.amp
     autocast = (functools.partial(torch.autocast, device_type=args.device.split(':')[0],
-                                  dtype=dict(fp16=torch.float16, bf16=torch.bfloat16)[args.amp])
-                if args.amp else None)
+                                  dtype=dict(fp16=torch.float16, bf16=torch.bfloat16)[amp])
+                if amp else None)
 
     def context():
         return autocast() if autocast else _null()
@@ -311,7 +345,7 @@ def torch_step(model: nn.Module, inputs, args) -> Callable[[], None]:
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
     scaler = torch.amp.GradScaler(args.device.split(':')[0],
-                                  enabled=args.amp == 'fp16' and args.device.startswith('cuda'))
+                                  enabled=amp == 'fp16' and args.device.startswith('cuda'))
 
     def train_step():
         optimizer.zero_grad(set_to_none=True)
@@ -441,12 +475,21 @@ def measure(name: str, entry: Entry, setting: Setting, args, size,
     steps = {}
     for batch in args.batch_sizes:
         inputs = entry.inputs(batch, size, args.device)
-        step = torch_step(runner, inputs, args)
+        step = torch_step(runner, inputs, args,
+                          amp=row['precision'] if row['precision'] != 'fp32' else None)
         _record(row, batch, *_timed(step, batch, args.device, args.warmup, args.min_time))
         if args.profile:
             row['profile'][batch] = torch_profile(step, args.device, args.profile)
         steps[batch] = (step, args.device)
     return row, steps
+
+
+def _random_calibration(entry: Entry, size) -> List[torch.Tensor]:
+    """int8 calibration batches: random images (the ranges, not the work, depend on them)."""
+    if entry.inputs is not image_batch:
+        raise ValueError('int8 rows quantize models of one image input')
+    generator = torch.Generator().manual_seed(0)
+    return [torch.rand(1, 3, *size, generator=generator) for _ in range(4)]
 
 
 def _measure_onnxruntime(model, entry, row, args, size) -> Tuple[dict, Steps]:
@@ -456,6 +499,18 @@ def _measure_onnxruntime(model, entry, row, args, size) -> Tuple[dict, Steps]:
         # Traced at the benchmarked size with a dynamic batch: the graph a deployment
         # for this one input size would use (deploy mode was applied above).
         export_onnx(model, path, trace_size=size, deploy=False, dynamic_spatial=False)
+        if row['precision'] == 'int8':
+            import onnx
+
+            from emo_mm.deploy.quantize import QuantizeConfig, quantize
+            name = onnx.load(path, load_external_data=False).graph.input[0].name
+            quantized = os.path.join(folder, 'model_int8.onnx')
+            record = quantize(path, quantized, [{name: image.numpy()} for image in
+                                                _random_calibration(entry, size)],
+                              QuantizeConfig())
+            path = quantized
+            row['qdq_node_counts'] = {op: n for op, n in record['op_counts'].items()
+                                      if op in ('QuantizeLinear', 'DequantizeLinear')}
         session = onnx_session(path, args.threads)  # holds the graph in memory
         steps = {}
         for batch in args.batch_sizes:
@@ -482,7 +537,8 @@ def _measure_executorch(model, entry, row, args, size) -> Tuple[dict, Steps]:
     with tempfile.TemporaryDirectory() as folder:
         for batch in args.batch_sizes:
             path = os.path.join(folder, f'model_bs{batch}.pte')
-            calibration = ([image_batch(batch, size, 'cpu')[0] for _ in range(4)]
+            calibration = ([image.expand(batch, -1, -1, -1).contiguous()
+                            for image in _random_calibration(entry, size)]
                            if precision == 'int8' else None)
             # Deploy mode was applied above where requested; the export changes only the
             # layout of its own copy (emo_mm.deploy.mobile.prepare_for_mobile).
@@ -540,7 +596,10 @@ def header(args, size) -> dict:
         load_average=[round(v, 2) for v in os.getloadavg()],
         task=args.task, mode='train step (forward, backward, AdamW)' if args.train else
         'inference (eval, inference_mode)', input=f'{size[0]}x{size[1]}',
-        precision=args.amp or 'fp32', attention='eager' if args.eager_attention else 'auto',
+        precision=args.amp or ' '.join(args.precision),
+        no_path={f'{b} {p}': why for (b, p), why in NO_PATH.items()
+                 if b in args.backend and p in args.precision and not args.amp},
+        attention='eager' if args.eager_attention else 'auto',
         batch_sizes=args.batch_sizes, baseline=args.baseline, min_time_s=args.min_time,
         warmup=args.warmup, rounds=args.repeat)
 
@@ -558,38 +617,122 @@ def format_header(head: dict) -> str:
         f'{head["task"]} at {head["input"]}, {head["mode"]}, {head["precision"]}, EMO attention '
         f'{head["attention"]}; >= {head["min_time_s"]} s per cell after {head["warmup"]} '
         f'warm-up calls{rounds}; ratios: img/s over {head["baseline"]} under the same setting',
-    ])
+    ] + [f'not timed: {pair} ({why})' for pair, why in head.get('no_path', {}).items()])
 
 
-def add_ratios(rows: List[dict], baseline: str, backends: Sequence[str]) -> None:
-    """``ratio``: speed over the baseline model's under the same setting; with several
-    backends, ``backend_ratio``: speed over the same model's row of the first backend
-    (same deploy setting, not compiled)."""
-    reference = {(r['backend'], r['deploy_requested'], r['compile']): r for r in rows
-                 if r['model'] == baseline}
+def add_ratios(rows: List[dict], baseline: str, backends: Sequence[str],
+               precisions: Sequence[str] = ('fp32', )) -> None:
+    """``ratio``: speed over the baseline model's under the same setting (backend,
+    precision, deploy, compile); with several backends or precisions, ``backend_ratio``:
+    speed over the same model's row of the first backend at the first precision (same
+    deploy setting, not compiled)."""
+    reference = {(r['backend'], r['precision'], r['deploy_requested'], r['compile']): r
+                 for r in rows if r['model'] == baseline}
     first = {(r['model'], r['deploy_requested']): r for r in rows
-             if r['backend'] == backends[0] and r['compile'] == 'off'}
+             if r['backend'] == backends[0] and r['precision'] == precisions[0]
+             and r['compile'] == 'off'}
     for row in rows:
-        base = reference.get((row['backend'], row['deploy_requested'], row['compile']))
+        base = reference.get((row['backend'], row['precision'], row['deploy_requested'],
+                              row['compile']))
         same_model = first.get((row['model'], row['deploy_requested']))
         row['ratio'], row['backend_ratio'] = {}, {}
         for batch, speed in row['images_per_s'].items():
             ref = base['images_per_s'].get(batch) if base else None
             row['ratio'][batch] = speed / ref if ref else None
-            if len(backends) > 1:
+            if len(backends) > 1 or len(precisions) > 1:
                 ref = same_model['images_per_s'].get(batch) if same_model else None
                 row['backend_ratio'][batch] = speed / ref if ref else None
 
 
+def fastest(rows: List[dict], baseline: str, batch_sizes: Sequence[int]) -> List[dict]:
+    """Per model and batch size, its fastest row that ran, and that speed over the
+    baseline model's fastest (each at whichever backend, precision and deploy setting
+    is fastest for it)."""
+    best: Dict[Tuple[str, int], dict] = {}
+    for row in rows:
+        for batch, speed in row['images_per_s'].items():
+            if not row['error'] and speed and speed > best.get(
+                    (row['model'], batch), {}).get('images_per_s', 0):
+                best[row['model'], batch] = dict(
+                    model=row['model'], batch=batch, images_per_s=speed,
+                    setting=f'{row["backend"]} {row["precision"]}, deploy {row["deploy"]}'
+                    + (', compiled' if row['compile'] == 'on' else ''))
+    out = []
+    for model in dict.fromkeys(r['model'] for r in rows):
+        for batch in batch_sizes:
+            cell = best.get((model, batch))
+            ref = best.get((baseline, batch))
+            if cell:
+                cell['ratio'] = cell['images_per_s'] / ref['images_per_s'] if ref else None
+                out.append(cell)
+    return out
+
+
+def format_fastest(cells: List[dict], baseline: str) -> str:
+    lines = [f'fastest row of each model, over {baseline}\'s fastest (same batch size):']
+    for cell in cells:
+        ratio = f'{cell["ratio"]:.2f}x' if cell['ratio'] else '-'
+        lines.append(f'  {cell["model"][:21]:<22}bs{cell["batch"]:<4}{ratio:>7}  '
+                     f'{cell["images_per_s"]:8.1f} img/s  ({cell["setting"]})')
+    return '\n'.join(lines)
+
+
+#: The precision of each runtime of :data:`emo_mm.deploy.peak.RUNTIMES` (its second word).
+def _peak_precision(runtime: str) -> str:
+    return runtime.split()[1]
+
+
+def add_peak_shares(rows: List[dict], rates: Dict[str, object]) -> Dict[str, Tuple[str, float]]:
+    """Each row's ``peak_share`` per batch size: its rate of multiply-accumulates (2
+    operations each) over the fastest measured matrix-multiply rate of its precision
+    (``rates``: :func:`emo_mm.deploy.peak.matmul_rates`'s ``peak``). Returns precision ->
+    (runtime, GFLOP/s) of those peaks."""
+    from emo_mm.deploy.peak import model_share
+    peaks: Dict[str, Tuple[str, float]] = {}
+    for runtime, rate in rates.items():
+        precision = _peak_precision(runtime)
+        if isinstance(rate, float) and rate > peaks.get(precision, ('', 0.))[1]:
+            peaks[precision] = (runtime, rate)
+    for row in rows:
+        peak = peaks.get(row['precision'])
+        row['peak_share'] = {
+            batch: model_share(speed, row['flops'], peak[1])
+            for batch, speed in row['images_per_s'].items()
+            if peak and speed and row['flops']}
+    return peaks
+
+
+def format_peak(rows: List[dict], peaks: Dict[str, Tuple[str, float]],
+                batch_sizes: Sequence[int]) -> str:
+    lines = ['peak: ' + '; '.join(f'{precision} {rate:.0f} GFLOP/s ({runtime})'
+                                  for precision, (runtime, rate) in peaks.items()),
+             f'{"share of the peak of its precision":<52}'
+             + ''.join(f'{f"bs{b}":>8}' for b in batch_sizes)]
+    for row in rows:
+        if row['error'] or not row.get('peak_share'):
+            continue
+        label = (f'{row["model"][:21]} {row["backend"]} {row["precision"]} deploy '
+                 f'{row["deploy"]}' + (' compiled' if row['compile'] == 'on' else ''))
+        lines.append(f'{label:<52}' + ''.join(
+            f'{row["peak_share"][b]:>8.1%}' if b in row['peak_share'] else f'{"-":>8}'
+            for b in batch_sizes))
+    lines.append('(2 operations per multiply-accumulate; FLOPs per image are '
+                 'emo_mm.utils.flops\'s, one per multiply-accumulate)')
+    return '\n'.join(lines)
+
+
 def format_table(rows: List[dict], batch_sizes: Sequence[int], baseline: str,
-                 backends: Sequence[str] = ('torch', )) -> str:
+                 backends: Sequence[str] = ('torch', ),
+                 precisions: Sequence[str] = ('fp32', )) -> str:
+    several = len(backends) > 1 or len(precisions) > 1
+    first = f'x {backends[0]}' + (f' {precisions[0]}' if len(precisions) > 1 else '')
     columns = [('model', 22, '<'), ('backend', 16, '<'), ('deploy', 7, '<'),
                ('compile', 8, '<'), ('prec', 5, '<'), ('params M', 9, '>'),
                ('GFLOPs', 8, '>')]
     for batch in batch_sizes:
         columns += [(f'bs{batch} img/s', 12, '>'), (f'x {baseline}'[:15], 17, '>')]
-        if len(backends) > 1:
-            columns += [(f'x {backends[0]}'[:15], 17, '>')]
+        if several:
+            columns += [(first[:16], 17, '>')]
     line = ''.join(f'{title:{align}{width}}' for title, width, align in columns)
     out = [line, '-' * len(line)]
     for row in rows:
@@ -602,7 +745,7 @@ def format_table(rows: List[dict], batch_sizes: Sequence[int], baseline: str,
             ratio = row.get('ratio', {}).get(batch)
             cells += ['error' if row['error'] else f'{speed:.1f}' if speed else '-',
                       f'{ratio:.2f}' if ratio else '-']
-            if len(backends) > 1:
+            if several:
                 ratio = row.get('backend_ratio', {}).get(batch)
                 cells += [f'{ratio:.2f}' if ratio else '-']
         out.append(''.join(f'{cell:{align}{width}}'
@@ -634,7 +777,14 @@ def parse_args(argv=None):
                         choices=['on', 'off', 'both'])
     parser.add_argument('--compile', nargs='?', const='on', default='off',
                         choices=['on', 'off', 'both'])
-    parser.add_argument('--amp', nargs='?', const='fp16', default=None, choices=['fp16', 'bf16'])
+    parser.add_argument('--precision', nargs='+', default=['fp32'], choices=PRECISIONS,
+                        help='numeric precisions, each on every backend that runs it here')
+    parser.add_argument('--peak', action='store_true',
+                        help="time this machine's matrix multiplies per precision and give "
+                        "each row its share of its precision's peak")
+    parser.add_argument('--amp', nargs='?', const='fp16', default=None, choices=['fp16', 'bf16'],
+                        help='torch rows under autocast to this dtype (GPU fp16 runs; on the '
+                        'CPU, --precision bf16 is the same for torch rows)')
     parser.add_argument('--train', action='store_true',
                         help='time forward + backward + optimizer step')
     parser.add_argument('--input', type=parse_size, default=None,
@@ -694,6 +844,18 @@ def parse_args(argv=None):
         parser.error('--train times PyTorch training steps; use --backend torch only.')
     if len(set(args.backend)) != len(args.backend):
         parser.error(f'--backend lists a backend twice: {args.backend}.')
+    if len(set(args.precision)) != len(args.precision):
+        parser.error(f'--precision lists a precision twice: {args.precision}.')
+    if args.amp and args.precision != ['fp32']:
+        parser.error('--amp and --precision bf16/int8 both choose a precision; use one.')
+    if args.train and args.precision not in (['fp32'], ['bf16']):
+        parser.error('--train times fp32 or bf16 (autocast) training steps, not int8.')
+    if not settings_of(args):
+        parser.error('no --backend runs any of --precision here: '
+                     + '; '.join(f'{b} {p}: {NO_PATH[b, p]}' for b in args.backend
+                                 for p in args.precision))
+    if args.peak and args.device != 'cpu':
+        parser.error("--peak measures the CPU's matrix-multiply rates; use --device cpu.")
     return args
 
 
@@ -780,21 +942,38 @@ def main(argv=None) -> List[dict]:
                 print(f'  {row["model"]}: {row["error"]}', flush=True)
                 continue
             speeds = ', '.join(f'bs{b} {row["runs"][b][-1]:.1f} img/s' for b in steps)
-            print(f'  {row["model"]} [{row["backend"]}, deploy {row["deploy"]}, compile '
-                  f'{row["compile"]}]: {speeds}', flush=True)
+            print(f'  {row["model"]} [{row["backend"]} {row["precision"]}, deploy '
+                  f'{row["deploy"]}, compile {row["compile"]}]: {speeds}', flush=True)
     for row in rows:
         row['images_per_s'] = {b: statistics.median(r) for b, r in row['runs'].items()}
     if args.repeat > 1:
         print(f'\nimg/s: median of {args.repeat} rounds per cell')
-    add_ratios(rows, args.baseline, args.backend)
+    add_ratios(rows, args.baseline, args.backend, args.precision)
+    rates, peaks = None, None
+    if args.peak:
+        from emo_mm.deploy.peak import format_rates, matmul_rates
+        print('peak: timing matrix multiplies', flush=True)
+        rates = matmul_rates(threads=args.threads, warmup=args.warmup,
+                             min_time=max(args.min_time, 0.1), rounds=args.repeat)
+        peaks = add_peak_shares(rows, rates['peak'])
     print()
-    print(format_table(rows, args.batch_sizes, args.baseline, args.backend))
+    print(format_table(rows, args.batch_sizes, args.baseline, args.backend, args.precision))
     failed = [r for r in rows if r['error']]
     for row in failed:
-        print(f'error: {row["model"]} [{row["backend"]}]: {row["error"]}')
+        print(f'error: {row["model"]} [{row["backend"]} {row["precision"]}]: {row["error"]}')
+    best = None
+    if len(settings_of(args)) > 1:
+        best = fastest(rows, args.baseline, args.batch_sizes)
+        print()
+        print(format_fastest(best, args.baseline))
+    if rates:
+        print()
+        print(format_rates(rates))
+        print(format_peak(rows, peaks, args.batch_sizes))
     if args.json:
         with open(args.json, 'w') as file:
-            json.dump(dict(header=head, rows=rows), file, indent=1, default=str)
+            json.dump(dict(header=head, rows=rows, fastest=best, matmul_rates=rates),
+                      file, indent=1, default=str)
         print(f'wrote {args.json}')
     return rows
 
