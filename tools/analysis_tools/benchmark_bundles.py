@@ -17,11 +17,21 @@ mode, wrapped as the bundle's graph computes it: class probabilities, segmentati
 at the input size, averaged clip scores) in fp32 and in bf16 autocast, fed the same
 preprocessed inputs, so that a bf16 runtime is compared with the bundles in the same run
 (classification, segmentation with whole-image inference, video).
+
+``--evaluate`` also measures each bundle's accuracy with the toolbox's metric on the
+config's test split (the test loop and evaluator of ``tools/test.py CONFIG BUNDLE``) and
+prints the precision table of docs/deploy.md: per bundle its precision, the nodes its
+int8 sensitivity pass kept in float, the metric and its change from the first bundle, and
+the speed ratios, as a Markdown table (``--markdown``) or plain text:
+
+    python tools/analysis_tools/benchmark_bundles.py configs/demo/ssdlite_emov2_1m_demo.py \
+        bundles/ssd_fp32 bundles/ssd_int8 --evaluate --markdown
 """
 import argparse
 import os.path as osp
 import statistics
 import sys
+import tempfile
 import time
 
 import emo_mm.compat.enable  # noqa: F401  (first: applies the upstream fixes)
@@ -44,7 +54,94 @@ def parse_args(argv=None):
     parser.add_argument('--torch-checkpoint', default=None, metavar='CKPT',
                         help='also time the PyTorch model with these weights in fp32 and bf16 '
                         'autocast')
+    parser.add_argument('--evaluate', action='store_true',
+                        help="also measure each bundle's metric on the test split (the "
+                        "toolbox's evaluator) and print the precision table")
+    parser.add_argument('--metric', nargs='+', default=None, metavar='KEY',
+                        help='the metrics of the table (default: the first of '
+                        f'{"; ".join(" and ".join(m) for m in MAIN_METRICS)} the evaluator '
+                        'reports)')
+    parser.add_argument('--markdown', action='store_true',
+                        help='print the precision table as Markdown (docs/deploy.md)')
     return parser.parse_args(argv)
+
+
+#: The metrics a precision table shows by default: the first of these the evaluator gives.
+MAIN_METRICS = (('coco/bbox_mAP', 'coco/bbox_mAP_50'), ('mIoU', ), ('mDice', ),
+                ('accuracy/top1', ), ('acc/top1', ))
+
+
+def evaluate_bundle(config: str, bundle: str, threads: int, work_dir: str, name: str) -> dict:
+    """The metrics of ``tools/test.py CONFIG BUNDLE``: the config's test loop and
+    evaluator, with the bundle as the model. ``name`` must differ between the
+    evaluations of one process: MMEngine keeps one logger and visualizer per name."""
+    from mmengine.runner import Runner
+
+    from emo_mm.apis import find_config
+    from emo_mm.deploy.runner import prepare_bundle_test_config
+    from emo_mm.engine import prepare_test_config
+    cfg = prepare_test_config(config, None, work_dir=work_dir)
+    cfg.log_level = 'WARNING'
+    cfg.experiment_name = name
+    cfg.visualizer = dict(cfg.get('visualizer') or {}, name=name)
+    prepare_bundle_test_config(cfg, find_config(config), bundle, threads)
+    return dict(Runner.from_cfg(cfg).test())
+
+
+def main_metrics(metrics: dict, keys=None) -> tuple:
+    """``keys`` (checked against the evaluator's metrics), or the first of
+    :data:`MAIN_METRICS` the evaluator gives."""
+    if keys:
+        missing = [key for key in keys if key not in metrics]
+        if missing:
+            raise UserError(f'--metric {" ".join(missing)}: not among the evaluator\'s metrics '
+                            f'{sorted(metrics)}.')
+        return tuple(keys)
+    for names in MAIN_METRICS:
+        if all(name in metrics for name in names):
+            return names
+    raise UserError(f'None of {[m for names in MAIN_METRICS for m in names]} is among the '
+                    f'evaluator\'s metrics {sorted(metrics)}; name them with --metric.')
+
+
+def float_nodes(manifest: dict) -> str:
+    """What an int8 bundle keeps in float, as its sensitivity pass chose: node and group
+    counts (the groups' names and reasons are in deploy.json)."""
+    quantization = manifest.get('quantization')
+    if not quantization:
+        return '-'
+    nodes = quantization.get('float_nodes') or []
+    groups = quantization.get('float_reasons') or []
+    if not nodes:
+        return 'none'
+    return f'{len(nodes)} nodes in {len(groups)} groups'
+
+
+def precision_table(rows, metrics: tuple, markdown: bool) -> str:
+    """Rows: dicts of name, precision, float, values (metric -> value), wall / cpu img/s.
+    Metrics in [0, 1] (COCO's) are shown in percent, as the others are."""
+    first = rows[0]
+    head = ['bundle', 'precision', 'kept in float']
+    for metric in metrics:
+        head += [metric, 'change']
+    head += ['img/s (CPU clock)', 'x first', 'img/s (wall)', 'x first']
+    cells = []
+    for r in rows:
+        line = [r['name'], r['precision'], r['float']]
+        for metric in metrics:
+            scale = 100. if metric.startswith('coco/') else 1.
+            line += [f'{scale * r["values"][metric]:.2f}',
+                     f'{scale * (r["values"][metric] - first["values"][metric]):+.2f}']
+        line += [f'{r["cpu"]:.1f}', f'{r["cpu"] / first["cpu"]:.2f}', f'{r["wall"]:.1f}',
+                 f'{r["wall"] / first["wall"]:.2f}']
+        cells.append(line)
+    if markdown:
+        lines = ['| ' + ' | '.join(head) + ' |',
+                 '|' + '|'.join(['---'] * 3 + ['---:'] * (len(head) - 3)) + '|']
+        return '\n'.join(lines + ['| ' + ' | '.join(c) + ' |' for c in cells])
+    widths = [max(len(x) for x in column) for column in zip(head, *cells)]
+    return '\n'.join('  '.join(f'{x:<{w}}' for x, w in zip(line, widths))
+                     for line in [head] + cells)
 
 
 def timed_pass(predictor, metas, min_time: float):
@@ -126,11 +223,30 @@ def main(argv=None):
           f'{"img/s cpu":>10s} {"ratio":>6s}')
     base_wall = statistics.median(r[0] for r in rounds[0])
     base_cpu = statistics.median(r[1] for r in rounds[0])
+    speeds = []
     for bundle, predictor, measured in zip(names, predictors, rounds):
         wall = statistics.median(r[0] for r in measured)
         cpu = statistics.median(r[1] for r in measured)
+        speeds.append((wall, cpu))
         print(f'{bundle:40s} {predictor.manifest["precision"]:22s} {wall:10.1f} '
               f'{wall / base_wall:6.2f} {cpu:10.1f} {cpu / base_cpu:6.2f}')
+    if not args.evaluate:
+        return 0
+    rows, metric = [], None
+    with tempfile.TemporaryDirectory(prefix='emo_mm_bundle_eval.') as work_dir:
+        for index, (bundle, predictor, (wall, cpu)) in enumerate(
+                zip(args.bundles, predictors, speeds)):
+            print(f'evaluating {bundle} on the test split', flush=True)
+            metrics = evaluate_bundle(args.config, bundle, args.threads, work_dir,
+                                      f'bundle_eval_{index}')
+            metric = metric or main_metrics(metrics, args.metric)
+            rows.append(dict(name=bundle, precision=predictor.manifest['precision'],
+                             float=float_nodes(predictor.manifest),
+                             values={m: float(metrics[m]) for m in metric}, wall=wall, cpu=cpu))
+    print(f'\n{args.config}: the toolbox\'s metrics on the whole test split; speed on '
+          f'{len(files)} of its files, {args.threads} thread(s), median of {args.repeat} '
+          'interleaved rounds')
+    print(precision_table(rows, metric, args.markdown))
     return 0
 
 
