@@ -62,3 +62,42 @@ def test_export_with_separate_partitions_matches_pytorch(tmp_path):
         verify_onnx(path, model, [(2, 3, 80, 112)], tolerance=1e-5)
         counts[stack] = sum(n.op_type == 'Concat' for n in onnx.load(path).graph.node)
     assert counts[False] < counts[True]
+
+
+def test_autocast_network_runs_the_network_in_bf16_and_post_processing_in_fp32():
+    """tools/test.py --bf16: a detector's backbone, neck and head compute in bf16 under
+    autocast, hand fp32 tensors on, and mmcv's NMS (fp32-only on the CPU) still runs; the
+    detections stay close to fp32's."""
+    from mmdet.structures import DetDataSample
+
+    from emo_mm.apis import build_model, load_config
+    from emo_mm.deploy.precision import autocast_network
+    cfg = load_config('configs/demo/retinanet_emov2_1m_make-demo.py')
+    cfg.model.backbone.init_cfg = None
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    image = torch.rand(1, 3, 128, 128) * 255
+    sample = DetDataSample(metainfo=dict(img_shape=(128, 128), ori_shape=(128, 128),
+                                         scale_factor=(1., 1.), batch_input_shape=(128, 128)))
+    model.test_cfg.score_thr = 0.  # keep boxes, so that NMS has work
+
+    def detect():
+        with torch.inference_mode():
+            data = model.data_preprocessor(dict(inputs=[image[0]], data_samples=[sample]))
+            return model.predict(data['inputs'], data['data_samples'])[0].pred_instances
+
+    fp32 = detect()
+    seen = {}
+
+    def record_dtype(module, inputs, output):
+        seen['conv'] = output.dtype  # returns None: the output is left as it is
+
+    first_conv = next(m for m in model.backbone.modules() if isinstance(m, torch.nn.Conv2d))
+    first_conv.register_forward_hook(record_dtype)
+    assert autocast_network(model) == ['backbone', 'neck', 'bbox_head']
+    assert autocast_network(model) == []  # wrapping twice is a no-op
+    bf16 = detect()
+    assert seen['conv'] == torch.bfloat16  # computed in bf16; the boxes reach NMS in fp32
+    assert bf16.bboxes.dtype == torch.float32 and len(bf16) == len(fp32) > 0
+    top = fp32.scores.argmax()
+    assert abs(float(bf16.scores.max()) - float(fp32.scores[top])) < 0.05

@@ -5,6 +5,7 @@
     python tools/test.py CONFIG CKPT --show-dir vis          # images: WORK_DIR/<time>/vis
     python tools/test.py CONFIG CKPT --out preds.pkl          # dump raw predictions
     python tools/test.py CONFIG CKPT --deploy                 # evaluate in deploy mode
+    python tools/test.py CONFIG CKPT --bf16                   # under bf16 autocast (CPU)
     tools/dist_test.sh CONFIG CKPT 8 [ARGS]
 
 The checkpoint is read without unpickling code before anything is built (a file that needs
@@ -46,6 +47,10 @@ def parse_args():
     parser.add_argument('--deploy', action='store_true',
                         help='evaluate the re-parameterised model (BatchNorm and LayerScale '
                         'folded into convs; same outputs, faster)')
+    parser.add_argument('--bf16', action='store_true',
+                        help='evaluate on the CPU with the network (backbone, neck, heads) '
+                        'under bf16 autocast and the post-processing in fp32: the bf16 '
+                        'accuracy of docs/deploy.md')
     parser.add_argument('--trust-checkpoint', action='store_true',
                         help='allow full unpickling of the checkpoint (it can run code; '
                         'emo_mm\'s own checkpoints never need it)')
@@ -81,6 +86,11 @@ def main():
                               allow_nonfinite=args.allow_nonfinite)
     if args.deploy:
         cfg.custom_hooks = [*cfg.get('custom_hooks', []), dict(type='emo_mm.SwitchToDeployHook')]
+    if args.bf16:
+        import torch
+        if torch.cuda.is_available():
+            raise UserError('--bf16 evaluates on the CPU; hide the GPUs (CUDA_VISIBLE_DEVICES=) '
+                            'or use --cfg-options test_cfg.fp16=True for fp16 autocast on them.')
     if args.compile:
         from emo_mm.engine.compile import enable_compile
         enable_compile(cfg)
@@ -90,6 +100,10 @@ def main():
     with trusted_checkpoints(*trusted), allow_nonfinite_checkpoints(cfg.allow_nonfinite):
         runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
         verify_checkpoint(runner.model, args.checkpoint, trust=cfg.trust_checkpoint)
+        if args.bf16:
+            from emo_mm.deploy.precision import autocast_network
+            names = autocast_network(getattr(runner.model, 'module', runner.model))
+            print(f'Evaluating with {", ".join(names)} under bf16 autocast on the CPU.')
         show_dir = place_show_dir(runner)
         metrics = runner.test()
     if show_dir and runner.rank == 0:
@@ -101,6 +115,7 @@ def main():
 def test_bundle(args):
     """Evaluates a deploy bundle with the config's test loop and evaluator."""
     for flag, given in (('--deploy', args.deploy), ('--compile', args.compile),
+                        ('--bf16', args.bf16),
                         ('--trust-checkpoint', args.trust_checkpoint),
                         ('--allow-nonfinite', args.allow_nonfinite)):
         if given:

@@ -18,10 +18,15 @@ Modes (:data:`BF16_MODES`):
 
 The model is switched to deploy mode first where it has one. Which mode is fastest on a
 machine is measured (``tools/analysis_tools/precision_study.py``), not assumed.
+
+:func:`autocast_network` puts a toolbox model's network (backbone, neck, heads' forward)
+under bf16 autocast in place and leaves the task's post-processing (box decoding, NMS,
+resizing) in fp32: ``tools/test.py CONFIG CKPT --bf16`` measures the bf16 metric with it.
 """
 import copy
+import functools
 import os.path as osp
-from typing import Callable, Optional
+from typing import Callable, List, Optional
 
 import torch
 import torch.nn as nn
@@ -35,6 +40,40 @@ def _first_tensor_to_float(outputs):
     if isinstance(outputs, (list, tuple)):
         return type(outputs)(_first_tensor_to_float(o) for o in outputs)
     return outputs
+
+
+def _floating_to_float(outputs):
+    """Every floating tensor in (nested lists, tuples or dicts of) ``outputs`` as fp32."""
+    if isinstance(outputs, torch.Tensor):
+        return outputs.float() if outputs.is_floating_point() else outputs
+    if isinstance(outputs, (list, tuple)):
+        return type(outputs)(_floating_to_float(o) for o in outputs)
+    if isinstance(outputs, dict):
+        return type(outputs)((k, _floating_to_float(v)) for k, v in outputs.items())
+    return outputs
+
+
+def autocast_network(model: nn.Module, dtype: torch.dtype = torch.bfloat16,
+                     device_type: str = 'cpu') -> List[str]:
+    """Runs the ``forward`` of each of ``model``'s sub-networks (its direct children but
+    the data preprocessor: backbone, neck, heads) under autocast to ``dtype`` and returns
+    their outputs in fp32, in place. What the toolbox does after a head's forward (box
+    decoding and NMS, whose CPU kernels take fp32 only; resizing; softmax) stays fp32,
+    as in a deployment whose network alone runs in bf16. Returns the wrapped names."""
+    wrapped = []
+    for name, child in model.named_children():
+        if name == 'data_preprocessor' or getattr(child, '_emo_mm_autocast', False):
+            continue
+        forward = child.forward
+
+        @functools.wraps(forward)
+        def run(*args, _forward=forward, **kwargs):
+            with torch.autocast(device_type, dtype):
+                return _floating_to_float(_forward(*args, **kwargs))
+        child.forward = run  # an instance attribute: nn.Module.__call__ finds it first
+        child._emo_mm_autocast = True
+        wrapped.append(name)
+    return wrapped
 
 
 def bf16_model(model: nn.Module, channels_last: bool = False) -> nn.Module:
