@@ -115,6 +115,7 @@ def test_int8_bundle_keeps_the_metric(name, demo_training, tmp_path, monkeypatch
     assert manifest['precision'] == 'int8' and record['calibration']['files'] == 8
     assert record['calibration']['split'] == 'train'
     assert record['config']['quant_format'] == 'qdq' and record['config']['per_channel']
+    assert record['config']['float_attention']  # tools/deploy.py's --int8-attention float
     assert len(record['float_reasons']) == len({g['group'] for g in record['float_reasons']})
     listed = {n for g in record['float_reasons'] for n in g['nodes']}
     assert listed == set(record['float_nodes'])
@@ -139,8 +140,8 @@ def test_int8_bundle_keeps_the_metric(name, demo_training, tmp_path, monkeypatch
     assert cells[:2] == [out, 'int8'] and cells[4] == '+0.00'
     assert cells[3] == f'{int8:.2f}'
     nodes = len(record['float_nodes'])
-    assert cells[2] == (f'{nodes} nodes in {len(record["float_reasons"])} groups' if nodes
-                        else 'none')
+    chosen = f' + {nodes} nodes in {len(record["float_reasons"])} groups' if nodes else ''
+    assert cells[2] == 'attention core' + chosen  # the default keeps it float
 
 
 def test_bundle_with_an_unknown_precision_is_refused(tmp_path):

@@ -85,6 +85,11 @@ def parse_args(argv=None):
     parser.add_argument('--int8-format', default=INT8_DEFAULTS['quant_format'],
                         choices=['qdq', 'qoperator'],
                         help='int8: onnxruntime graph format (default qdq)')
+    parser.add_argument('--int8-attention', default=INT8_DEFAULTS['attention'],
+                        choices=['float', 'int8'],
+                        help='int8: whether the attention core (activation x activation '
+                        'MatMuls and Softmax) is quantized too (default float: onnxruntime\'s '
+                        'int8 Softmax is slower than its float one; docs/deploy.md)')
     parser.add_argument('--mobile', choices=['executorch'], default=None,
                         help='also write model.pte: the network without post-processing as an '
                         'ExecuTorch program for XNNPACK (fp32, batch 1, the bundle\'s fixed '
@@ -183,7 +188,7 @@ def main(argv=None):
     int8 = None
     if args.precision == 'int8':
         int8 = dict(calib=args.calib, calib_split=args.calib_split, budget=args.budget,
-                    quant_format=args.int8_format)
+                    quant_format=args.int8_format, attention=args.int8_attention)
     config = find_config(args.config)
     cfg = load_config(config)
     if args.checkpoint is None:

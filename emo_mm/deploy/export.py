@@ -43,7 +43,13 @@ REFUSED_PRECISIONS = {
 }
 #: int8 defaults: calibration images, the sensitivity pass's error budget (relative RMS
 #: error of the network outputs), the quantization format.
-INT8_DEFAULTS = dict(calib=32, calib_split='train', budget=0.05, quant_format='qdq')
+#: ``attention='float'``: the attention core (the MatMuls of two activations and their
+#: Softmax) stays float. onnxruntime's int8 Softmax (QLinearSoftmax) took 4.8x the time of the
+#: float one in SSDLite-EMOv2-1M's graph at 320x320, which made that int8 graph slower than
+#: fp32 (kernel time 1.04x fp32's; 0.89x with the attention core in float).
+INT8_DEFAULTS = dict(calib=32, calib_split='train', budget=0.05, quant_format='qdq',
+                     attention='float')
+INT8_ATTENTION = ('float', 'int8')
 #: Detection heads whose post-processing :class:`~emo_mm.deploy.graphs.DetectorGraph`
 #: reproduces.
 DETECTION_HEADS = ('RetinaHead', 'SSDHead')
@@ -277,11 +283,13 @@ def quantize_bundle_graph(path: str, cfg: Config, task: str, spec: Dict, postpro
                           calib_split: str = INT8_DEFAULTS['calib_split'],
                           budget: float = INT8_DEFAULTS['budget'],
                           quant_format: str = INT8_DEFAULTS['quant_format'],
+                          attention: str = INT8_DEFAULTS['attention'],
                           threads: Optional[int] = 1, log=None) -> Dict:
     """Quantizes the fp32 model graph at ``path`` in place (int8, see
     :mod:`emo_mm.deploy.quantize`): calibrated on ``calib`` files of the config's
     ``calib_split`` through the bundle's preprocessing (:mod:`.calibration`), the nodes kept
-    in float chosen by the sensitivity pass (:mod:`.sensitivity`) for ``budget``.
+    in float chosen by the sensitivity pass (:mod:`.sensitivity`) for ``budget``;
+    ``attention`` (:data:`INT8_ATTENTION`) says whether the attention core is quantized.
 
     Returns:
         dict: The quantization record for ``deploy.json`` (``quantization``): the format,
@@ -294,7 +302,11 @@ def quantize_bundle_graph(path: str, cfg: Config, task: str, spec: Dict, postpro
     from .quantize import QuantizeConfig
     from .sensitivity import quantize_within_budget
     inputs, files = calibration_inputs(cfg, task, spec, postprocess, calib_split, calib)
-    config = QuantizeConfig(quant_format=quant_format, activation_type='u8')
+    if attention not in INT8_ATTENTION:
+        raise DeployError(f'int8 attention {attention!r} is unknown (choose from '
+                          f'{", ".join(INT8_ATTENTION)}).')
+    config = QuantizeConfig(quant_format=quant_format, activation_type='u8',
+                            float_attention=attention == 'float')
     out = path + '.int8'
     record = quantize_within_budget(path, out, inputs, config, budget=budget, threads=threads,
                                     log=log)

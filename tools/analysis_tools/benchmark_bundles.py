@@ -112,9 +112,11 @@ def float_nodes(manifest: dict) -> str:
         return '-'
     nodes = quantization.get('float_nodes') or []
     groups = quantization.get('float_reasons') or []
-    if not nodes:
-        return 'none'
-    return f'{len(nodes)} nodes in {len(groups)} groups'
+    attention = (quantization.get('config') or {}).get('float_attention')
+    chosen = f'{len(nodes)} nodes in {len(groups)} groups' if nodes else ''
+    if attention:
+        return 'attention core' + (f' + {chosen}' if chosen else '')
+    return chosen or 'none'
 
 
 def precision_table(rows, metrics: tuple, markdown: bool) -> str:

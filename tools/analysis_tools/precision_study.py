@@ -208,6 +208,7 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     head = benchmark.header(argparse.Namespace(
         device='cpu', threads=args.threads, task='classifier', train=False, amp=None,
+        backend=['torch', 'onnxruntime'], precision=['fp32', 'bf16', 'int8'],
         eager_attention=False, batch_sizes=args.batch_sizes, baseline='fp32 of each model',
         min_time=args.min_time, warmup=args.warmup, repeat=args.repeat), SIZE)
     print(benchmark.format_header(head), flush=True)
