@@ -16,13 +16,16 @@ load changes less.
 mode, wrapped as the bundle's graph computes it: class probabilities, segmentation logits
 at the input size, averaged clip scores) in fp32 and in bf16 autocast, fed the same
 preprocessed inputs, so that a bf16 runtime is compared with the bundles in the same run
-(classification, segmentation with whole-image inference, video).
+(classification, segmentation with whole-image inference, video; detectors and sliding-window
+segmentors are evaluated but not timed).
 
 ``--evaluate`` also measures each bundle's accuracy with the toolbox's metric on the
 config's test split (the test loop and evaluator of ``tools/test.py CONFIG BUNDLE``) and
 prints the precision table of docs/deploy.md: per bundle its precision, the nodes its
 int8 sensitivity pass kept in float, the metric and its change from the first bundle, and
-the speed ratios, as a Markdown table (``--markdown``) or plain text:
+the speed ratios, as a Markdown table (``--markdown``) or plain text. With
+``--torch-checkpoint`` the table also has the checkpoint's own metric in fp32 and with the
+network under bf16 autocast (``tools/test.py CONFIG CKPT [--bf16]``):
 
     python tools/analysis_tools/benchmark_bundles.py configs/demo/ssdlite_emov2_1m_demo.py \
         bundles/ssd_fp32 bundles/ssd_int8 --evaluate --markdown
@@ -53,7 +56,7 @@ def parse_args(argv=None):
     parser.add_argument('--warmup', type=int, default=1, help='untimed passes (1)')
     parser.add_argument('--torch-checkpoint', default=None, metavar='CKPT',
                         help='also time the PyTorch model with these weights in fp32 and bf16 '
-                        'autocast')
+                        'autocast; with --evaluate, also measure its metric in both')
     parser.add_argument('--evaluate', action='store_true',
                         help="also measure each bundle's metric on the test split (the "
                         "toolbox's evaluator) and print the precision table")
@@ -88,6 +91,24 @@ def evaluate_bundle(config: str, bundle: str, threads: int, work_dir: str, name:
     return dict(Runner.from_cfg(cfg).test())
 
 
+def evaluate_checkpoint(config: str, checkpoint: str, bf16: bool, work_dir: str,
+                        name: str) -> dict:
+    """The metrics of ``tools/test.py CONFIG CKPT [--bf16]``: the PyTorch model in fp32, or
+    its network under CPU bf16 autocast with the post-processing in fp32."""
+    from mmengine.runner import Runner
+
+    from emo_mm.deploy.precision import autocast_network
+    from emo_mm.engine import prepare_test_config
+    cfg = prepare_test_config(config, checkpoint, work_dir=work_dir)
+    cfg.log_level = 'WARNING'
+    cfg.experiment_name = name
+    cfg.visualizer = dict(cfg.get('visualizer') or {}, name=name)
+    runner = Runner.from_cfg(cfg)
+    if bf16:
+        autocast_network(runner.model)
+    return dict(runner.test())
+
+
 def main_metrics(metrics: dict, keys=None) -> tuple:
     """``keys`` (checked against the evaluator's metrics), or the first of
     :data:`MAIN_METRICS` the evaluator gives."""
@@ -120,8 +141,9 @@ def float_nodes(manifest: dict) -> str:
 
 
 def precision_table(rows, metrics: tuple, markdown: bool) -> str:
-    """Rows: dicts of name, precision, float, values (metric -> value), wall / cpu img/s.
-    Metrics in [0, 1] (COCO's) are shown in percent, as the others are."""
+    """Rows: dicts of name, precision, float, values (metric -> value), wall / cpu img/s
+    (None: not timed; the first row must be timed). Metrics in [0, 1] (COCO's) are shown in
+    percent, as the others are."""
     first = rows[0]
     head = ['bundle', 'precision', 'kept in float']
     for metric in metrics:
@@ -134,8 +156,11 @@ def precision_table(rows, metrics: tuple, markdown: bool) -> str:
             scale = 100. if metric.startswith('coco/') else 1.
             line += [f'{scale * r["values"][metric]:.2f}',
                      f'{scale * (r["values"][metric] - first["values"][metric]):+.2f}']
-        line += [f'{r["cpu"]:.1f}', f'{r["cpu"] / first["cpu"]:.2f}', f'{r["wall"]:.1f}',
-                 f'{r["wall"] / first["wall"]:.2f}']
+        if r['cpu'] is None:  # evaluated, not timed
+            line += ['-'] * 4
+        else:
+            line += [f'{r["cpu"]:.1f}', f'{r["cpu"] / first["cpu"]:.2f}', f'{r["wall"]:.1f}',
+                     f'{r["wall"] / first["wall"]:.2f}']
         cells.append(line)
     if markdown:
         lines = ['| ' + ' | '.join(head) + ' |',
@@ -161,15 +186,24 @@ def timed_pass(predictor, metas, min_time: float):
 class TorchRunner:
     """The config's PyTorch model behind ``Predictor.infer``'s interface (for timing)."""
 
+    UNTIMED = ('--torch-checkpoint times classifiers, whole-image segmentors and video '
+               'models (the detector graph\'s NMS and the sliding window are not timed in '
+               'torch).')
+
+    @staticmethod
+    def times(task: str, post: dict) -> bool:
+        """Whether the bundle's task is one this runner times."""
+        return (task in ('classification', 'segmentation', 'video')
+                and post.get('mode', 'whole') == 'whole')
+
     def __init__(self, cfg, checkpoint: str, task: str, post: dict, bf16: bool):
         from emo_mm.deploy import graphs
         from emo_mm.deploy.export import build_model
         from emo_mm.utils.onnx import switch_to_deploy
         wrappers = dict(classification=graphs.ClassifierGraph,
                         segmentation=graphs.SegmentorGraph, video=graphs.RecognizerGraph)
-        if task not in wrappers or post.get('mode', 'whole') != 'whole':
-            raise UserError('--torch-checkpoint times classifiers, whole-image segmentors and '
-                            'video models (the detector graph\'s NMS is not timed in torch).')
+        if not self.times(task, post):
+            raise UserError(self.UNTIMED)
         model = build_model(cfg, checkpoint)
         switch_to_deploy(model)
         self.model = wrappers[task](model).eval()
@@ -202,11 +236,17 @@ def main(argv=None):
                         'compare bundles of one config.')
     inputs = [[p.preprocess(path) for path in files] for p in predictors]
     names = list(args.bundles)
+    torch_timed = False
     if args.torch_checkpoint:
         import torch
         torch.set_num_threads(args.threads)
         first = predictors[0]
-        for bf16 in (False, True):
+        torch_timed = TorchRunner.times(first.task, first.post)
+        if not (torch_timed or args.evaluate):
+            raise UserError(TorchRunner.UNTIMED)
+        if not torch_timed:
+            print(f'{TorchRunner.UNTIMED[:-1]}; the PyTorch rows are evaluated only.')
+        for bf16 in (False, True) if torch_timed else ():
             predictors.append(TorchRunner(cfg, args.torch_checkpoint, first.task, first.post,
                                           bf16))
             inputs.append(inputs[0])
@@ -245,6 +285,17 @@ def main(argv=None):
             rows.append(dict(name=bundle, precision=predictor.manifest['precision'],
                              float=float_nodes(predictor.manifest),
                              values={m: float(metrics[m]) for m in metric}, wall=wall, cpu=cpu))
+        if args.torch_checkpoint:
+            timed = speeds[len(args.bundles):] if torch_timed else [(None, None)] * 2
+            for bf16, (wall, cpu) in zip((False, True), timed):
+                precision = 'bf16 autocast (torch)' if bf16 else 'fp32 (torch)'
+                print(f'evaluating {args.torch_checkpoint} in {precision}', flush=True)
+                metrics = evaluate_checkpoint(args.config, args.torch_checkpoint, bf16,
+                                              work_dir, f'torch_eval_{int(bf16)}')
+                rows.append(dict(name='torch ' + osp.basename(args.torch_checkpoint),
+                                 precision=precision, float='-',
+                                 values={m: float(metrics[m]) for m in metric},
+                                 wall=wall, cpu=cpu))
     print(f'\n{args.config}: the toolbox\'s metrics on the whole test split; speed on '
           f'{len(files)} of its files, {args.threads} thread(s), median of {args.repeat} '
           'interleaved rounds')
