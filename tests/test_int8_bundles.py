@@ -98,6 +98,25 @@ def test_bundle_benchmark_times_pytorch_where_the_graph_has_no_task_tail():
     assert not runner.times('detection', {})
 
 
+def test_precision_table_shows_fractions_in_percent():
+    """mmdet's COCO and mmaction's accuracies (fractions) are shown in points, as mIoU and
+    mmpretrain's top-1 are; rows that were evaluated but not timed show '-' speeds."""
+    table = load_tool('analysis_tools/benchmark_bundles').precision_table
+    rows = [dict(name='a', precision='fp32', float='-', values={'acc/top1': 0.7167},
+                 wall=10., cpu=8.),
+            dict(name='b', precision='int8', float='none', values={'acc/top1': 0.7333},
+                 wall=20., cpu=12.),
+            dict(name='c', precision='fp32 (torch)', float='-', values={'acc/top1': 0.7167},
+                 wall=None, cpu=None)]
+    lines = table(rows, ('acc/top1', ), markdown=True).splitlines()
+    assert lines[3] == '| b | int8 | none | 73.33 | +1.66 | 12.0 | 1.50 | 20.0 | 2.00 |'
+    assert lines[4] == '| c | fp32 (torch) | - | 71.67 | +0.00 | - | - | - | - |'
+    rows[0]['values'] = rows[1]['values'] = {'mIoU': 40.39}
+    rows[2]['values'] = {'mIoU': 40.16}
+    assert table(rows, ('mIoU', ), markdown=True).splitlines()[4].startswith(
+        '| c | fp32 (torch) | - | 40.16 | -0.23 |')
+
+
 #: Demo trainings deployed at int8: the metric (toolbox key, scale to points) and the
 #: least fp32 value that shows the model learned.
 INT8_FAMILIES = {

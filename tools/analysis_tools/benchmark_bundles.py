@@ -74,6 +74,11 @@ MAIN_METRICS = (('coco/bbox_mAP', 'coco/bbox_mAP_50'), ('mIoU', ), ('mDice', ),
                 ('accuracy/top1', ), ('acc/top1', ))
 
 
+#: Metric prefixes of evaluators that report fractions in [0, 1] (mmdet's COCO metric,
+#: mmaction's accuracy); mmpretrain, mmseg and U-EMO's Dice report percent.
+FRACTION_METRICS = ('coco/', 'acc/')
+
+
 def evaluate_bundle(config: str, bundle: str, threads: int, work_dir: str, name: str) -> dict:
     """The metrics of ``tools/test.py CONFIG BUNDLE``: the config's test loop and
     evaluator, with the bundle as the model. ``name`` must differ between the
@@ -142,8 +147,8 @@ def float_nodes(manifest: dict) -> str:
 
 def precision_table(rows, metrics: tuple, markdown: bool) -> str:
     """Rows: dicts of name, precision, float, values (metric -> value), wall / cpu img/s
-    (None: not timed; the first row must be timed). Metrics in [0, 1] (COCO's) are shown in
-    percent, as the others are."""
+    (None: not timed; the first row must be timed). Metrics in [0, 1]
+    (:data:`FRACTION_METRICS`) are shown in percent, as the others are."""
     first = rows[0]
     head = ['bundle', 'precision', 'kept in float']
     for metric in metrics:
@@ -153,7 +158,7 @@ def precision_table(rows, metrics: tuple, markdown: bool) -> str:
     for r in rows:
         line = [r['name'], r['precision'], r['float']]
         for metric in metrics:
-            scale = 100. if metric.startswith('coco/') else 1.
+            scale = 100. if metric.startswith(FRACTION_METRICS) else 1.
             line += [f'{scale * r["values"][metric]:.2f}',
                      f'{scale * (r["values"][metric] - first["values"][metric]):+.2f}']
         if r['cpu'] is None:  # evaluated, not timed
