@@ -87,13 +87,19 @@ def evaluate_bundle(config: str, bundle: str, threads: int, work_dir: str, name:
 
     from emo_mm.apis import find_config
     from emo_mm.deploy.runner import prepare_bundle_test_config
+    cfg = _test_config(config, None, work_dir, name)
+    prepare_bundle_test_config(cfg, find_config(config), bundle, threads)
+    return dict(Runner.from_cfg(cfg).test())
+
+
+def _test_config(config: str, checkpoint, work_dir: str, name: str):
+    """tools/test.py's config, quiet, under an experiment and visualizer ``name``."""
     from emo_mm.engine import prepare_test_config
-    cfg = prepare_test_config(config, None, work_dir=work_dir)
+    cfg = prepare_test_config(config, checkpoint, work_dir=work_dir)
     cfg.log_level = 'WARNING'
     cfg.experiment_name = name
     cfg.visualizer = dict(cfg.get('visualizer') or {}, name=name)
-    prepare_bundle_test_config(cfg, find_config(config), bundle, threads)
-    return dict(Runner.from_cfg(cfg).test())
+    return cfg
 
 
 def evaluate_checkpoint(config: str, checkpoint: str, bf16: bool, work_dir: str,
@@ -103,12 +109,7 @@ def evaluate_checkpoint(config: str, checkpoint: str, bf16: bool, work_dir: str,
     from mmengine.runner import Runner
 
     from emo_mm.deploy.precision import autocast_network
-    from emo_mm.engine import prepare_test_config
-    cfg = prepare_test_config(config, checkpoint, work_dir=work_dir)
-    cfg.log_level = 'WARNING'
-    cfg.experiment_name = name
-    cfg.visualizer = dict(cfg.get('visualizer') or {}, name=name)
-    runner = Runner.from_cfg(cfg)
+    runner = Runner.from_cfg(_test_config(config, checkpoint, work_dir, name))
     if bf16:
         autocast_network(runner.model)
     return dict(runner.test())
@@ -213,7 +214,12 @@ class TorchRunner:
         switch_to_deploy(model)
         self.model = wrappers[task](model).eval()
         self.task, self.post, self.bf16 = task, post, bf16
-        self.manifest = dict(precision='bf16 autocast (torch)' if bf16 else 'fp32 (torch)')
+        self.manifest = dict(precision=self.precision(bf16))
+
+    @staticmethod
+    def precision(bf16: bool) -> str:
+        """The precision column of a PyTorch row."""
+        return 'bf16 autocast (torch)' if bf16 else 'fp32 (torch)'
 
     def infer(self, meta):
         import torch
@@ -293,7 +299,7 @@ def main(argv=None):
         if args.torch_checkpoint:
             timed = speeds[len(args.bundles):] if torch_timed else [(None, None)] * 2
             for bf16, (wall, cpu) in zip((False, True), timed):
-                precision = 'bf16 autocast (torch)' if bf16 else 'fp32 (torch)'
+                precision = TorchRunner.precision(bf16)
                 print(f'evaluating {args.torch_checkpoint} in {precision}', flush=True)
                 metrics = evaluate_checkpoint(args.config, args.torch_checkpoint, bf16,
                                               work_dir, f'torch_eval_{int(bf16)}')
