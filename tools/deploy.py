@@ -42,7 +42,7 @@ import tempfile
 import numpy as np
 
 import emo_mm.compat.enable  # noqa: F401  (first: applies the upstream fixes)
-from emo_mm.deploy.export import INT8_DEFAULTS
+from emo_mm.deploy.export import INT8_ATTENTION, INT8_DEFAULTS
 from emo_mm.engine import run_cli
 
 
@@ -86,7 +86,7 @@ def parse_args(argv=None):
                         choices=['qdq', 'qoperator'],
                         help='int8: onnxruntime graph format (default qdq)')
     parser.add_argument('--int8-attention', default=INT8_DEFAULTS['attention'],
-                        choices=['float', 'int8'],
+                        choices=INT8_ATTENTION,
                         help='int8: whether the attention core (activation x activation '
                         'MatMuls and Softmax) is quantized too (default float: onnxruntime\'s '
                         'int8 Softmax is slower than its float one; docs/deploy.md)')
