@@ -221,6 +221,101 @@ def test_int8_program_runs_close_to_fp32(tmp_path):
         export_executorch(model, int8, input_size=(64, 96), precision='int8')
 
 
+class _SmallScaleBranch(nn.Module):
+    """conv, SiLU, a 1x1 conv with a batch norm of small scale folded in (weights about
+    1e-4, and one channel of a zero scale: all-zero weights, bias only), then a conv that
+    scales back up: the output projection of a trained EMOv2 block and what follows it."""
+
+    def __init__(self):
+        super().__init__()
+        gen = torch.Generator().manual_seed(0)
+        self.stem = nn.Sequential(nn.Conv2d(3, 64, 3, padding=1), nn.SiLU())
+        self.small = nn.Conv2d(64, 16, 1)
+        self.up = nn.Conv2d(16, 8, 1)
+        with torch.no_grad():
+            self.stem[0].weight.mul_(5)
+            self.small.weight.copy_(torch.randn(16, 64, 1, 1, generator=gen) * 1e-4)
+            self.small.weight[3].zero_()
+            self.small.bias.copy_(torch.randn(16, generator=gen) * 1e-4)
+            self.small.bias[3] = 1e-3
+            self.up.weight.mul_(100)
+
+    def forward(self, x):
+        return self.up(self.small(self.stem(x)))
+
+
+@pytest.mark.mobile
+def test_int8_keeps_layers_of_small_weights(tmp_path):
+    """ExecuTorch's XNNPACK config floors weight scales at 2**-12, which rounds weights of
+    1e-4 to zero; the per-layer floors keep them, and XNNPACK runs the program."""
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer, get_symmetric_quantization_config)
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    from emo_mm.deploy.mobile import quantize_int8
+
+    torch.manual_seed(0)
+    model = _SmallScaleBranch().eval()
+    calibration = [torch.rand(4, 3, 16, 16) for _ in range(2)]
+    example = torch.rand(1, 3, 16, 16)
+    converted, seen = quantize_int8(model, example, calibration)
+    assert seen == 8
+    # ExecuTorch's own config, for contrast.
+    quantizer = XNNPACKQuantizer().set_global(
+        get_symmetric_quantization_config(is_per_channel=True))
+    default = prepare_pt2e(torch.export.export(model, (example, )).module(), quantizer)
+    with torch.no_grad():
+        for images in calibration:
+            for image in images.split(1):
+                default(image)
+        default = convert_pt2e(default)
+        error = relative_error(converted(example), model(example))
+        default_error = relative_error(default(example), model(example))
+    assert error < 0.1 < 0.25 < default_error, (error, default_error)
+    path = str(tmp_path / 'small.pte')
+    export_executorch(model, path, input_size=(16, 16), precision='int8',
+                      calibration=calibration, deploy=False)
+    errors = verify_executorch(path, model, tolerance=None)
+    print(f'\nsmall-scale branch int8, relative error: ExecuTorch config {default_error:.4f}, '
+          f'per-layer floors {error:.4f}, program {max(errors):.4f}')
+    assert max(errors) < 0.1, errors
+
+
+@pytest.mark.mobile
+def test_weight_scale_floors_keep_xnnpack_ranges():
+    """Each channel's floor keeps XNNPACK's requantization scale (input x weight / output)
+    >= 2**-32 and the int32 bias (bias / (input x weight)) in range; the zero channel
+    (bias only) gets exactly that floor instead of a scale of 1e-38."""
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import XNNPACKQuantizer
+    from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
+
+    from emo_mm.deploy.mobile import (INT32_MAX, int8_config, set_weight_scale_floors,
+                                      weight_observer_class)
+    model = _SmallScaleBranch().eval()
+    quantizer = XNNPACKQuantizer().set_global(int8_config())
+    prepared = prepare_pt2e(torch.export.export(model, (torch.rand(1, 3, 16, 16), )).module(),
+                            quantizer)
+    with torch.no_grad():
+        for _ in range(4):
+            prepared(torch.rand(1, 3, 16, 16))
+    assert set_weight_scale_floors(prepared, margin=1.0) == 3
+    for node in prepared.graph.nodes:
+        if node.op != 'call_function' or len(node.args) < 3:
+            continue
+        observer = prepared.get_submodule(node.args[1].target)
+        if not isinstance(observer, weight_observer_class()):
+            continue
+        scale_in = float(prepared.get_submodule(node.args[0].target).calculate_qparams()[0])
+        scale_out = float(prepared.get_submodule(next(iter(node.users)).target)
+                          .calculate_qparams()[0])
+        scale_w = observer.calculate_qparams()[0]
+        bias = prepared.get_parameter(node.args[2].target).detach().abs()
+        assert (scale_in * scale_w / scale_out >= 2.0**-32).all()
+        assert (bias / (scale_in * scale_w) <= INT32_MAX * (1 + 1e-6)).all()
+        if scale_w.numel() == 16 and observer.max_val[3] == 0:  # the small layer
+            assert scale_w[3] == observer.scale_floor[3] > 1e-30
+
+
 def _test_runner(config, checkpoint, work_dir):
     """The toolbox's test loop for ``config`` with trained weights (tools/test.py's setup)."""
     from mmengine.runner import Runner

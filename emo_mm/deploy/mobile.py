@@ -30,12 +30,17 @@ program against it):
 
 int8 uses the pt2e flow with ExecuTorch's ``XNNPACKQuantizer`` (symmetric per-channel
 int8 weights, per-tensor int8 activations, static), calibrated on images the caller
-passes; the channel LayerNorms stay float (:data:`FLOAT_MODULES`).
+passes; the channel LayerNorms stay float (:data:`FLOAT_MODULES`). The weights' scales
+are floored per layer by what XNNPACK executes, not at ExecuTorch's fixed 2**-12, which
+zeroes the small weights batch norms leave in trained EMOv2 blocks
+(:func:`weight_observer_class`).
 
 A model's accuracy through a program is measured with the toolbox's own test loop:
 :func:`attach_program` makes the model's ``predict`` run its network in the program.
 """
 import copy
+import dataclasses
+import functools
 import os
 import os.path as osp
 import time
@@ -258,6 +263,115 @@ def _batches(images: Iterable[torch.Tensor], batch: int) -> Iterable[torch.Tenso
             pending = pending[batch:]
 
 
+def int8_config():
+    """XNNPACK's static int8 quantization config, weights observed by
+    :func:`weight_observer_class`.
+
+    ExecuTorch's ``get_symmetric_quantization_config(is_per_channel=True)`` (symmetric
+    per-channel int8 weights, per-tensor int8 activations from a histogram, both with
+    scales of at least 2**-12), with the weights' floor replaced by the per-layer one
+    :func:`set_weight_scale_floors` sets after calibration.
+    """
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        QuantizationConfig, get_symmetric_quantization_config)
+    config = get_symmetric_quantization_config(is_per_channel=True)
+    weight = dataclasses.replace(config.weight,
+                                 observer_or_fake_quant_ctr=weight_observer_class().with_args())
+    return QuantizationConfig(config.input_activation, config.output_activation, weight,
+                              config.bias, config.is_qat)
+
+
+@functools.lru_cache(maxsize=None)
+def weight_observer_class() -> type:
+    """The weight observer of :func:`int8_config`, ``PerChannelWeightObserver`` (made on
+    first use: torchao is an optional dependency, the ``mobile`` extra)."""
+    from torchao.quantization.pt2e.observer import PerChannelMinMaxObserver
+
+    class PerChannelWeightObserver(PerChannelMinMaxObserver):
+        """Per-output-channel symmetric int8 weight ranges (min / max), each channel's
+        scale floored only by what XNNPACK can execute for its layer.
+
+        ExecuTorch's XNNPACK config floors every weight scale at 2**-12, so weights below
+        0.03 round to a handful of levels or to zero. Convolutions with a batch norm
+        folded in sit far below that where the norm's scale is small: the output
+        projections of trained EMOv2 blocks have per-channel weight scales around 1e-7,
+        and the fixed floor zeroed them (a demo DeepLabv3 lost several points of mIoU
+        with ExecuTorch int8 but not with onnxruntime's, which has no floor). Here each
+        channel's floor is the smallest scale XNNPACK takes for its layer, set after
+        calibration by :func:`set_weight_scale_floors`.
+        """
+
+        def __init__(self, **kwargs):
+            kwargs['eps'] = torch.finfo(torch.float32).tiny
+            super().__init__(**kwargs)
+            #: Smallest scale per output channel (None: no floor but ``eps``).
+            self.scale_floor: Optional[torch.Tensor] = None
+
+        def calculate_qparams(self):
+            scale, zero_point = super().calculate_qparams()
+            if self.scale_floor is not None:
+                scale = torch.maximum(scale, self.scale_floor.to(scale))
+            return scale, zero_point
+
+    return PerChannelWeightObserver
+
+
+#: Largest magnitude of XNNPACK's int32 bias, and its smallest requantization scale.
+INT32_MAX = 2**31 - 1
+XNNPACK_MIN_REQUANT_SCALE = 2.0**-32
+#: The smallest weight scale of ExecuTorch's XNNPACK config.
+EXECUTORCH_WEIGHT_FLOOR = 2.0**-12
+
+
+def _observer_of(prepared: nn.Module, node):
+    """The observer module ``node`` calls, or None."""
+    if getattr(node, 'op', None) != 'call_module':
+        return None
+    module = prepared.get_submodule(node.target)
+    return module if hasattr(module, 'calculate_qparams') else None
+
+
+@torch.no_grad()
+def set_weight_scale_floors(prepared: nn.Module, margin: float = 4.0) -> int:
+    """Sets the per-channel scale floor of every weight observer of :func:`int8_config` in a
+    calibrated pt2e model (before ``convert_pt2e``); returns how many layers got one.
+
+    For a layer with input scale ``s_in`` and output scale ``s_out`` (from its calibrated
+    activation observers) and bias ``b``, channel ``c``'s weight scale is kept at least
+    ``max(2**-32 * s_out / s_in, |b_c| / (s_in * (2**31 - 1)))`` times ``margin`` (room
+    for rounding): XNNPACK refuses requantization scales below 2**-32, and the int32
+    bias it computes would clip. A layer without calibrated input and output ranges keeps
+    ExecuTorch's floor of 2**-12.
+    """
+    weight_class = weight_observer_class()
+    count = 0
+    for node in prepared.graph.nodes:
+        if node.op != 'call_function' or len(node.args) < 2:
+            continue
+        weight_observer = _observer_of(prepared, node.args[1])
+        if not isinstance(weight_observer, weight_class):
+            continue
+        channels = weight_observer.min_val.numel()
+        input_observer = _observer_of(prepared, node.args[0])
+        output_observers = [o for o in map(functools.partial(_observer_of, prepared), node.users)
+                            if o is not None]
+        if input_observer is None or not output_observers:
+            weight_observer.scale_floor = torch.full((channels, ), EXECUTORCH_WEIGHT_FLOOR)
+            continue
+        input_scale = float(input_observer.calculate_qparams()[0].reshape(-1)[0])
+        output_scale = max(float(o.calculate_qparams()[0].reshape(-1)[0])
+                           for o in output_observers)
+        floor = torch.full((channels, ), XNNPACK_MIN_REQUANT_SCALE * output_scale / input_scale)
+        bias = node.args[2] if len(node.args) > 2 else None
+        if getattr(bias, 'op', None) == 'get_attr':
+            values = functools.reduce(getattr, bias.target.split('.'), prepared)
+            floor = torch.maximum(floor, values.detach().abs().float().reshape(-1) /
+                                  (input_scale * INT32_MAX))
+        weight_observer.scale_floor = floor * margin
+        count += 1
+    return count
+
+
 def quantize_int8(wrapper: nn.Module, example: torch.Tensor,
                   calibration: Iterable[torch.Tensor],
                   float_modules: Sequence[type] = FLOAT_MODULES) -> Tuple[nn.Module, int]:
@@ -265,10 +379,11 @@ def quantize_int8(wrapper: nn.Module, example: torch.Tensor,
 
     Symmetric int8 weights per output channel and int8 activations per tensor, observed
     on ``calibration`` (image tensors shaped like ``example`` but for the batch; images
-    beyond the last whole batch of ``example``'s size are not used). What
-    XNNPACK's quantizer covers becomes int8 (convolutions, linear layers, additions,
-    products, concatenations); the rest (attention products and softmax, GELU, SiLU)
-    stays float between quantize / dequantize pairs.
+    beyond the last whole batch of ``example``'s size are not used); see
+    :func:`int8_config` for the weights' ranges. What XNNPACK's quantizer covers becomes
+    int8 (convolutions, linear layers, additions, products, concatenations); the rest
+    (attention products and softmax, GELU, SiLU) stays float between quantize /
+    dequantize pairs.
 
     Args:
         wrapper: The prepared model (:func:`prepare_for_mobile`).
@@ -280,12 +395,11 @@ def quantize_int8(wrapper: nn.Module, example: torch.Tensor,
         (torch.fx.GraphModule, int): The converted model and the number of calibration
         images it saw.
     """
-    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
-        XNNPACKQuantizer, get_symmetric_quantization_config)
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import XNNPACKQuantizer
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     quantizer = XNNPACKQuantizer()
-    quantizer.set_global(get_symmetric_quantization_config(is_per_channel=True))
+    quantizer.set_global(int8_config())
     for module_type in float_modules:
         quantizer.set_module_type(module_type, None)
     graph = torch.export.export(wrapper, (example, )).module()
@@ -302,6 +416,7 @@ def quantize_int8(wrapper: nn.Module, example: torch.Tensor,
     if not seen:
         raise ValueError(f'int8 needs calibration images: got none (or fewer than the '
                          f'batch of {example.shape[0]}).')
+    set_weight_scale_floors(prepared)
     return convert_pt2e(prepared), seen
 
 
