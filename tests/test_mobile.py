@@ -417,6 +417,38 @@ def test_deploy_tool_adds_checked_program(tmp_path, demo_training, capsys):
         assert relative_error(scores, expected) < 1e-4
 
 
+@pytest.mark.mobile
+@pytest.mark.slow
+@pytest.mark.demo_family('classifier_emov2')
+def test_deploy_tool_int8_program_keeps_accuracy(tmp_path, demo_training, capsys,
+                                                 monkeypatch):
+    """--precision int8 --mobile executorch: the bundle's program is int8, calibrated on the
+    int8 graph's files, and scores the held-out demo split within 1 point of PyTorch
+    (mmpretrain's top-1 through attach_program)."""
+    from emo_mm.deploy import read_bundle
+    run = demo_training('classifier_emov2')
+    config = osp.join(REPO, 'configs', 'demo', 'emov2_1m_shapes-cls_demo.py')
+    out = str(tmp_path / 'bundle')
+    assert _deploy([config, run.checkpoint, '--out', out, '--precision', 'int8',
+                    '--calib', '16', '--mobile', 'executorch']) == 0
+    printed = capsys.readouterr().out
+    assert ('program model.pte (XNNPACK, int8, input 1x3x64x64): relative error' in printed
+            and 'reported only; calibrated on 16 images' in printed), printed
+    mobile = read_bundle(out)['mobile']
+    assert mobile['precision'] == 'int8' and mobile['calibration_images'] == 16
+    monkeypatch.chdir(REPO)  # the demo configs name data/ relative to the repository
+    runner = _test_runner(config, run.checkpoint, str(tmp_path))
+    runner.load_or_resume()
+    attach_program(runner.model, ExecuTorchProgram(osp.join(out, 'model.pte')))
+    top1 = runner.test()['accuracy/top1']
+    torch_top1 = run.after['accuracy/top1']
+    print(f'\nshapes classifier demo top-1: PyTorch {torch_top1:.2f}, bundle\'s ExecuTorch '
+          f'int8 program {top1:.2f} (relative error on random inputs '
+          f'{mobile["relative_error"]:.3f})')
+    assert torch_top1 > 50  # trained: chance is 25
+    assert top1 >= torch_top1 - 1.0
+
+
 def test_deploy_tool_refuses_program_of_any_size(tmp_path, capsys):
     """A program holds one input size: a dynamic-size bundle needs --input-size (refused
     before anything is built or written)."""

@@ -14,7 +14,9 @@ averaging for video models) and deploy.json (preprocessing, class names, thresho
 checksums); docs/deploy.md describes it. Run it without PyTorch with
 ``emo_mm.deploy.Predictor(DIR)``, evaluate it with ``tools/test.py CONFIG DIR``.
 ``--mobile executorch`` adds the network as an ExecuTorch program (``model.pte``, for
-phones; docs/mobile.md), checked against PyTorch before the bundle is written.
+phones; docs/mobile.md), checked against PyTorch before the bundle is written; with
+--precision int8 the program is int8 too (XNNPACK's quantizer, calibrated on the int8
+graph's calibration files).
 
 After export the bundle is run with onnxruntime on one input (the first test sample of
 the config's data set, or a generated image / video when the data set is absent) and its
@@ -92,8 +94,8 @@ def parse_args(argv=None):
                         'int8 Softmax is slower than its float one; docs/deploy.md)')
     parser.add_argument('--mobile', choices=['executorch'], default=None,
                         help='also write model.pte: the network without post-processing as an '
-                        'ExecuTorch program for XNNPACK (fp32, batch 1, the bundle\'s fixed '
-                        'input size), checked against PyTorch; docs/mobile.md')
+                        'ExecuTorch program for XNNPACK (the bundle\'s precision, batch 1, its '
+                        'fixed input size), checked against PyTorch; docs/mobile.md')
     parser.add_argument('--trust-checkpoint', action='store_true',
                         help='allow full unpickling of the checkpoint (it can run code)')
     parser.add_argument('--debug', action='store_true', help='show tracebacks of errors')
@@ -212,10 +214,12 @@ def main(argv=None):
         print_quantization(manifest['quantization'])
     if 'mobile' in manifest:
         program = manifest['mobile']
+        bound = ('required <= 1e-4' if program['precision'] == 'fp32' else
+                 f'reported only; calibrated on {program["calibration_images"]} images')
         print(f'ExecuTorch {program["version"]} program {program["file"]} ({program["delegate"]}, '
               f'{program["precision"]}, input {"x".join(map(str, program["input"]))}): '
               f'relative error {program["relative_error"]:.2e} against PyTorch on random '
-              f'inputs (required <= 1e-4); outside the delegate: '
+              f'inputs ({bound}); outside the delegate: '
               f'{program["outside_delegate"] or "nothing"}; outputs: {program["returns"]}')
     with tempfile.TemporaryDirectory() as folder:
         path, what = verification_input(cfg, manifest['task'], folder)

@@ -17,7 +17,7 @@ graph has that one size and the preprocessing pads each image up to it.
 """
 import math
 import os.path as osp
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -316,6 +316,17 @@ def quantize_bundle_graph(path: str, cfg: Config, task: str, spec: Dict, postpro
     return record
 
 
+def mobile_calibration(cfg: Config, task: str, spec: Dict, postprocess: Dict,
+                       int8: Dict) -> List[torch.Tensor]:
+    """The int8 ExecuTorch program's calibration: the image inputs of the files the int8
+    graph is calibrated on (same split and count, same preprocessing)."""
+    from .calibration import calibration_inputs
+    inputs, _ = calibration_inputs(cfg, task, spec, postprocess,
+                                   int8.get('calib_split', INT8_DEFAULTS['calib_split']),
+                                   int8.get('calib', INT8_DEFAULTS['calib']))
+    return [torch.from_numpy(feeds['image']) for feeds in inputs]
+
+
 def _image_size_mode(spec: Dict, divisor: int) -> Dict:
     fixed = spec.get('pad_size') or fixed_pipeline_size(spec['steps'])
     if fixed is not None:
@@ -514,7 +525,8 @@ def export_bundle(config: str, checkpoint: Optional[str], out: str,
         log (callable, optional): Progress lines of the int8 sensitivity pass.
         mobile (str, optional): ``'executorch'``: the bundle also holds the network as an
             ExecuTorch program for XNNPACK (:func:`emo_mm.deploy.mobile.export_bundle_program`;
-            needs a fixed input size).
+            needs a fixed input size), in the bundle's precision (int8: calibrated on the
+            int8 graph's files).
     """
     check_precision(precision)
     path = find_config(config)
@@ -556,9 +568,14 @@ def export_bundle(config: str, checkpoint: Optional[str], out: str,
         mobile_entry = None
         if mobile is not None:
             from .mobile import export_bundle_program
+            calibration = None
+            if precision == 'int8':
+                calibration = mobile_calibration(cfg, task, spec, exported['postprocess'],
+                                                 int8 or {})
             try:
                 mobile_entry = export_bundle_program(model, task, exported['input'],
-                                                     writer.tmp)
+                                                     writer.tmp, precision=precision,
+                                                     calibration=calibration)
             except AssertionError as err:  # the program differs from PyTorch
                 raise DeployError(f'The ExecuTorch program does not reproduce the model: '
                                   f'{err}') from None

@@ -657,8 +657,10 @@ def executorch_version() -> Optional[str]:
 
 
 def export_bundle_program(model: nn.Module, task: str, input_spec: Dict, folder: str,
-                          tolerance: float = 1e-4) -> Dict[str, object]:
-    """Writes a bundle's ExecuTorch program (fp32, batch 1, the bundle's input size) into
+                          tolerance: float = 1e-4, precision: str = 'fp32',
+                          calibration: Optional[Sequence[torch.Tensor]] = None
+                          ) -> Dict[str, object]:
+    """Writes a bundle's ExecuTorch program (batch 1, the bundle's input size) into
     ``folder`` and checks it against ``model`` on random inputs.
 
     Args:
@@ -667,12 +669,18 @@ def export_bundle_program(model: nn.Module, task: str, input_spec: Dict, folder:
             ``segmentation``).
         input_spec (dict): The bundle's ``input`` entry; its mode must be ``fixed``.
         folder (str): Where to write :data:`BUNDLE_PROGRAM`.
-        tolerance (float): Largest relative error against ``model`` (raises above it).
+        tolerance (float): Largest relative error of an fp32 program against ``model``
+            (raises above it). An int8 program's error is recorded, not bounded: its
+            accuracy is the toolbox metric's to measure.
+        precision (str): ``'fp32'`` or ``'int8'``.
+        calibration (Sequence[Tensor], optional): int8 only: the network's inputs (the
+            bundle's preprocessing, at its input size), e.g. the int8 graph's calibration.
 
     Returns:
         dict: The manifest's ``mobile`` entry: ``file``, ``runtime``, ``version``,
         ``delegate``, ``precision``, ``input`` (shape), ``outputs`` (shapes),
-        ``returns`` (what the outputs are), ``relative_error``.
+        ``returns`` (what the outputs are), ``relative_error`` (and for int8
+        ``calibration_images``).
     """
     if task not in BUNDLE_OUTPUTS:
         raise ValueError(f'{task} models have no ExecuTorch program (the window attention '
@@ -682,11 +690,15 @@ def export_bundle_program(model: nn.Module, task: str, input_spec: Dict, folder:
                          'takes any size; export with --input-size HxW.')
     size = tuple(int(s) for s in input_spec['size'])
     path = osp.join(folder, BUNDLE_PROGRAM)
-    info = export_executorch(model, path, input_size=size, deploy=False)
-    errors = verify_executorch(path, model, tolerance=tolerance)
+    info = export_executorch(model, path, input_size=size, deploy=False, precision=precision,
+                             calibration=calibration)
+    errors = verify_executorch(path, model, tolerance=tolerance if precision == 'fp32' else None)
     program = ExecuTorchProgram(path)
     outputs = program(torch.zeros(program.input_shape))
-    return dict(file=BUNDLE_PROGRAM, runtime='executorch', version=executorch_version(),
-                delegate='XNNPACK', precision='fp32', input=list(program.input_shape),
-                outputs=[list(o.shape) for o in outputs], returns=BUNDLE_OUTPUTS[task],
-                outside_delegate=info['outside'], relative_error=max(errors))
+    entry = dict(file=BUNDLE_PROGRAM, runtime='executorch', version=executorch_version(),
+                 delegate='XNNPACK', precision=precision, input=list(program.input_shape),
+                 outputs=[list(o.shape) for o in outputs], returns=BUNDLE_OUTPUTS[task],
+                 outside_delegate=info['outside'], relative_error=max(errors))
+    if precision == 'int8':
+        entry['calibration_images'] = info['calibration_images']
+    return entry
