@@ -68,24 +68,31 @@ def test_backbone_training_step(tool, capsys):
 def test_profile_names_the_operators(tool, tmp_path, capsys, monkeypatch):
     """--profile: each cell's top operators with their share of the time, for torch
     (a backbone has convolutions) and onnxruntime (Conv nodes), and no profile file
-    left behind in the working directory."""
+    left behind in the working directory. Which operators lead depends on the CPU
+    (onnxruntime's layout and fusion passes differ between machines), so the cells are
+    profiled whole and the cut to the top N is checked on the tool's own ranking."""
     pytest.importorskip('onnxruntime')
     monkeypatch.chdir(tmp_path)
     rows = tool.main(['--models', 'EMOv2-1M', '--input', '64x64', '--batch-sizes', '1',
                       '--backend', 'torch', 'onnxruntime', '--min-time', '0', '--warmup', '1',
-                      '--profile', '4'])
+                      '--profile', '1000'])
     printed = capsys.readouterr().out
     for row in rows:
         assert row['error'] is None
         shares = row['profile'][1]
-        assert 1 <= len(shares) <= 4
-        assert all(0 < share <= 1 for _, share in shares) and sum(s for _, s in shares) <= 1
+        assert len(shares) > 4 and all(0 < share <= 1 for _, share in shares)
+        assert sum(s for _, s in shares) == pytest.approx(1)  # nothing left out
         assert [s for _, s in shares] == sorted((s for _, s in shares), reverse=True)
     torch_ops = [op for op, _ in rows[0]['profile'][1]]
     assert any('convolution' in op for op in torch_ops), torch_ops
-    assert 'Conv' in [op for op, _ in rows[1]['profile'][1]]
+    # A convolution kernel under whichever name this CPU's graph optimisation gives it.
+    onnx_ops = [op for op, _ in rows[1]['profile'][1]]
+    assert {'Conv', 'FusedConv'} & set(onnx_ops), onnx_ops
     assert printed.count('profile bs1: ') == 2
     assert list(tmp_path.iterdir()) == []
+    # The cut to the top N keeps the N largest, as fractions of the whole.
+    times = {'Conv': 6., 'MatMul': 2., 'Transpose': 1., 'Add': 1.}
+    assert tool._shares(times, 2) == [('Conv', 0.6), ('MatMul', 0.2)]
 
 
 @pytest.mark.slow
