@@ -284,12 +284,15 @@ def quantize_bundle_graph(path: str, cfg: Config, task: str, spec: Dict, postpro
                           budget: float = INT8_DEFAULTS['budget'],
                           quant_format: str = INT8_DEFAULTS['quant_format'],
                           attention: str = INT8_DEFAULTS['attention'],
-                          threads: Optional[int] = 1, log=None) -> Dict:
+                          threads: Optional[int] = 1, log=None,
+                          calibration: Optional[Tuple[List[Dict], List[str]]] = None) -> Dict:
     """Quantizes the fp32 model graph at ``path`` in place (int8, see
     :mod:`emo_mm.deploy.quantize`): calibrated on ``calib`` files of the config's
     ``calib_split`` through the bundle's preprocessing (:mod:`.calibration`), the nodes kept
     in float chosen by the sensitivity pass (:mod:`.sensitivity`) for ``budget``;
     ``attention`` (:data:`INT8_ATTENTION`) says whether the attention core is quantized.
+    ``calibration``: the ``(inputs, files)`` of :func:`.calibration.calibration_inputs`
+    when the caller has already read them (the mobile program calibrates on the same).
 
     Returns:
         dict: The quantization record for ``deploy.json`` (``quantization``): the format,
@@ -301,7 +304,9 @@ def quantize_bundle_graph(path: str, cfg: Config, task: str, spec: Dict, postpro
     from .calibration import calibration_inputs
     from .quantize import QuantizeConfig
     from .sensitivity import quantize_within_budget
-    inputs, files = calibration_inputs(cfg, task, spec, postprocess, calib_split, calib)
+    if calibration is None:
+        calibration = calibration_inputs(cfg, task, spec, postprocess, calib_split, calib)
+    inputs, files = calibration
     if attention not in INT8_ATTENTION:
         raise DeployError(f'int8 attention {attention!r} is unknown (choose from '
                           f'{", ".join(INT8_ATTENTION)}).')
@@ -314,17 +319,6 @@ def quantize_bundle_graph(path: str, cfg: Config, task: str, spec: Dict, postpro
     record['calibration'] = dict(split=calib_split, files=len(files), inputs=len(inputs),
                                  preprocessing='the bundle\'s own (deploy.json "preprocess")')
     return record
-
-
-def mobile_calibration(cfg: Config, task: str, spec: Dict, postprocess: Dict,
-                       int8: Dict) -> List[torch.Tensor]:
-    """The int8 ExecuTorch program's calibration: the image inputs of the files the int8
-    graph is calibrated on (same split and count, same preprocessing)."""
-    from .calibration import calibration_inputs
-    inputs, _ = calibration_inputs(cfg, task, spec, postprocess,
-                                   int8.get('calib_split', INT8_DEFAULTS['calib_split']),
-                                   int8.get('calib', INT8_DEFAULTS['calib']))
-    return [torch.from_numpy(feeds['image']) for feeds in inputs]
 
 
 def _image_size_mode(spec: Dict, divisor: int) -> Dict:
@@ -556,26 +550,30 @@ def export_bundle(config: str, checkpoint: Optional[str], out: str,
     checksum = bundle_io.sha256(checkpoint) if checkpoint else None
     with bundle_io.BundleWriter(out) as writer:
         exported = export_graphs(model, task, writer.tmp, spec, opset, precision)
-        quantization = None
+        quantization = calibration = None
         if precision == 'int8':
+            from .calibration import calibration_inputs
+            int8 = dict(INT8_DEFAULTS, **(int8 or {}))
+            # Read once: the int8 graph and the int8 mobile program calibrate on the same.
+            calibration = calibration_inputs(cfg, task, spec, exported['postprocess'],
+                                             int8['calib_split'], int8['calib'])
             model_graph = writer.path(exported['graphs']['model']['file'])
             quantization = quantize_bundle_graph(model_graph, cfg, task, spec,
                                                  exported['postprocess'], log=log,
-                                                 **(int8 or {}))
+                                                 calibration=calibration, **int8)
             exported['graphs']['model'].update(graphs.graph_io(model_graph))
         for entry in exported['graphs'].values():
             writer.add(entry['file'])
         mobile_entry = None
         if mobile is not None:
             from .mobile import export_bundle_program
-            calibration = None
-            if precision == 'int8':
-                calibration = mobile_calibration(cfg, task, spec, exported['postprocess'],
-                                                 int8 or {})
+            images = None
+            if calibration is not None:
+                images = [torch.from_numpy(feeds['image']) for feeds in calibration[0]]
             try:
                 mobile_entry = export_bundle_program(model, task, exported['input'],
                                                      writer.tmp, precision=precision,
-                                                     calibration=calibration)
+                                                     calibration=images)
             except AssertionError as err:  # the program differs from PyTorch
                 raise DeployError(f'The ExecuTorch program does not reproduce the model: '
                                   f'{err}') from None
