@@ -15,7 +15,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from emo_mm.deploy.mobile import (XNNPACK_MAX_RANK, ConvChannelLayerNorm, ExecuTorchProgram,
                                   LowRankWindowAttention, attach_program, export_executorch,
-                                  prepare_for_mobile, verify_executorch)
+                                  prepare_for_mobile, unshare_level_heads, verify_executorch)
 from emo_mm.models import EMOv2
 from emo_mm.models.attention import MIXERS, WindowAttention, attention_path
 from emo_mm.models.layers import ChannelLayerNorm
@@ -51,6 +51,26 @@ def flat(outputs):
 # ---------------------------------------------------------------------------------------
 # The mobile forms, in PyTorch.
 # ---------------------------------------------------------------------------------------
+def test_per_level_head_copies_compute_the_shared_head():
+    """RetinaNet's head applies one set of convolutions to every level; the int8 export
+    gives each level its own copy (XNNPACK needs each convolution's bias at its own input
+    scale). Same outputs; SSDLite's head has per-level layers already and stays."""
+    from emo_mm.apis import build_model, load_config
+    torch.manual_seed(0)
+    model = randomize(build_model(load_config('retinanet_emov2_1m_coco')))
+    wrapper = prepare_for_mobile(model)
+    images = torch.rand(1, 3, 128, 160)
+    with torch.no_grad():
+        shared = flat(wrapper(images))
+        assert unshare_level_heads(wrapper.model) == 5
+        copied = flat(wrapper(images))
+    assert len(copied) == len(shared) == 10
+    assert all(torch.equal(a, b) for a, b in zip(copied, shared))
+    assert unshare_level_heads(wrapper.model) == 0  # already per level
+    ssdlite = build_model(load_config('ssdlite_emov2_1m_320_coco'))
+    assert unshare_level_heads(ssdlite) == 0
+
+
 @pytest.mark.parametrize('mixer', ['spanning', 'strided', 'contiguous'])
 @pytest.mark.parametrize('window,size', [((7, 7), (14, 21)), ((7, 7), (10, 13)),
                                          ((4, 6), (9, 11)), ((0, 5), (6, 10)),
@@ -195,6 +215,25 @@ def test_detector_network_program_matches_pytorch(tmp_path):
     assert torch.equal(deployed.labels, reference.labels)
     assert relative_error(deployed.bboxes, reference.bboxes) < 1e-4
     assert relative_error(deployed.scores, reference.scores) < 1e-4
+
+
+@pytest.mark.mobile
+@pytest.mark.slow
+def test_int8_detector_network_program_runs_close_to_fp32(tmp_path):
+    """RetinaNet's network as an int8 program: it loads (with the head shared across
+    levels XNNPACK refused a convolution) and stays near the fp32 model."""
+    from emo_mm.apis import build_model, load_config
+    torch.manual_seed(0)
+    model = randomize(build_model(load_config('retinanet_emov2_1m_coco')))
+    path = str(tmp_path / 'retinanet_int8.pte')
+    size = (128, 160)
+    export_executorch(model, path, input_size=size, precision='int8',
+                      calibration=[torch.rand(2, 3, *size) for _ in range(2)])
+    errors = verify_executorch(path, model, tolerance=None)
+    print(f'\nRetinaNet-EMOv2-1M network int8 program against fp32 PyTorch (random weights '
+          f'and inputs): relative errors {", ".join(f"{e:.3f}" for e in errors)}')
+    assert len(errors) == 2 and all(0 < error < 0.2 for error in errors), errors
+    assert len(ExecuTorchProgram(path)(torch.rand(1, 3, *size))) == 10
 
 
 @pytest.mark.mobile

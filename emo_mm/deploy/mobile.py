@@ -200,6 +200,53 @@ class ConvChannelLayerNorm(nn.Module):
         return y
 
 
+class PerLevelHead(nn.Module):
+    """A dense head that runs its layers on each pyramid level, with one copy of the
+    layers per level (same weights; same outputs as the head).
+
+    mmdet's anchor heads (``RetinaHead``) apply one set of convolutions to every level.
+    In a static int8 graph each level's input has its own scale while the shared bias is
+    quantized once, with one level's: XNNPACK needs the bias scale of every convolution
+    to be its input scale times its weight scale, and refuses the others when the
+    program loads (``Failed to create convolution node ...: xnn_status_invalid_parameter``).
+    Copies give each level its own, correctly scaled bias.
+
+    Args:
+        head (nn.Module): A head whose ``forward`` is mmdet's
+            ``multi_apply(self.forward_single, feats)``.
+        num_levels (int): The number of pyramid levels it is called on.
+    """
+
+    def __init__(self, head: nn.Module, num_levels: int):
+        super().__init__()
+        self.levels = nn.ModuleList(copy.deepcopy(head) for _ in range(num_levels))
+
+    def forward(self, feats: Sequence[torch.Tensor]) -> Tuple[List[torch.Tensor], ...]:
+        if len(feats) != len(self.levels):
+            raise ValueError(f'The head was copied for {len(self.levels)} levels and got '
+                             f'{len(feats)} feature maps.')
+        outputs = [head.forward_single(x) for head, x in zip(self.levels, feats)]
+        return tuple(list(per_level) for per_level in zip(*outputs))
+
+
+def unshare_level_heads(model: nn.Module) -> int:
+    """Replaces, in place, a detector's ``bbox_head`` that applies one set of layers to
+    every pyramid level by a :class:`PerLevelHead`; returns the number of levels (0 when
+    nothing was replaced). For int8 programs only: an fp32 program computes the same
+    with the shared layers, and copies would multiply the head's weights in the file."""
+    try:
+        from mmdet.models.dense_heads import AnchorHead
+    except ImportError:  # pragma: no cover - mmdet is a dependency
+        return 0
+    head = getattr(model, 'bbox_head', None)
+    if (head is None or type(head).forward is not AnchorHead.forward
+            or not hasattr(head, 'prior_generator')):
+        return 0
+    levels = head.prior_generator.num_levels
+    model.bbox_head = PerLevelHead(head, levels)
+    return levels
+
+
 #: Modules int8 programs keep in float by default: the channel LayerNorm, whose mean and
 #: variance lose most of their resolution in int8 (measured in docs/mobile.md).
 FLOAT_MODULES = (ConvChannelLayerNorm, )
@@ -363,10 +410,9 @@ def set_weight_scale_floors(prepared: nn.Module, margin: float = 4.0) -> int:
             continue
         channels = weight_observer.min_val.numel()
         input_observer = _observer_of(prepared, node.args[0])
-        output_observers = [o for o in map(functools.partial(_observer_of, prepared), node.users)
-                            if o is not None]
+        output_observers = _output_observers(prepared, node)
         if input_observer is None or not output_observers:
-            weight_observer.scale_floor = torch.full((channels, ), EXECUTORCH_WEIGHT_FLOOR)
+            _raise_floor(weight_observer, torch.full((channels, ), EXECUTORCH_WEIGHT_FLOOR))
             continue
         input_scale = float(input_observer.calculate_qparams()[0].reshape(-1)[0])
         output_scale = max(float(o.calculate_qparams()[0].reshape(-1)[0])
@@ -377,9 +423,35 @@ def set_weight_scale_floors(prepared: nn.Module, margin: float = 4.0) -> int:
             values = functools.reduce(getattr, bias.target.split('.'), prepared)
             floor = torch.maximum(floor, values.detach().abs().float().reshape(-1) /
                                   (input_scale * INT32_MAX))
-        weight_observer.scale_floor = floor * margin
+        _raise_floor(weight_observer, floor * margin)
         count += 1
     return count
+
+
+#: Activations XNNPACK fuses into the layer before them: the layer's output is quantized
+#: after them.
+_FUSED_ACTIVATIONS = ('relu', 'relu_', 'hardtanh', 'hardtanh_', 'relu6', 'relu6_')
+
+
+def _output_observers(prepared: nn.Module, node) -> list:
+    """The observers of ``node``'s output, looking past a fused activation."""
+    observers = []
+    for user in node.users:
+        observer = _observer_of(prepared, user)
+        if observer is not None:
+            observers.append(observer)
+        elif (user.op == 'call_function'
+              and getattr(user.target, '__name__', '').split('.')[0] in _FUSED_ACTIVATIONS):
+            observers.extend(_output_observers(prepared, user))
+    return observers
+
+
+def _raise_floor(observer, floor: torch.Tensor) -> None:
+    """Sets ``observer``'s scale floor, keeping the larger one where a weight is shared by
+    several layers (each layer's constraints must hold)."""
+    if observer.scale_floor is not None:
+        floor = torch.maximum(observer.scale_floor, floor)
+    observer.scale_floor = floor
 
 
 def quantize_int8(wrapper: nn.Module, example: torch.Tensor,
@@ -479,6 +551,7 @@ def export_executorch(model: nn.Module,
     seen = 0
     with torch.no_grad():
         if precision == 'int8':
+            unshare_level_heads(wrapper.model)
             quantized, seen = quantize_int8(wrapper, example, calibration, float_modules)
             program_model = quantized
         else:
