@@ -365,6 +365,41 @@ def _test_runner(config, checkpoint, work_dir):
     return Runner.from_cfg(cfg)
 
 
+def _score_programs(config, checkpoint, work_dir):
+    """The toolbox's test metrics of ``config``'s trained model through its fp32 and int8
+    programs (``attach_program``), the int8 one calibrated on the test pipeline's images of
+    the training split (never the scored ones). Returns (input shape, {precision: metrics})."""
+    from mmengine.config import Config
+    from mmengine.runner import Runner
+
+    loaded = _test_runner(config, checkpoint, work_dir)
+    loaded.load_or_resume()  # the runner loads load_from only when it starts a loop
+    model = loaded.model.eval()
+    cfg = Config.fromfile(config)
+    test_loader = Runner.build_dataloader(cfg.test_dataloader)
+    shapes = {tuple(model.data_preprocessor(data, False)['inputs'].shape[2:])
+              for data in test_loader}
+    assert len(shapes) == 1, shapes  # one program serves every test image
+    shape = shapes.pop()
+    train_set = cfg.train_dataloader.dataset
+    train_set = train_set.get('dataset', train_set)  # a RepeatDataset's inner set
+    calib_cfg = cfg.test_dataloader.copy()
+    calib_cfg.dataset = dict(cfg.test_dataloader.dataset, data_prefix=train_set.data_prefix)
+    if 'ann_file' in train_set:
+        calib_cfg.dataset['ann_file'] = train_set.ann_file
+    calibration = [model.data_preprocessor(data, False)['inputs']
+                   for data, _ in zip(Runner.build_dataloader(calib_cfg), range(32))]
+    metrics = {}
+    for precision in ('fp32', 'int8'):
+        path = osp.join(work_dir, f'model_{precision}.pte')
+        export_executorch(model, path, input_size=shape, precision=precision,
+                          calibration=calibration if precision == 'int8' else None)
+        runner = _test_runner(config, checkpoint, work_dir)
+        attach_program(runner.model, ExecuTorchProgram(path))
+        metrics[precision] = runner.test()
+    return shape, metrics
+
+
 @pytest.mark.mobile
 @pytest.mark.slow
 # The int8 export's histogram observers (torchao) search their ranges in Python, once per
@@ -375,43 +410,44 @@ def test_demo_segmentor_programs_keep_accuracy(tmp_path, monkeypatch, demo_train
     """DeepLabv3-EMOv2-1M trained on the ADE20K-format demo set (the session's shared
     training), scored by mmseg's IoUMetric on the held-out split through ExecuTorch: the
     fp32 program as PyTorch, the int8 program (XNNPACK quantizer) within 1 point."""
-    from mmengine.config import Config
-    from mmengine.runner import Runner
-
     run = demo_training('deeplabv3_emov2')
     config = osp.join(REPO, 'configs', 'demo', 'deeplabv3_emov2_1m_demo.py')
     monkeypatch.chdir(REPO)  # the demo configs name data/ relative to the repository
-    work_dir = str(tmp_path)
     torch_miou = run.after['mIoU']
     assert torch_miou > 20  # trained: chance is about 11
-    loaded = _test_runner(config, run.checkpoint, work_dir)
-    loaded.load_or_resume()  # the runner loads load_from only when it starts a loop
-    model = loaded.model.eval()
-    test_loader = Runner.build_dataloader(Config.fromfile(config).test_dataloader)
-    shapes = {tuple(model.data_preprocessor(data, False)['inputs'].shape[2:])
-              for data in test_loader}
-    assert len(shapes) == 1, shapes  # one program serves every test image
-    shape = shapes.pop()
-    # Calibration: the test pipeline on training images (never the scored ones).
-    cfg = Config.fromfile(config)
-    calib_cfg = cfg.test_dataloader.copy()
-    calib_cfg.dataset = dict(cfg.test_dataloader.dataset,
-                             data_prefix=cfg.train_dataloader.dataset.data_prefix)
-    calibration = [model.data_preprocessor(data, False)['inputs']
-                   for data, _ in zip(Runner.build_dataloader(calib_cfg), range(32))]
-    metrics = {}
-    for precision in ('fp32', 'int8'):
-        path = osp.join(work_dir, f'deeplabv3_{precision}.pte')
-        export_executorch(model, path, input_size=shape, precision=precision,
-                          calibration=calibration if precision == 'int8' else None)
-        runner = _test_runner(config, run.checkpoint, work_dir)
-        attach_program(runner.model, ExecuTorchProgram(path))
-        metrics[precision] = runner.test()['mIoU']
-    print(f'\nDeepLabv3-EMOv2-1M demo mIoU on {len(test_loader)} held-out images at '
-          f'{shape[0]}x{shape[1]}: PyTorch {torch_miou:.2f}, ExecuTorch fp32 '
-          f'{metrics["fp32"]:.2f}, ExecuTorch int8 {metrics["int8"]:.2f}')
-    assert metrics['fp32'] == pytest.approx(torch_miou, abs=0.05)
-    assert metrics['int8'] >= torch_miou - 1.0
+    shape, metrics = _score_programs(config, run.checkpoint, str(tmp_path))
+    miou = {precision: m['mIoU'] for precision, m in metrics.items()}
+    print(f'\nDeepLabv3-EMOv2-1M demo mIoU on the held-out images at {shape[0]}x{shape[1]}: '
+          f'PyTorch {torch_miou:.2f}, ExecuTorch fp32 {miou["fp32"]:.2f}, ExecuTorch int8 '
+          f'{miou["int8"]:.2f}')
+    assert miou['fp32'] == pytest.approx(torch_miou, abs=0.05)
+    assert miou['int8'] >= torch_miou - 1.0
+
+
+@pytest.mark.mobile
+@pytest.mark.slow
+@pytest.mark.timeout(2400)
+@pytest.mark.demo_family('retinanet_emov2')
+def test_demo_detector_programs_keep_accuracy(tmp_path, monkeypatch, demo_training):
+    """RetinaNet-EMOv2-1M trained on the COCO-format demo set, scored by mmdet's COCO
+    metric on the held-out split through ExecuTorch (NMS in mmdet): the fp32 program as
+    PyTorch, the int8 program (one head copy per level) within 1 point of mAP@0.5."""
+    run = demo_training('retinanet_emov2')
+    config = osp.join(REPO, 'configs', 'demo', 'retinanet_emov2_1m_demo.py')
+    monkeypatch.chdir(REPO)
+    keys = ('coco/bbox_mAP', 'coco/bbox_mAP_50')
+    scores = {'PyTorch': {key: run.after[key] for key in keys}}
+    assert scores['PyTorch']['coco/bbox_mAP_50'] > 0.02  # trained (the learning test's gain)
+    shape, metrics = _score_programs(config, run.checkpoint, str(tmp_path))
+    for precision, found in metrics.items():
+        scores[f'ExecuTorch {precision}'] = {key: found[key] for key in keys}
+    print(f'\nRetinaNet-EMOv2-1M demo mAP / mAP@0.5 (points) at {shape[0]}x{shape[1]}: '
+          + ', '.join(f'{name} {100 * m[keys[0]]:.1f} / {100 * m[keys[1]]:.1f}'
+                      for name, m in scores.items()))
+    for key in keys:
+        assert scores['ExecuTorch fp32'][key] == pytest.approx(scores['PyTorch'][key], abs=1e-3)
+    assert (scores['ExecuTorch int8']['coco/bbox_mAP_50']
+            >= scores['PyTorch']['coco/bbox_mAP_50'] - 0.01)
 
 
 # ---------------------------------------------------------------------------------------
